@@ -1,0 +1,84 @@
+"""The `specrep` command: a small dispatcher in front of one Hydra app per subcommand.
+
+    specrep train [overrides...]       -> train_app   (conf/train.yaml)
+    specrep eval checkpoint=PATH ...   -> eval_app    (conf/eval.yaml)
+
+Everything after the subcommand goes to Hydra untouched: overrides, --multirun, --cfg job, --help,
+--info, -sc. A SpecrepError (bad config value, missing data, unusable checkpoint, diverged run) is
+printed as one line on stderr with exit status 1; HYDRA_FULL_ERROR=1 shows the traceback instead.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Callable
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from . import config
+from .errors import SpecrepError
+
+config.register()
+
+COMMANDS = {
+    "train": "train an encoder with an objective; writes checkpoints and a probe report "
+             "(Hydra: overrides, --multirun, --cfg job, --help)",
+    "eval": "score a checkpoint: linear probe, kNN and the random-init baseline "
+            "(specrep eval checkpoint=PATH)",
+}
+CONF = "pkg://specrep_cli.conf"
+
+
+def _run(cfg: DictConfig, work: Callable[[DictConfig, Path], object]) -> None:
+    """Validate the composed config, run `work` in the job's output dir, turn SpecrepError into one line."""
+    try:
+        config.validate(cfg)
+        work(cfg, Path(HydraConfig.get().runtime.output_dir))
+    except SpecrepError as err:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)
+
+
+@hydra.main(config_path=CONF, config_name="train", version_base="1.3")
+def train_app(cfg: DictConfig) -> None:
+    from .train import train
+    _run(cfg, train)
+
+
+@hydra.main(config_path=CONF, config_name="eval", version_base="1.3")
+def eval_app(cfg: DictConfig) -> None:
+    from .evaluate import evaluate_checkpoint
+    _run(cfg, evaluate_checkpoint)
+
+
+APPS = {"train": train_app, "eval": eval_app}
+
+
+def usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = ["usage: specrep <command> [hydra overrides and flags]", "", "commands:"]
+    lines += [f"  {name:<{width}}  {text}" for name, text in COMMANDS.items()]
+    lines += ["", "`specrep <command> --help` lists the config groups and options of a command."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(usage())
+        sys.exit(0)
+    command = args[0]
+    if command not in APPS:
+        print(f"specrep: unknown command {command!r}\n\n{usage()}", file=sys.stderr)
+        sys.exit(2)
+    sys.argv = [f"specrep {command}", *args[1:]]   # Hydra reads the overrides from sys.argv
+    APPS[command]()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,381 @@
+"""Typed schemas of every config group, registered in Hydra's ConfigStore.
+
+The YAML files under conf/ hold the values and a comment for every knob; the dataclasses here hold the
+types, so that Hydra rejects a mistyped key or a wrong type while it composes the config. Groups whose
+options have different fields (objective, dataset, optim) get one schema per option, stored under
+`schema/<group>/<option>` and named by the option's YAML in its defaults list.
+
+`validate(cfg)` runs before any work: it rejects keys that were force-added with `+` and checks value
+ranges (`__post_init__` of each dataclass), raising ConfigError with one line.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, is_dataclass
+from typing import Any, List, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from .errors import SpecrepError
+
+
+class ConfigError(SpecrepError, ValueError):
+    """A user-facing configuration problem; its message is one line saying what to change."""
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def _check_range(name: str, pair: List[float], low: float, high: float) -> None:
+    _require(len(pair) == 2 and low <= pair[0] <= pair[1] <= high,
+             f"{name} must be [min, max] with {low} <= min <= max <= {high}, got {list(pair)}")
+
+
+def _check_probability(name: str, p: float) -> None:
+    _require(0.0 <= p <= 1.0, f"{name} must be a probability in [0, 1], got {p}")
+
+
+# --------------------------------------------------------------------------------------- encoder
+@dataclass
+class EncoderConfig:
+    name: str = MISSING
+    width: int = 32
+    projector_hidden_dim: int = 512
+    projector_out_dim: int = 128
+    projector_layers: int = 2
+
+    def __post_init__(self) -> None:
+        _require(self.width > 0, f"encoder.width must be > 0, got {self.width}")
+        _require(self.projector_layers >= 0, "encoder.projector_layers must be >= 0")
+        _require(self.projector_hidden_dim > 0 and self.projector_out_dim > 0,
+                 "encoder.projector_hidden_dim and encoder.projector_out_dim must be > 0")
+
+
+# ------------------------------------------------------------------------------------- objective
+@dataclass
+class ObjectiveConfig:
+    name: str = MISSING
+
+
+@dataclass
+class SimCLRConfig(ObjectiveConfig):
+    name: str = "simclr"
+    temperature: float = 0.5
+
+    def __post_init__(self) -> None:
+        _require(self.temperature > 0, "objective.temperature must be > 0")
+
+
+@dataclass
+class BinaryNCEConfig(ObjectiveConfig):
+    name: str = "binary_nce"
+    temperature: float = 0.1
+    learn_temperature: bool = False
+    num_negatives: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        _require(self.temperature > 0, "objective.temperature must be > 0")
+        _require(self.num_negatives is None or self.num_negatives >= 1,
+                 "objective.num_negatives must be null (all B-1) or >= 1")
+
+
+@dataclass
+class SpectralConfig(ObjectiveConfig):
+    name: str = "spectral"
+    mu: float = 1.0
+
+    def __post_init__(self) -> None:
+        _require(self.mu > 0, "objective.mu must be > 0")
+
+
+@dataclass
+class SpectralBYOLConfig(ObjectiveConfig):
+    name: str = "spectral_byol"
+    target_momentum: float = 0.99
+    second_moment_momentum: float = 0.99
+    lambda_source: str = "ema"
+
+    def __post_init__(self) -> None:
+        _check_probability("objective.target_momentum", self.target_momentum)
+        _check_probability("objective.second_moment_momentum", self.second_moment_momentum)
+        _require(self.lambda_source in ("ema", "other_view"),
+                 f"objective.lambda_source must be ema or other_view, got {self.lambda_source!r}")
+
+
+@dataclass
+class PCAConfig(ObjectiveConfig):
+    name: str = "pca"
+    lam: float = 1.0
+    penalty_estimate: str = "batch"
+    second_moment_momentum: float = 0.9
+
+    def __post_init__(self) -> None:
+        _require(self.lam >= 0, "objective.lam must be >= 0")
+        _require(self.penalty_estimate in ("batch", "ema"),
+                 f"objective.penalty_estimate must be batch or ema, got {self.penalty_estimate!r}")
+        _check_probability("objective.second_moment_momentum", self.second_moment_momentum)
+
+
+@dataclass
+class CLIPConfig(ObjectiveConfig):
+    name: str = "clip"
+    logit_scale_init: float = 2.6592600369262695  # log(1 / 0.07)
+    learn_logit_scale: bool = True
+
+
+@dataclass
+class BYOLConfig(ObjectiveConfig):
+    name: str = "byol"
+    target_momentum: float = 0.99
+    predictor_hidden_dim: int = 512
+
+    def __post_init__(self) -> None:
+        _check_probability("objective.target_momentum", self.target_momentum)
+        _require(self.predictor_hidden_dim > 0, "objective.predictor_hidden_dim must be > 0")
+
+
+@dataclass
+class BarlowTwinsConfig(ObjectiveConfig):
+    name: str = "barlow_twins"
+    lam: float = 0.0051
+
+    def __post_init__(self) -> None:
+        _require(self.lam >= 0, "objective.lam must be >= 0")
+
+
+@dataclass
+class VICRegConfig(ObjectiveConfig):
+    name: str = "vicreg"
+    sim: float = 25.0
+    var: float = 25.0
+    cov: float = 1.0
+
+    def __post_init__(self) -> None:
+        _require(min(self.sim, self.var, self.cov) >= 0, "objective.sim/var/cov must be >= 0")
+
+
+OBJECTIVE_SCHEMAS = {c().name: c for c in (SimCLRConfig, BinaryNCEConfig, SpectralConfig,
+                                            SpectralBYOLConfig, PCAConfig, CLIPConfig, BYOLConfig,
+                                            BarlowTwinsConfig, VICRegConfig)}
+
+
+# ---------------------------------------------------------------------------------- augmentation
+@dataclass
+class ViewConfig:
+    crop_scale: List[float] = field(default_factory=lambda: [0.2, 1.0])
+    crop_ratio: List[float] = field(default_factory=lambda: [0.75, 4.0 / 3.0])
+    flip_p: float = 0.5
+    jitter_p: float = 0.8
+    brightness: float = 0.4
+    contrast: float = 0.4
+    saturation: float = 0.4
+    hue: float = 0.1
+    grayscale_p: float = 0.2
+    blur_p: float = 0.0
+    blur_sigma: List[float] = field(default_factory=lambda: [0.1, 2.0])
+    solarize_p: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check_range("crop_scale", self.crop_scale, 1e-6, 1.0)
+        _check_range("crop_ratio", self.crop_ratio, 1e-6, float("inf"))
+        _check_range("blur_sigma", self.blur_sigma, 1e-6, float("inf"))
+        for name in ("flip_p", "jitter_p", "grayscale_p", "blur_p", "solarize_p"):
+            _check_probability(name, getattr(self, name))
+        for name in ("brightness", "contrast", "saturation"):
+            _require(getattr(self, name) >= 0, f"{name} must be >= 0")
+        _require(0 <= self.hue <= 0.5, f"hue must be in [0, 0.5], got {self.hue}")
+
+
+@dataclass
+class AugmentationConfig:
+    name: str = MISSING
+    view_a: ViewConfig = field(default_factory=ViewConfig)
+    view_b: ViewConfig = field(default_factory=ViewConfig)
+
+
+# --------------------------------------------------------------------------------------- dataset
+@dataclass
+class DatasetConfig:
+    name: str = MISSING
+    subset: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        _require(self.subset is None or self.subset > 0, "dataset.subset must be null or > 0")
+
+
+@dataclass
+class ShapesConfig(DatasetConfig):
+    name: str = "shapes"
+    num_train: int = 10000
+    num_test: int = 2000
+    image_size: int = 32
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _require(self.num_train > 0 and self.num_test > 0, "dataset.num_train and num_test must be > 0")
+        _require(self.image_size >= 8, "dataset.image_size must be >= 8")
+
+
+@dataclass
+class ImageFolderConfig(DatasetConfig):
+    name: str = "imagefolder"
+    root: str = MISSING
+    image_size: int = 32
+    train_split: str = "train"
+    test_split: str = "test"
+    cache_dir: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _require(self.image_size >= 8, "dataset.image_size must be >= 8")
+
+
+DATASET_SCHEMAS = {c().name: c for c in (ShapesConfig,)} | {"imagefolder": ImageFolderConfig}
+
+
+# ----------------------------------------------------------------------------------------- optim
+@dataclass
+class OptimConfig:
+    name: str = MISSING
+    lr: float = 0.1
+    scale_lr: bool = True
+    weight_decay: float = 5e-4
+    warmup_epochs: float = 1.0
+    min_lr_ratio: float = 0.0
+
+    def __post_init__(self) -> None:
+        _require(self.lr > 0, f"optim.lr must be > 0, got {self.lr}")
+        _require(self.weight_decay >= 0, "optim.weight_decay must be >= 0")
+        _require(self.warmup_epochs >= 0, "optim.warmup_epochs must be >= 0")
+        _require(0 <= self.min_lr_ratio <= 1, "optim.min_lr_ratio must be in [0, 1]")
+
+
+@dataclass
+class SGDConfig(OptimConfig):
+    name: str = "sgd"
+    momentum: float = 0.9
+    nesterov: bool = False
+
+
+@dataclass
+class AdamWConfig(OptimConfig):
+    name: str = "adamw"
+    betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
+
+
+OPTIM_SCHEMAS = {"sgd": SGDConfig, "adamw": AdamWConfig}
+
+
+# ------------------------------------------------------------------------------ trainer and eval
+@dataclass
+class TrainerConfig:
+    epochs: int = 20
+    batch_size: int = 256
+    device: str = "auto"
+    precision: str = "auto"
+    log_every_n_steps: int = 20
+    checkpoint_every_n_epochs: int = 10
+
+    def __post_init__(self) -> None:
+        _require(self.epochs > 0, f"trainer.epochs must be > 0, got {self.epochs}")
+        _require(self.batch_size >= 2, f"trainer.batch_size must be >= 2, got {self.batch_size}")
+        _require(self.device in ("auto", "cpu", "cuda"),
+                 f"trainer.device must be auto, cpu or cuda, got {self.device!r}")
+        _require(self.precision in ("auto", "fp32", "bf16"),
+                 f"trainer.precision must be auto, fp32 or bf16, got {self.precision!r}")
+        _require(self.log_every_n_steps > 0, "trainer.log_every_n_steps must be > 0")
+        _require(self.checkpoint_every_n_epochs > 0, "trainer.checkpoint_every_n_epochs must be > 0")
+
+
+@dataclass
+class EvalConfig:
+    batch_size: int = 1024
+    knn_k: int = 200
+    knn_temperature: float = 0.07
+    probe_val_fraction: float = 0.1
+    probe_weight_decays: List[float] = field(default_factory=lambda: [0.0, 1e-5, 1e-4, 1e-3, 1e-2])
+    probe_steps: int = 300
+    random_init: bool = True
+
+    def __post_init__(self) -> None:
+        _require(self.batch_size > 0, "eval.batch_size must be > 0")
+        _require(self.knn_k > 0, "eval.knn_k must be > 0")
+        _require(self.knn_temperature > 0, "eval.knn_temperature must be > 0")
+        _require(0 < self.probe_val_fraction < 1, "eval.probe_val_fraction must be in (0, 1)")
+        _require(len(self.probe_weight_decays) > 0 and min(self.probe_weight_decays) >= 0,
+                 "eval.probe_weight_decays must be a non-empty list of values >= 0")
+        _require(self.probe_steps > 0, "eval.probe_steps must be > 0")
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 0
+    encoder: EncoderConfig = MISSING
+    objective: ObjectiveConfig = MISSING
+    augmentation: AugmentationConfig = MISSING
+    dataset: DatasetConfig = MISSING
+    optim: OptimConfig = MISSING
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+@dataclass
+class EvalAppConfig:
+    checkpoint: Optional[str] = None
+    seed: int = 0
+    dataset: Optional[DatasetConfig] = None
+    device: str = "auto"
+    precision: str = "auto"
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def __post_init__(self) -> None:
+        _require(self.device in ("auto", "cpu", "cuda"), f"device must be auto, cpu or cuda, got {self.device!r}")
+        _require(self.precision in ("auto", "fp32", "bf16"),
+                 f"precision must be auto, fp32 or bf16, got {self.precision!r}")
+
+
+def register() -> None:
+    """Store every schema in Hydra's ConfigStore (idempotent)."""
+    cs = ConfigStore.instance()
+    cs.store(name="train_schema", node=TrainConfig)
+    cs.store(name="eval_schema", node=EvalAppConfig)
+    for group, schemas in (("objective", OBJECTIVE_SCHEMAS), ("dataset", DATASET_SCHEMAS),
+                           ("optim", OPTIM_SCHEMAS)):
+        for name, node in schemas.items():
+            cs.store(group=f"schema/{group}", name=name, node=node)
+
+
+# ------------------------------------------------------------------------------------ validation
+def _unknown_keys(node: Any, schema: type, path: str) -> List[str]:
+    """Keys present in the composed node but absent from its dataclass (added with `+key=`)."""
+    names = {f.name: f for f in fields(schema)}
+    unknown = []
+    for key in node.keys():
+        full = f"{path}.{key}" if path else str(key)
+        if key not in names:
+            unknown.append(full)
+            continue
+        child = node[key]
+        child_type = OmegaConf.get_type(node, key) if isinstance(child, DictConfig) else None
+        if isinstance(child, DictConfig) and child_type is not None and is_dataclass(child_type):
+            unknown.extend(_unknown_keys(child, child_type, full))
+    return unknown
+
+
+def validate(cfg: DictConfig) -> Any:
+    """Check a composed config fully; return it as typed dataclass objects. Raises ConfigError."""
+    schema = OmegaConf.get_type(cfg)
+    unknown = _unknown_keys(cfg, schema, "")
+    if unknown:
+        raise ConfigError(f"unknown config key {unknown[0]!r}: check its spelling "
+                          f"(`specrep train --cfg job` shows every key)")
+    try:
+        return OmegaConf.to_object(cfg)
+    except ConfigError:
+        raise
+    except Exception as err:  # omegaconf's MissingMandatoryValue, ValidationError...
+        msg = str(err).splitlines()[0]
+        raise ConfigError(f"invalid config: {msg}") from None

@@ -1,0 +1,130 @@
+"""Backbones, the projector MLP, and the name-to-builder encoder registry.
+
+An `Encoder` is a backbone (image -> representation h, the features that are probed) followed by a
+projector (h -> z, what the objectives see). Encoders are rebuilt from their config by name, so a
+checkpoint only needs the config and the state dict:
+
+    encoder = build_encoder(cfg.encoder, in_channels=3)
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Dict
+
+import torch
+from torch import Tensor, nn
+from torchvision.models.resnet import BasicBlock, ResNet
+
+BACKBONES: Dict[str, Callable[[Any, int], nn.Module]] = {}
+
+
+def register_backbone(name: str):
+    """Decorator: make `builder(cfg, in_channels) -> nn.Module` available as `encoder=<name>`.
+
+    The module must expose `out_dim` (the size of the representation).
+    """
+    def wrap(builder):
+        BACKBONES[name] = builder
+        return builder
+    return wrap
+
+
+def _conv_bn_relu(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out),
+                         nn.ReLU(inplace=True))
+
+
+class ConvNet(nn.Module):
+    """Four conv-BN-ReLU stages of widths w, 2w, 4w, 8w; 2x2 max-pool between them; global average pool."""
+
+    def __init__(self, width: int, in_channels: int):
+        super().__init__()
+        w = width
+        self.features = nn.Sequential(
+            _conv_bn_relu(in_channels, w), nn.MaxPool2d(2),    # (B, w, H/2, W/2)
+            _conv_bn_relu(w, 2 * w), nn.MaxPool2d(2),          # (B, 2w, H/4, W/4)
+            _conv_bn_relu(2 * w, 4 * w), nn.MaxPool2d(2),      # (B, 4w, H/8, W/8)
+            _conv_bn_relu(4 * w, 8 * w),                       # (B, 8w, H/8, W/8)
+            nn.AdaptiveAvgPool2d(1), nn.Flatten())             # (B, 8w)
+        self.out_dim = 8 * w
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.features(x)
+
+
+@register_backbone("convnet")
+def _convnet(cfg: Any, in_channels: int) -> nn.Module:
+    return ConvNet(cfg.width, in_channels)
+
+
+class CifarResNet18(ResNet):
+    """torchvision's ResNet-18 with the CIFAR stem: 3x3 stride-1 first conv and no max-pool."""
+
+    def __init__(self, width: int, in_channels: int):
+        super().__init__(BasicBlock, [2, 2, 2, 2], width_per_group=64)
+        if width != 64:  # rebuild the stages at another width, keeping torchvision's block code
+            self.inplanes = width
+            self.layer1 = self._make_layer(BasicBlock, width, 2)
+            self.layer2 = self._make_layer(BasicBlock, 2 * width, 2, stride=2)
+            self.layer3 = self._make_layer(BasicBlock, 4 * width, 2, stride=2)
+            self.layer4 = self._make_layer(BasicBlock, 8 * width, 2, stride=2)
+            self.bn1 = nn.BatchNorm2d(width)
+        self.conv1 = nn.Conv2d(in_channels, width, 3, stride=1, padding=1, bias=False)
+        self.maxpool = nn.Identity()
+        self.fc = nn.Identity()
+        self.out_dim = 8 * width
+        for m in self.modules():  # torchvision's initialisation, applied again to the replaced layers
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+
+@register_backbone("resnet18")
+def _resnet18(cfg: Any, in_channels: int) -> nn.Module:
+    return CifarResNet18(cfg.width, in_channels)
+
+
+def projector(in_dim: int, hidden_dim: int, out_dim: int, layers: int) -> nn.Module:
+    """MLP of `layers` linear layers (Linear-BN-ReLU between them); 0 layers is the identity."""
+    if layers == 0:
+        return nn.Identity()
+    dims = [in_dim] + [hidden_dim] * (layers - 1) + [out_dim]
+    blocks = []
+    for i, (d_in, d_out) in enumerate(zip(dims[:-1], dims[1:])):
+        blocks.append(nn.Linear(d_in, d_out, bias=i == layers - 1))
+        if i < layers - 1:
+            blocks += [nn.BatchNorm1d(d_out), nn.ReLU(inplace=True)]
+    return nn.Sequential(*blocks)
+
+
+class Encoder(nn.Module):
+    """backbone (x -> h, the representation) followed by projector (h -> z)."""
+
+    def __init__(self, backbone: nn.Module, head: nn.Module, out_dim: int):
+        super().__init__()
+        self.backbone = backbone
+        self.projector = head
+        self.representation_dim = backbone.out_dim
+        self.out_dim = out_dim
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.projector(self.backbone(x))
+
+
+def build_encoder(cfg: Any, in_channels: int) -> Encoder:
+    """Build `cfg.name` from the registry; raises KeyError with the known names for an unknown one."""
+    if cfg.name not in BACKBONES:
+        raise KeyError(f"unknown encoder {cfg.name!r}; known: {', '.join(sorted(BACKBONES))}")
+    backbone = BACKBONES[cfg.name](cfg, in_channels)
+    out_dim = cfg.projector_out_dim if cfg.projector_layers > 0 else backbone.out_dim
+    head = projector(backbone.out_dim, cfg.projector_hidden_dim, cfg.projector_out_dim,
+                     cfg.projector_layers)
+    return Encoder(backbone, head, out_dim)
+
+
+def uses_channels_last(module: nn.Module) -> bool:
+    """Conv encoders run faster in channels_last memory format on both CPU (oneDNN) and CUDA."""
+    return any(isinstance(m, nn.Conv2d) for m in module.modules())
+
+
+@torch.no_grad()
+def param_count(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())

@@ -1,0 +1,312 @@
+"""Objective modules: what each objective owns beyond the two projections, and the objective registry.
+
+A method is an nn.Module holding the online encoder phi (`self.encoder`, the one that is probed) and
+whatever its loss needs besides: EMA targets, a predictor, Lambda_t, learnable temperatures or scales.
+The training loop knows nothing else about it:
+
+    method = build_method(cfg.objective, make_encoder, batch_size)  # make_encoder() -> an Encoder
+    terms = method(view_a, view_b)                       # {"loss": ..., "<term>": ...}, 0-dim tensors
+    terms["loss"].backward(); optimizer.step()
+    method.after_step(progress)                          # EMA updates; progress in [0, 1]
+
+Its whole state_dict (encoder included) is the objective's state in a checkpoint. To add an objective,
+write a Method subclass and register a builder with `@register_objective("name")` next to a schema in
+config.py and a YAML under conf/objective/.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any, Callable, Dict
+
+import torch
+from torch import Tensor, nn
+
+from . import objectives as O
+from .encoders import Encoder, projector
+
+Terms = Dict[str, Tensor]
+METHODS: Dict[str, Callable[[Any, Callable[[], Encoder], int], "Method"]] = {}
+
+
+def register_objective(name: str):
+    """Decorator: `builder(cfg, make_encoder, batch_size) -> Method` becomes `objective=<name>`."""
+    def wrap(builder):
+        METHODS[name] = builder
+        return builder
+    return wrap
+
+
+def build_method(cfg: Any, make_encoder: Callable[[], Encoder], batch_size: int) -> "Method":
+    """The objective `cfg.name`; batch_size is the number of samples one loss sees."""
+    if cfg.name not in METHODS:
+        raise KeyError(f"unknown objective {cfg.name!r}; known: {', '.join(sorted(METHODS))}")
+    return METHODS[cfg.name](cfg, make_encoder, batch_size)
+
+
+def _with_loss(loss: Tensor, terms: Terms) -> Terms:
+    return {"loss": loss, **terms}
+
+
+class Method(nn.Module):
+    """Base: one online encoder applied to both views in a single forward pass."""
+
+    def __init__(self, encoder: Encoder):
+        super().__init__()
+        self.encoder = encoder
+
+    def embed_pair(self, view_a: Tensor, view_b: Tensor) -> tuple[Tensor, Tensor]:
+        z = self.encoder(torch.cat([view_a, view_b]))   # (2B, d): one pass, BN sees both views
+        return z.chunk(2)
+
+    def forward(self, view_a: Tensor, view_b: Tensor) -> Terms:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def after_step(self, progress: float) -> None:
+        """Called after every optimizer step; progress = finished steps / total steps."""
+
+
+class EMATarget(nn.Module):
+    """A stop-gradient copy of an encoder, updated as nu <- m nu + (1 - m) phi (m = 0: nu = sg(phi))."""
+
+    def __init__(self, online: Encoder):
+        super().__init__()
+        self.net = copy.deepcopy(online).requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, online: Encoder, momentum: float) -> None:
+        target = list(self.net.parameters()) + list(self.net.buffers())
+        source = list(online.parameters()) + list(online.buffers())
+        floats = [(t, s) for t, s in zip(target, source) if t.is_floating_point()]
+        torch._foreach_lerp_([t for t, _ in floats], [s for _, s in floats], 1.0 - momentum)
+        for t, s in zip(target, source):
+            if not t.is_floating_point():
+                t.copy_(s)   # BN's num_batches_tracked
+
+    @torch.no_grad()
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+
+# --------------------------------------------------------------------------------- contrastive
+class SimCLR(Method):
+    def __init__(self, encoder: Encoder, temperature: float):
+        super().__init__(encoder)
+        self.temperature = temperature
+
+    def forward(self, view_a, view_b):
+        z_a, z_b = self.embed_pair(view_a, view_b)
+        return {"loss": O.info_nce(z_a, z_b, self.temperature)}
+
+
+@register_objective("simclr")
+def _simclr(cfg, make_encoder, batch_size):
+    return SimCLR(make_encoder(), cfg.temperature)
+
+
+class BinaryNCE(Method):
+    """Logistic NCE with a learnable bias (init -log k) and a fixed or learnable temperature."""
+
+    def __init__(self, encoder: Encoder, temperature: float, learn_temperature: bool,
+                 num_negatives: int | None, batch_size: int):
+        super().__init__(encoder)
+        self.num_negatives = num_negatives
+        k = num_negatives if num_negatives is not None else batch_size - 1
+        self.log_temperature = nn.Parameter(torch.tensor(math.log(temperature)),
+                                            requires_grad=learn_temperature)
+        self.bias = nn.Parameter(torch.tensor(-math.log(k)))
+
+    def forward(self, view_a, view_b):
+        z_a, z_b = self.embed_pair(view_a, view_b)
+        loss, terms = O.binary_nce(z_a, z_b, self.log_temperature.exp(), self.bias, self.num_negatives,
+                                   return_terms=True)
+        return _with_loss(loss, terms)
+
+
+@register_objective("binary_nce")
+def _binary_nce(cfg, make_encoder, batch_size):
+    return BinaryNCE(make_encoder(), cfg.temperature, cfg.learn_temperature, cfg.num_negatives,
+                     batch_size)
+
+
+class Spectral(Method):
+    def __init__(self, encoder: Encoder, mu: float):
+        super().__init__(encoder)
+        self.mu = mu
+
+    def forward(self, view_a, view_b):
+        z_a, z_b = self.embed_pair(view_a, view_b)
+        return _with_loss(*O.spectral_contrastive(z_a, z_b, self.mu, return_terms=True))
+
+
+@register_objective("spectral")
+def _spectral(cfg, make_encoder, batch_size):
+    return Spectral(make_encoder(), cfg.mu)
+
+
+# ----------------------------------------------------------------------------- non-contrastive
+def _batch_second_moment(z: Tensor) -> Tensor:
+    z = z.detach().float()
+    return z.T @ z / z.shape[0]                                  # (d, d)
+
+
+class SpectralBYOL(Method):
+    """Spectral contrastive loss without negatives: a target nu and Lambda_t ~ E[nu nu^T].
+
+    loss = spectral_byol(phi(a), nu(b), Lambda) + spectral_byol(phi(b), nu(a), Lambda')
+    with Lambda = Lambda' = the running estimate from earlier batches (lambda_source=ema; the first
+    batch uses its own estimate), or the batch second moment of the other view's targets
+    (lambda_source=other_view: Lambda = E_b[nu nu^T], Lambda' = E_a[nu nu^T]).
+    """
+
+    def __init__(self, encoder: Encoder, target_momentum: float, second_moment_momentum: float,
+                 lambda_source: str):
+        super().__init__(encoder)
+        self.target_momentum = target_momentum
+        self.second_moment_momentum = second_moment_momentum
+        self.lambda_source = lambda_source
+        self.target = EMATarget(encoder) if target_momentum > 0 else None
+        d = encoder.out_dim
+        self.register_buffer("second_moment", torch.zeros(d, d))
+        self.register_buffer("second_moment_initialized", torch.tensor(False))
+
+    def forward(self, view_a, view_b):
+        phi_a, phi_b = self.embed_pair(view_a, view_b)
+        if self.target is None:
+            nu_a, nu_b = phi_a.detach(), phi_b.detach()
+        else:
+            nu_a, nu_b = self.target(torch.cat([view_a, view_b])).chunk(2)
+        lam_a, lam_b = _batch_second_moment(nu_a), _batch_second_moment(nu_b)
+        if self.lambda_source == "other_view":
+            lam_for_a, lam_for_b = lam_b, lam_a
+        else:
+            batch = (lam_a + lam_b) / 2
+            running = torch.where(self.second_moment_initialized, self.second_moment, batch)
+            lam_for_a = lam_for_b = running
+            m = self.second_moment_momentum
+            with torch.no_grad():   # Lambda_t for the next step, from this batch's targets
+                self.second_moment.copy_(m * running + (1 - m) * batch)
+                self.second_moment_initialized.fill_(True)
+        loss_a, terms_a = O.spectral_byol(phi_a, nu_b, lam_for_a, return_terms=True)
+        loss_b, terms_b = O.spectral_byol(phi_b, nu_a, lam_for_b, return_terms=True)
+        return _with_loss(loss_a + loss_b, {k: terms_a[k] + terms_b[k] for k in terms_a})
+
+    @torch.no_grad()
+    def after_step(self, progress):
+        if self.target is not None:
+            self.target.update(self.encoder, self.target_momentum)
+
+
+@register_objective("spectral_byol")
+def _spectral_byol(cfg, make_encoder, batch_size):
+    return SpectralBYOL(make_encoder(), cfg.target_momentum, cfg.second_moment_momentum,
+                        cfg.lambda_source)
+
+
+class PCA(Method):
+    """max E[psi(x)^T psi(x')] - lam ||C - I||_F^2, C from the batch or from a running estimate.
+
+    penalty_estimate=ema uses the surrogate 2 <sg(C_ema) - I, C_batch>_F, whose gradient is unbiased
+    when C_ema is independent of the batch (C_ema is updated after the loss is computed).
+    """
+
+    def __init__(self, encoder: Encoder, lam: float, penalty_estimate: str, momentum: float):
+        super().__init__(encoder)
+        self.lam = lam
+        self.penalty_estimate = penalty_estimate
+        self.momentum = momentum
+        d = encoder.out_dim
+        self.register_buffer("second_moment", torch.zeros(d, d))
+        self.register_buffer("second_moment_initialized", torch.tensor(False))
+
+    def forward(self, view_a, view_b):
+        psi_a, psi_b = self.embed_pair(view_a, view_b)
+        if self.penalty_estimate == "batch":
+            return _with_loss(*O.pca_penalty(psi_a, psi_b, self.lam, return_terms=True))
+        batch = (_batch_second_moment(psi_a) + _batch_second_moment(psi_b)) / 2
+        c_ema = torch.where(self.second_moment_initialized, self.second_moment, batch)
+        out = _with_loss(*O.pca_penalty_surrogate(psi_a, psi_b, self.lam, c_ema, return_terms=True))
+        with torch.no_grad():
+            self.second_moment.copy_(self.momentum * c_ema + (1 - self.momentum) * batch)
+            self.second_moment_initialized.fill_(True)
+        return out
+
+
+@register_objective("pca")
+def _pca(cfg, make_encoder, batch_size):
+    return PCA(make_encoder(), cfg.lam, cfg.penalty_estimate, cfg.second_moment_momentum)
+
+
+class CLIP(Method):
+    """Two encoders phi (view a, the probed one) and nu (view b), learnable logit scale capped at 100."""
+
+    def __init__(self, encoder: Encoder, encoder_y: Encoder, logit_scale_init: float, learn: bool):
+        super().__init__(encoder)
+        self.encoder_y = encoder_y
+        self.logit_scale = nn.Parameter(torch.tensor(float(logit_scale_init)), requires_grad=learn)
+
+    def forward(self, view_a, view_b):
+        z_x, z_y = self.encoder(view_a), self.encoder_y(view_b)
+        return {"loss": O.clip_loss(z_x, z_y, self.logit_scale), "logit_scale": self.logit_scale.detach()}
+
+
+@register_objective("clip")
+def _clip(cfg, make_encoder, batch_size):
+    return CLIP(make_encoder(), make_encoder(), cfg.logit_scale_init, cfg.learn_logit_scale)
+
+
+class BYOL(Method):
+    """Online encoder + predictor vs an EMA target; the momentum follows a cosine schedule to 1."""
+
+    def __init__(self, encoder: Encoder, base_momentum: float, predictor_hidden_dim: int):
+        super().__init__(encoder)
+        self.base_momentum = base_momentum
+        self.predictor = projector(encoder.out_dim, predictor_hidden_dim, encoder.out_dim, 2)
+        self.target = EMATarget(encoder)
+
+    def forward(self, view_a, view_b):
+        z_a, z_b = self.embed_pair(view_a, view_b)
+        p_a, p_b = self.predictor(torch.cat([z_a, z_b])).chunk(2)
+        t_a, t_b = self.target(torch.cat([view_a, view_b])).chunk(2)
+        return {"loss": O.byol_loss(p_a, t_b) + O.byol_loss(p_b, t_a)}
+
+    @torch.no_grad()
+    def after_step(self, progress):
+        m = 1 - (1 - self.base_momentum) * (math.cos(math.pi * progress) + 1) / 2
+        self.target.update(self.encoder, m)
+
+
+@register_objective("byol")
+def _byol(cfg, make_encoder, batch_size):
+    return BYOL(make_encoder(), cfg.target_momentum, cfg.predictor_hidden_dim)
+
+
+class BarlowTwins(Method):
+    def __init__(self, encoder: Encoder, lam: float):
+        super().__init__(encoder)
+        self.lam = lam
+
+    def forward(self, view_a, view_b):
+        z_a, z_b = self.embed_pair(view_a, view_b)
+        return _with_loss(*O.barlow_twins_loss(z_a, z_b, self.lam, return_terms=True))
+
+
+@register_objective("barlow_twins")
+def _barlow_twins(cfg, make_encoder, batch_size):
+    return BarlowTwins(make_encoder(), cfg.lam)
+
+
+class VICReg(Method):
+    def __init__(self, encoder: Encoder, sim: float, var: float, cov: float):
+        super().__init__(encoder)
+        self.weights = (sim, var, cov)
+
+    def forward(self, view_a, view_b):
+        z_a, z_b = self.embed_pair(view_a, view_b)
+        return _with_loss(*O.vicreg_loss(z_a, z_b, *self.weights, return_terms=True))
+
+
+@register_objective("vicreg")
+def _vicreg(cfg, make_encoder, batch_size):
+    return VICReg(make_encoder(), cfg.sim, cfg.var, cfg.cov)

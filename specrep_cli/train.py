@@ -1,0 +1,285 @@
+"""The training loop, top to bottom: config -> data on the device -> method -> steps -> checkpoints -> report.
+
+It knows no particular objective: a method (methods.py) turns two augmented views into named loss
+terms, and this loop only steps the optimizer, logs the terms, saves checkpoints and evaluates.
+
+The step has no host sync: loss terms are accumulated on the device and pulled to the host every
+`trainer.log_every_n_steps` steps.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import subprocess
+import time
+from pathlib import Path
+from typing import Any, Dict, List
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from . import __version__
+from .augment import make_views
+from .checkpoint import save_checkpoint
+from .data import DatasetError, load_dataset
+from .encoders import build_encoder, uses_channels_last
+from .errors import SpecrepError
+from .evaluate import autocast, evaluate_with_baseline
+from .methods import Method, build_method
+from .report import print_report, write_report
+
+log = logging.getLogger("specrep")
+
+
+class TrainingError(SpecrepError):
+    """The run cannot go on (e.g. a non-finite loss)."""
+
+
+# ------------------------------------------------------------------------------------ run setup
+def resolve_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise SpecrepError("trainer.device=cuda but no CUDA device is visible: use device=auto or cpu")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def resolve_bf16(precision: str, device: torch.device) -> bool:
+    """bf16 autocast: on CUDA, and on CPUs with native bf16 (AVX512-BF16 or AMX); fp32 otherwise."""
+    if precision != "auto":
+        return precision == "bf16"
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    cpu = torch.cpu
+    return bool(getattr(cpu, "_is_avx512_bf16_supported", lambda: False)()
+                or getattr(cpu, "_is_amx_tile_supported", lambda: False)())
+
+
+def git_sha() -> str | None:
+    """The commit of the specrep source tree, when it is a git checkout."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=Path(__file__).parent,
+                             capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def applied_lr(optim: Any, batch_size: int) -> float:
+    """The linear scaling rule, when on: lr = optim.lr * batch_size / 256."""
+    return optim.lr * batch_size / 256 if optim.scale_lr else optim.lr
+
+
+def lr_schedule(base_lr: float, total_steps: int, warmup_steps: int, min_ratio: float) -> List[float]:
+    """Per-step learning rates: linear warm-up from 0, then cosine decay to min_ratio * base_lr."""
+    lrs = []
+    for step in range(total_steps):
+        if step < warmup_steps:
+            lrs.append(base_lr * (step + 1) / warmup_steps)
+        else:
+            t = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+            lrs.append(base_lr * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * t))))
+    return lrs
+
+
+def build_optimizer(method: Method, optim: Any, lr: float) -> torch.optim.Optimizer:
+    """SGD or AdamW; biases, normalisation weights and scalars (ndim <= 1) get no weight decay."""
+    params = [p for p in method.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if p.ndim > 1], "weight_decay": optim.weight_decay},
+              {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
+    if optim.name == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=optim.momentum, nesterov=optim.nesterov)
+    if optim.name == "adamw":
+        return torch.optim.AdamW(groups, lr=lr, betas=tuple(optim.betas))
+    raise SpecrepError(f"unknown optimizer {optim.name!r}: use optim=sgd or optim=adamw")
+
+
+def seeded_encoder(cfg: Any, in_channels: int, seed: int):
+    """The encoder a run with this seed starts from (also the random-init baseline)."""
+    torch.manual_seed(seed)
+    return build_encoder(cfg, in_channels)
+
+
+class MetricsLog:
+    """metrics.jsonl: one JSON object per logging step and per epoch."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def write(self, record: Dict[str, Any]) -> None:
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+def _host(terms: Dict[str, torch.Tensor], count: int) -> Dict[str, float]:
+    """Mean of accumulated terms, pulled to the host in one transfer."""
+    keys = list(terms)
+    values = (torch.stack([terms[k] for k in keys]) / max(count, 1)).tolist()
+    return dict(zip(keys, values))
+
+
+def _check_finite(values: Dict[str, float], step: int, last_checkpoint: Path | None) -> None:
+    if all(math.isfinite(v) for v in values.values()):
+        return
+    shown = ", ".join(f"{k}={v:.4g}" for k, v in values.items())
+    where = f"last good checkpoint: {last_checkpoint}" if last_checkpoint else "no checkpoint yet"
+    raise TrainingError(f"non-finite loss at step {step} ({shown}); {where}; lower optim.lr or "
+                        "check the objective's settings")
+
+
+# ----------------------------------------------------------------------------------------- train
+def train(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
+    """Train `cfg` and write checkpoints, metrics.jsonl and the report into run_dir."""
+    console = Console()
+    run_dir = Path(run_dir)
+    tr = cfg.trainer
+    device = resolve_device(tr.device)
+    bf16 = resolve_bf16(tr.precision, device)
+    torch.backends.cudnn.benchmark = True
+
+    # Data: the whole training split on the device as uint8, (N, C, H, W).
+    data = load_dataset(cfg.dataset)
+    n_train = data.train_images.shape[0]
+    if tr.batch_size > n_train:
+        raise DatasetError(f"trainer.batch_size={tr.batch_size} is larger than the training set "
+                           f"({n_train} images): lower the batch size or enlarge the dataset")
+    images = data.train_images.to(device)
+    mean, std = data.mean.to(device), data.std.to(device)
+
+    # Model, objective and optimizer.
+    torch.manual_seed(cfg.seed)   # the method builds its (first) encoder first: = seeded_encoder(...)
+    method = build_method(cfg.objective, lambda: build_encoder(cfg.encoder, data.in_channels),
+                          tr.batch_size).to(device)
+    channels_last = uses_channels_last(method)
+    if channels_last:
+        method = method.to(memory_format=torch.channels_last)
+    steps_per_epoch = n_train // tr.batch_size   # the last partial batch is dropped
+    total_steps = tr.epochs * steps_per_epoch
+    lr = applied_lr(cfg.optim, tr.batch_size)
+    lrs = lr_schedule(lr, total_steps, round(cfg.optim.warmup_epochs * steps_per_epoch),
+                      cfg.optim.min_lr_ratio)
+    optimizer = build_optimizer(method, cfg.optim, lr)
+    torch.manual_seed(cfg.seed)   # data order and augmentations
+
+    metrics = MetricsLog(run_dir / "metrics.jsonl")
+    ckpt_dir = run_dir / "checkpoints"
+    sha = git_sha()
+    log.info(f"specrep {__version__} (git {sha or 'n/a'}), torch {torch.__version__}")
+    log.info(f"run dir: {run_dir}")
+    log.info(f"device: {device}, precision: {'bf16 autocast' if bf16 else 'fp32'}, "
+             f"channels_last: {channels_last}")
+    log.info(f"data: {cfg.dataset.name}, {n_train} train / {data.test_images.shape[0]} test images, "
+             f"{data.in_channels}x{data.image_size}x{data.image_size}, {len(data.classes)} classes")
+    log.info(f"objective: {cfg.objective.name}, encoder: {cfg.encoder.name} "
+             f"({sum(p.numel() for p in method.encoder.parameters()) / 1e6:.2f} M params), "
+             f"augmentation: {cfg.augmentation.name}")
+    log.info(f"batch size {tr.batch_size}, {steps_per_epoch} steps/epoch x {tr.epochs} epochs, "
+             f"lr {lr:.4g}" + (f" (= {cfg.optim.lr} x {tr.batch_size}/256)" if cfg.optim.scale_lr else ""))
+
+    # The loop.
+    step, last_ckpt = 0, None
+    train_seconds = 0.0
+    for epoch in range(1, tr.epochs + 1):
+        method.train()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        perm = torch.randperm(n_train, device=device)
+        epoch_sum: Dict[str, torch.Tensor] = {}
+        log_sum: Dict[str, torch.Tensor] = {}
+        log_count, shown = 0, {}
+        with _progress(console, epoch, tr.epochs) as progress:
+            task = progress.add_task("train", total=steps_per_epoch, info="")
+            for i in range(steps_per_epoch):
+                batch = images[perm[i * tr.batch_size:(i + 1) * tr.batch_size]]   # (B, C, H, W) uint8
+                view_a, view_b = make_views(batch, cfg.augmentation, mean, std)    # (B, C, H, W) float
+                if channels_last:
+                    view_a = view_a.contiguous(memory_format=torch.channels_last)
+                    view_b = view_b.contiguous(memory_format=torch.channels_last)
+                for group in optimizer.param_groups:
+                    group["lr"] = lrs[step]
+                with autocast(device, bf16):
+                    terms = method(view_a, view_b)
+                optimizer.zero_grad(set_to_none=True)
+                terms["loss"].backward()
+                optimizer.step()
+                step += 1
+                method.after_step(step / total_steps)
+
+                for k, v in terms.items():
+                    v = v.detach().float()
+                    epoch_sum[k] = epoch_sum[k] + v if k in epoch_sum else v
+                    log_sum[k] = log_sum[k] + v if k in log_sum else v
+                log_count += 1
+                if step % tr.log_every_n_steps == 0 or i == steps_per_epoch - 1:
+                    shown = _host(log_sum, log_count)      # the only host sync, every N steps
+                    _check_finite(shown, step, last_ckpt)
+                    elapsed = time.perf_counter() - t0
+                    metrics.write({"step": step, "epoch": epoch, "lr": lrs[step - 1], **shown})
+                    progress.update(task, info=f"loss {shown['loss']:.4f}  lr {lrs[step - 1]:.3g}  "
+                                               f"{(i + 1) * tr.batch_size / elapsed:.0f} img/s")
+                    log_sum, log_count = {}, 0
+                progress.advance(task)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        epoch_seconds = time.perf_counter() - t0
+        train_seconds += epoch_seconds
+        means = _host(epoch_sum, steps_per_epoch)
+        throughput = steps_per_epoch * tr.batch_size / epoch_seconds
+        metrics.write({"epoch": epoch, "step": step, "epoch_seconds": epoch_seconds,
+                       "images_per_second": throughput, **{f"epoch_{k}": v for k, v in means.items()}})
+        log.info(f"epoch {epoch}/{tr.epochs}  " + "  ".join(f"{k} {v:.4f}" for k, v in means.items())
+                 + f"  {epoch_seconds:.1f} s  {throughput:.0f} img/s")
+
+        payload = _checkpoint_payload(cfg, data, method, optimizer, epoch, step)
+        last_ckpt = ckpt_dir / "last.pt"
+        save_checkpoint(last_ckpt, payload)
+        if epoch % tr.checkpoint_every_n_epochs == 0 or epoch == tr.epochs:
+            save_checkpoint(ckpt_dir / f"epoch_{epoch:04d}.pt", payload)
+
+    # Evaluation of the trained encoder and of its random initialisation.
+    t0 = time.perf_counter()
+    results = evaluate_with_baseline(
+        method.encoder, lambda: seeded_encoder(cfg.encoder, data.in_channels, cfg.seed).to(device),
+        data, cfg.eval, device, bf16, cfg.seed)
+    report = {
+        "run": {"objective": cfg.objective.name, "encoder": cfg.encoder.name,
+                "augmentation": cfg.augmentation.name, "dataset": cfg.dataset.name,
+                "epochs": tr.epochs, "batch_size": tr.batch_size, "seed": cfg.seed,
+                "device": str(device), "precision": "bf16" if bf16 else "fp32", "lr": lr,
+                "git_sha": sha, "specrep_version": __version__, "torch_version": torch.__version__},
+        **results,
+        "timing": {"train_seconds": train_seconds,
+                   "train_images_per_second": total_steps * tr.batch_size / train_seconds,
+                   "eval_seconds": time.perf_counter() - t0},
+    }
+    write_report(run_dir, report)
+    print_report(report, console)
+    log.info(f"report: {run_dir / 'report.md'}")
+    return report
+
+
+def _progress(console: Console, epoch: int, epochs: int) -> Progress:
+    return Progress(TextColumn(f"epoch {epoch}/{epochs}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[info]}"), TimeRemainingColumn(), console=console,
+                    transient=True)
+
+
+def _checkpoint_payload(cfg: DictConfig, data, method: Method, optimizer, epoch: int, step: int):
+    state = method.state_dict()
+    rng = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    return {
+        "specrep_version": __version__, "torch_version": str(torch.__version__),
+        "config": OmegaConf.to_container(cfg, resolve=True),
+        "data": {"in_channels": data.in_channels, "image_size": data.image_size,
+                 "classes": list(data.classes)},
+        "encoder": {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")},
+        "objective": {k: v for k, v in state.items() if not k.startswith("encoder.")},
+        "optimizer": optimizer.state_dict(),
+        "epoch": epoch, "step": step, "rng": rng,
+    }

@@ -1,0 +1,46 @@
+"""Shared helpers: run the real CLI in a subprocess, tiny configs that train in seconds."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CIFAR = REPO.parent / "shared" / "data" / "cifar10-jpeg"
+
+# A run that takes seconds on a CPU: 256 training images, one epoch of 4 steps, a narrow encoder.
+TINY = ["dataset.num_train=256", "dataset.num_test=128", "trainer.batch_size=64", "trainer.epochs=1",
+        "encoder.width=8", "encoder.projector_hidden_dim=64", "encoder.projector_out_dim=32",
+        "eval.probe_steps=20", "eval.batch_size=256", "trainer.log_every_n_steps=2"]
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300,
+            script: bool = False) -> subprocess.CompletedProcess:
+    """`specrep ARGS` (the console script when script=True, else `python -m specrep_cli`)."""
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    env["SPECREP_CACHE"] = str(Path(cwd or REPO) / ".specrep-cache")
+    exe = [shutil.which("specrep")] if script else [sys.executable, "-m", "specrep_cli"]
+    return subprocess.run([*exe, *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> None:
+    """A non-zero exit, no traceback, and the message naming what is wrong."""
+    assert proc.returncode != 0, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    for needle in needles:
+        assert needle in proc.stderr, proc.stderr
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory) -> Path:
+    """One tiny `specrep train` run shared by the tests that read its outputs."""
+    work = tmp_path_factory.mktemp("train")
+    run_dir = work / "run"
+    proc = run_cli("train", *TINY, f"hydra.run.dir={run_dir}", cwd=work, script=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return run_dir

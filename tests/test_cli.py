@@ -1,0 +1,164 @@
+"""The CLI end to end, in subprocesses: train, eval, sweeps, help, and bad input."""
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import CIFAR, REPO, TINY, assert_one_line_error, run_cli
+
+REPORT_KEYS = {"run", "linear_probe", "knn", "random_init", "timing"}
+
+
+def test_bare_command_lists_subcommands():
+    for args in ([], ["--help"]):
+        proc = run_cli(*args)
+        assert proc.returncode == 0
+        assert "train" in proc.stdout and "eval" in proc.stdout
+
+
+def test_unknown_subcommand_exits_2_with_the_list():
+    proc = run_cli("trian")
+    assert proc.returncode == 2
+    assert "unknown command 'trian'" in proc.stderr and "eval" in proc.stderr
+
+
+def test_train_help_lists_groups_and_options():
+    proc = run_cli("train", "--help")
+    assert proc.returncode == 0
+    for line in ("objective: ", "encoder: convnet, resnet18", "dataset: imagefolder, shapes"):
+        assert line in proc.stdout
+
+
+def test_cfg_job_prints_the_composed_config():
+    proc = run_cli("train", "objective=simclr", "--cfg", "job")
+    assert proc.returncode == 0
+    assert "name: simclr" in proc.stdout and "temperature: 0.5" in proc.stdout
+
+
+def test_train_writes_the_documented_run_dir(trained_run: Path):
+    for name in (".hydra/config.yaml", "train.log", "metrics.jsonl", "checkpoints/last.pt",
+                 "checkpoints/epoch_0001.pt", "report.json", "report.md"):
+        assert (trained_run / name).is_file(), name
+    report = json.loads((trained_run / "report.json").read_text())
+    assert REPORT_KEYS <= set(report)
+    for key in ("objective", "encoder", "augmentation", "dataset", "epochs", "batch_size", "seed",
+                "device", "precision", "git_sha"):
+        assert key in report["run"]
+    assert 0 <= report["linear_probe"]["top1"] <= 100 and 0 <= report["linear_probe"]["top5"] <= 100
+    assert report["linear_probe"]["top5"] >= report["linear_probe"]["top1"]
+    assert report["knn"]["k"] == 200 and 0 <= report["knn"]["top1"] <= 100
+    assert 0 <= report["random_init"]["linear_probe_top1"] <= 100
+    assert report["timing"]["train_seconds"] > 0 and report["timing"]["train_images_per_second"] > 0
+    lines = [json.loads(line) for line in (trained_run / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in lines if "loss" in r]
+    assert [r["step"] for r in steps] == [2, 4]
+    assert {"attract", "repel", "lr"} <= set(steps[0])
+    assert any("epoch_loss" in r for r in lines)
+    assert "epoch 1/1" in (trained_run / "train.log").read_text()
+
+
+def test_checkpoint_holds_weights_config_and_state(trained_run: Path):
+    ckpt = torch.load(trained_run / "checkpoints" / "last.pt", weights_only=True)
+    assert ckpt["format"] == "specrep-checkpoint"
+    for key in ("encoder", "objective", "optimizer", "epoch", "step", "rng", "config", "data",
+                "specrep_version", "torch_version"):
+        assert key in ckpt
+    assert ckpt["config"]["encoder"]["width"] == 8
+    assert any(k.startswith("backbone.") for k in ckpt["encoder"])
+    assert any(k.startswith("projector.") for k in ckpt["encoder"])
+    assert ckpt["epoch"] == 1 and ckpt["step"] == 4
+
+
+def test_eval_rebuilds_the_encoder_from_the_checkpoint(trained_run: Path, tmp_path: Path):
+    out = tmp_path / "eval"
+    # The eval config's defaults know nothing of width 8: the encoder must come from the checkpoint.
+    proc = run_cli("eval", f"checkpoint={trained_run / 'checkpoints' / 'last.pt'}", "eval.probe_steps=20",
+                   f"hydra.run.dir={out}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert REPORT_KEYS - {"timing"} <= set(report)
+    assert report["run"]["encoder"] == "convnet" and report["run"]["epochs"] == 1
+    trained = json.loads((trained_run / "report.json").read_text())
+    # Same weights, same data, same probe: the same accuracy as the end-of-training report.
+    assert report["knn"]["top1"] == pytest.approx(trained["knn"]["top1"], abs=1.0)
+    assert (out / "report.md").is_file() and (out / "eval.log").is_file()
+
+
+def test_eval_accepts_a_run_directory_and_another_dataset(trained_run: Path, tmp_path: Path):
+    out = tmp_path / "eval"
+    proc = run_cli("eval", f"checkpoint={trained_run}", "dataset=shapes", "dataset.num_train=200",
+                   "dataset.num_test=100", "dataset.seed=7", "eval.probe_steps=10",
+                   f"hydra.run.dir={out}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((out / "report.json").read_text())["run"]["dataset"] == "shapes"
+
+
+def test_multirun_sweeps_two_jobs(tmp_path: Path):
+    sweep = tmp_path / "sweep"
+    proc = run_cli("train", "--multirun", "objective=spectral,simclr", *TINY, "eval.random_init=false",
+                   f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    for job, objective in (("0", "spectral"), ("1", "simclr")):
+        report = json.loads((sweep / job / "report.json").read_text())
+        assert report["run"]["objective"] == objective
+
+
+@pytest.mark.parametrize("override, needle", [
+    (["trainer.epoch=3"], "trainer.epoch"),                  # mistyped key
+    (["objective=spectrall"], "spectrall"),                  # unknown group option
+    (["trainer.epochs=abc"], "trainer.epochs"),              # wrong type
+])
+def test_bad_overrides_fail_at_composition_without_traceback(tmp_path: Path, override, needle):
+    proc = run_cli("train", *override, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert_one_line_error(proc, needle)
+    assert not (tmp_path / "run").exists()   # failed before any work
+
+
+@pytest.mark.parametrize("override, needle", [
+    (["+trainer.epoch=3"], "unknown config key 'trainer.epoch'"),
+    (["trainer.epochs=0"], "trainer.epochs must be > 0"),
+    (["optim.lr=-1"], "optim.lr must be > 0"),
+    (["trainer.batch_size=512", "dataset.num_train=256"], "larger than the training set"),
+    (["dataset=imagefolder", "dataset.root=/nonexistent/data"], "/nonexistent/data does not exist"),
+])
+def test_bad_values_fail_with_one_line(tmp_path: Path, override, needle):
+    proc = run_cli("train", *override, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert_one_line_error(proc, needle)
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_eval_without_a_checkpoint_says_so(tmp_path: Path):
+    proc = run_cli("eval", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert_one_line_error(proc, "no checkpoint given")
+
+
+@pytest.mark.skipif(not CIFAR.is_dir(), reason=f"CIFAR-10 JPEG copy not found at {CIFAR}")
+def test_one_epoch_on_cifar10_jpeg_subset(tmp_path: Path):
+    run_dir = tmp_path / "run"
+    proc = run_cli("train", "dataset=imagefolder", f"dataset.root={CIFAR}", "dataset.subset=512",
+                   "trainer.epochs=1", "trainer.batch_size=128", "encoder.width=8", "eval.probe_steps=20",
+                   "eval.random_init=false", f"hydra.run.dir={run_dir}", cwd=tmp_path, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["run"]["dataset"] == "imagefolder"
+    assert report["linear_probe"]["top1"] > 10.0   # above chance on real CIFAR-10 test images
+
+
+def test_wheel_ships_every_config(tmp_path: Path):
+    build = pytest.importorskip("build", reason="the `build` package (pip install -e '.[test]') is needed")
+    import subprocess
+    import sys
+    proc = subprocess.run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir",
+                           str(tmp_path), str(REPO)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    wheel = next(tmp_path.glob("specrep-*.whl"))
+    names = set(zipfile.ZipFile(wheel).namelist())
+    yamls = sorted(p.relative_to(REPO / "conf").as_posix() for p in (REPO / "conf").rglob("*.yaml"))
+    assert yamls
+    for rel in yamls:
+        assert f"specrep_cli/conf/{rel}" in names, rel
+    assert "specrep_cli/conf/__init__.py" in names

@@ -1,0 +1,95 @@
+"""Every option of every config group composes, validates and builds; typos are caught."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_module
+
+from specrep_cli import config
+from specrep_cli.augment import make_views
+from specrep_cli.data import load_dataset
+from specrep_cli.encoders import build_encoder
+from specrep_cli.methods import build_method
+from specrep_cli.train import build_optimizer
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and not p.name.startswith("_"))
+OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml"))]
+SMALL = ["encoder.width=4", "encoder.projector_hidden_dim=16", "encoder.projector_out_dim=8",
+         "dataset.num_train=32", "dataset.num_test=16", "trainer.batch_size=8"]
+
+config.register()
+
+
+def compose_train(overrides):
+    with initialize_config_module(config_module="specrep_cli.conf", version_base="1.3"):
+        return compose(config_name="train", overrides=overrides)
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory) -> Path:
+    """An image folder with two classes per split, odd sizes and a grayscale image."""
+    from PIL import Image
+    root = tmp_path_factory.mktemp("folder")
+    for split in ("train", "test"):
+        for c, colour in (("red", (255, 0, 0)), ("blue", (0, 0, 255))):
+            (root / split / c).mkdir(parents=True)
+            for i in range(6):
+                Image.new("RGB", (20 + i, 30), colour).save(root / split / c / f"{i}.png")
+            Image.new("L", (17, 17), 128).save(root / split / c / "gray.jpg")
+    return root
+
+
+def test_every_group_has_options():
+    assert {"encoder", "objective", "augmentation", "dataset", "optim"} <= set(GROUPS)
+    assert len(OPTIONS) >= 11
+
+
+def test_every_yaml_opens_with_a_command_that_uses_it():
+    for path in CONF.rglob("*.yaml"):
+        first = path.read_text().splitlines()[0]
+        assert first.startswith("# specrep "), path
+
+
+@pytest.mark.parametrize("group, option", OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
+def test_option_composes_validates_and_builds(group, option, tiny_folder, tmp_path, monkeypatch):
+    monkeypatch.setenv("SPECREP_CACHE", str(tmp_path))
+    overrides = [f"{group}={option}"] + ([f"dataset.root={tiny_folder}"] if option == "imagefolder" else [])
+    if option == "imagefolder":
+        overrides += ["dataset.image_size=16"]
+    cfg = compose_train(overrides + [o for o in SMALL if not (option == "imagefolder" and "num_" in o)])
+    typed = config.validate(cfg)
+    if group != "eval":   # eval has a single option, `default`, and no name
+        assert cfg[group].name == option
+
+    data = load_dataset(cfg.dataset)
+    assert data.train_images.dtype == torch.uint8 and data.train_images.ndim == 4
+    method = build_method(cfg.objective, lambda: build_encoder(cfg.encoder, data.in_channels), 8)
+    optimizer = build_optimizer(method, cfg.optim, 0.01)
+    view_a, view_b = make_views(data.train_images[:8], cfg.augmentation, data.mean, data.std)
+    terms = method(view_a, view_b)
+    terms["loss"].backward()
+    optimizer.step()
+    method.after_step(0.5)
+    assert torch.isfinite(terms["loss"])
+    assert typed.trainer.batch_size == 8
+
+
+def test_typed_schema_rejects_wrong_types_and_typos():
+    with pytest.raises(Exception, match="trainer.epochs"):
+        compose_train(["trainer.epochs=abc"])
+    with pytest.raises(Exception, match="epoch"):
+        compose_train(["trainer.epoch=3"])
+    with pytest.raises(Exception, match="temperature"):
+        compose_train(["objective=spectral", "objective.temperature=0.1"])   # simclr's key on spectral
+
+
+def test_validate_rejects_force_added_keys_and_bad_ranges():
+    with pytest.raises(config.ConfigError, match="unknown config key 'objective.mu2'"):
+        config.validate(compose_train(["+objective.mu2=1"]))
+    with pytest.raises(config.ConfigError, match="crop_scale"):
+        config.validate(compose_train(["augmentation.view_a.crop_scale=[0.9,0.1]"]))
+    with pytest.raises(config.ConfigError, match="trainer.device"):
+        config.validate(compose_train(["trainer.device=tpu"]))
