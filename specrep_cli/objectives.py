@@ -1,0 +1,263 @@
+"""Self-supervised objectives as pure loss functions of embeddings.
+
+Each function takes plain tensors and returns a 0-dim loss. Nothing here holds state, builds a
+module or reads a config: heads, EMA targets, running second moments and learnable scales belong
+to the caller (methods.py). Each docstring states its formula exactly.
+
+Convention: every loss takes a keyword-only ``return_terms=False``. With ``return_terms=True`` it
+returns ``(loss, terms)``, where ``terms`` maps a name to a detached 0-dim tensor for logging (no
+``.item()``, so no host sync). When ``terms`` is non-empty its values sum to ``loss``: weights such
+as ``lam`` or ``1/mu`` are already applied inside each term. info_nce, clip_loss and byol_loss have
+no terms (an empty dict).
+
+Notation: ``z_a``, ``z_b`` are (B, d) projector outputs for view a and view b of the same B samples
+(row i of both comes from sample i). "Normalized" means rows are L2-normalised first, so dot products
+are cosines. ``sg`` is stop-gradient (detach). ``<X, Y>_F`` is the Frobenius inner product.
+
+Precision: every loss runs with autocast disabled and its floating tensor arguments promoted to at
+least float32 (bf16/fp16 -> fp32, fp64 stays fp64), so similarity matrices and Grams are never bf16.
+"""
+
+import functools
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def _fp32(loss_fn):
+    """Run ``loss_fn`` with autocast off and its floating tensor arguments promoted to >= float32."""
+
+    def promote(x):
+        if isinstance(x, Tensor) and x.is_floating_point():
+            return x.to(torch.promote_types(x.dtype, torch.float32))
+        return x
+
+    @functools.wraps(loss_fn)
+    def wrapper(*args, **kwargs):
+        device = next(x for x in (*args, *kwargs.values()) if isinstance(x, Tensor)).device
+        with torch.autocast(device_type=device.type, enabled=False):
+            return loss_fn(*map(promote, args), **{k: promote(v) for k, v in kwargs.items()})
+
+    return wrapper
+
+
+def _result(loss: Tensor, terms: dict[str, Tensor], return_terms: bool):
+    if return_terms:
+        return loss, {name: t.detach() for name, t in terms.items()}
+    return loss
+
+
+def _sum_off_diagonal(m: Tensor) -> Tensor:
+    """sum_{i != j} m_ij of a square matrix."""
+    eye = torch.eye(m.shape[0], dtype=torch.bool, device=m.device)
+    return m.masked_fill(eye, 0).sum()
+
+
+def _second_moment(psi_a: Tensor, psi_b: Tensor) -> Tensor:
+    """(psi_a^T psi_a + psi_b^T psi_b) / (2B), shape (d, d)."""
+    return (psi_a.T @ psi_a + psi_b.T @ psi_b) / (2 * psi_a.shape[0])
+
+
+def _cross_sq_off_diagonal(a: Tensor, b: Tensor, via_gram: bool) -> Tensor:
+    """sum_{i != j} (a_i . b_j)^2.
+
+    via_gram=True:  <A^T A, B^T B>_F - sum_i (a_i . b_i)^2, two (d, d) Grams, O(B d^2) (for B > d).
+    via_gram=False: through the (B, B) matrix A B^T, O(B^2 d) (for B <= d).
+    """
+    if via_gram:
+        return ((a.T @ a) * (b.T @ b)).sum() - (a * b).sum(1).pow(2).sum()
+    return _sum_off_diagonal((a @ b.T).pow(2))
+
+
+@_fp32
+def info_nce(z_a: Tensor, z_b: Tensor, temperature, *, return_terms: bool = False):
+    """Ranking NCE (SimCLR's NT-Xent). Normalized. Cost O(B^2 d).
+
+    z = [z_a; z_b] (2B, d), rows normalized; s(n, m) = z_n . z_m / temperature; p(n) = n + B for
+    n < B, n - B otherwise (the other view of the same sample).
+    loss = -(1/2B) sum_{n=1..2B} log( exp s(n, p(n)) / sum_{m != n} exp s(n, m) )
+    """
+    B = z_a.shape[0]
+    z = F.normalize(torch.cat([z_a, z_b]), dim=1)  # (2B, d)
+    logits = (z / temperature) @ z.T  # (2B, 2B)
+    logits.fill_diagonal_(float("-inf"))  # an anchor is not its own candidate
+    positives = (torch.arange(2 * B, device=z.device) + B) % (2 * B)  # (2B,), p(n)
+    loss = F.cross_entropy(logits, positives)
+    return _result(loss, {}, return_terms)
+
+
+@_fp32
+def binary_nce(z_a: Tensor, z_b: Tensor, temperature, bias, num_negatives: int | None = None,
+               *, return_terms: bool = False):
+    """Binary (logistic) NCE. Normalized. Cost O(B k d); with k = B - 1 it is SigLIP's all-pairs loss.
+
+    s(i, j) = a_i . b_j / temperature + bias;  k = num_negatives (1 <= k <= B - 1, None means B - 1)
+    positive = -(1/B) sum_i log sigmoid(s(i, i))
+    negative = -(1/B) sum_i sum_{m=1..k} log sigmoid(-s(i, (i + m) mod B))
+    loss = positive + negative
+    ``temperature`` and ``bias`` may be floats or 0-dim tensors (gradients flow to them).
+    Raises ValueError when k is out of range.
+    """
+    B = z_a.shape[0]
+    k = B - 1 if num_negatives is None else num_negatives
+    if not 1 <= k <= B - 1:
+        raise ValueError(f"num_negatives must be in [1, B - 1] = [1, {B - 1}], got {k}")
+    # below, -log sigmoid(x) = softplus(-x) and -log sigmoid(-x) = softplus(x)
+    a = F.normalize(z_a, dim=1) / temperature  # (B, d), temperature folded in
+    b = F.normalize(z_b, dim=1)  # (B, d)
+    positive = F.softplus(-((a * b).sum(1) + bias)).mean()
+    if k == B - 1:  # all pairs: one (B, B) matrix is cheaper than B - 1 rolls
+        logits = a @ b.T + bias  # (B, B), s(i, j)
+        logits.fill_diagonal_(float("-inf"))  # softplus(-inf) = 0 drops the positives
+        negative = F.softplus(logits).sum() / B
+    else:  # k shifted copies of b, never a (B, B) matrix
+        negative = 0
+        for m in range(1, k + 1):
+            s_m = (a * b.roll(-m, dims=0)).sum(1) + bias  # (B,), s(i, (i + m) mod B)
+            negative = negative + F.softplus(s_m).sum()
+        negative = negative / B
+    return _result(positive + negative, {"positive": positive, "negative": negative}, return_terms)
+
+
+@_fp32
+def spectral_contrastive(z_a: Tensor, z_b: Tensor, mu: float = 1.0, *, return_terms: bool = False):
+    """Spectral contrastive loss (HaoChen et al. 2021). Requires B >= 2.
+
+    Rows are first projected onto the ball of radius sqrt(mu): a_i = z_a_i * min(1, sqrt(mu) / |z_a_i|),
+    likewise b_i. Then
+    attract = -(2/B) sum_i a_i . b_i / mu
+    repel = sum_{i != j} (a_i . b_j)^2 / (B (B - 1)) / mu
+    loss = attract + repel
+    The repel sum goes through two (d, d) Grams, O(B d^2), when B > d, else the (B, B) matrix.
+    """
+    B, d = z_a.shape
+    if B < 2:
+        raise ValueError(f"spectral_contrastive needs B >= 2 rows, got B={B}")
+    r = math.sqrt(mu)
+    a = z_a * (r / z_a.norm(dim=1, keepdim=True).clamp_min(r))  # (B, d), |a_i| <= sqrt(mu)
+    b = z_b * (r / z_b.norm(dim=1, keepdim=True).clamp_min(r))
+    attract = -2 * (a * b).sum(1).mean() / mu
+    repel = _cross_sq_off_diagonal(a, b, via_gram=B > d) / (B * (B - 1)) / mu
+    return _result(attract + repel, {"attract": attract, "repel": repel}, return_terms)
+
+
+@_fp32
+def spectral_byol(phi_a: Tensor, nu_b: Tensor, second_moment: Tensor, *, return_terms: bool = False):
+    """Non-contrastive spectral loss with a fixed Lambda = second_moment (d, d).
+
+    attract = -(2/B) sum_i phi_a_i . sg(nu_b_i)
+    repel = (1/B) sum_i phi_a_i^T sg(Lambda) phi_a_i
+    loss = attract + repel
+    """
+    attract = -2 * (phi_a * nu_b.detach()).sum(1).mean()
+    repel = ((phi_a @ second_moment.detach()) * phi_a).sum(1).mean()  # (B, d) -> mean of quad forms
+    return _result(attract + repel, {"attract": attract, "repel": repel}, return_terms)
+
+
+@_fp32
+def pca_penalty(psi_a: Tensor, psi_b: Tensor, lam: float, second_moment: Tensor | None = None,
+                *, return_terms: bool = False):
+    """PCA with the orthonormality penalty.
+
+    alignment = -(1/B) sum_i psi_a_i . psi_b_i
+    penalty = lam * ||C - I||_F^2, C = second_moment (d, d) if given (used as is, not detached),
+              else (psi_a^T psi_a + psi_b^T psi_b) / (2B)
+    loss = alignment + penalty
+    """
+    alignment = -(psi_a * psi_b).sum(1).mean()
+    c = _second_moment(psi_a, psi_b) if second_moment is None else second_moment  # (d, d)
+    eye = torch.eye(c.shape[0], dtype=c.dtype, device=c.device)
+    penalty = lam * (c - eye).pow(2).sum()
+    return _result(alignment + penalty, {"alignment": alignment, "penalty": penalty}, return_terms)
+
+
+@_fp32
+def pca_penalty_surrogate(psi_a: Tensor, psi_b: Tensor, lam: float, second_moment_ema: Tensor,
+                          *, return_terms: bool = False):
+    """Surrogate of pca_penalty whose gradient uses C_ema: the unbiased-gradient "ema" estimate.
+
+    alignment = -(1/B) sum_i psi_a_i . psi_b_i
+    penalty = lam * 2 <sg(C_ema) - I, C_batch>_F, C_batch = (psi_a^T psi_a + psi_b^T psi_b) / (2B)
+    loss = alignment + penalty
+    Its value is not pca_penalty's; its gradient equals pca_penalty's when C_ema = sg(C_batch).
+    """
+    alignment = -(psi_a * psi_b).sum(1).mean()
+    c_ema = second_moment_ema.detach()  # (d, d)
+    eye = torch.eye(c_ema.shape[0], dtype=c_ema.dtype, device=c_ema.device)
+    penalty = lam * 2 * ((c_ema - eye) * _second_moment(psi_a, psi_b)).sum()
+    return _result(alignment + penalty, {"alignment": alignment, "penalty": penalty}, return_terms)
+
+
+@_fp32
+def clip_loss(z_x: Tensor, z_y: Tensor, logit_scale, *, return_terms: bool = False):
+    """CLIP's symmetric cross-entropy. Normalized.
+
+    logits = exp(min(logit_scale, log 100)) * u_x u_y^T  (B, B), u = rows normalized
+    loss = (CE(logits, arange(B)) + CE(logits^T, arange(B))) / 2
+    ``logit_scale`` is the log of the multiplier; its gradient is zero above the cap.
+    """
+    B = z_x.shape[0]
+    scale = torch.as_tensor(logit_scale, dtype=z_x.dtype, device=z_x.device)
+    scale = scale.clamp(max=math.log(100)).exp()
+    logits = (scale * F.normalize(z_x, dim=1)) @ F.normalize(z_y, dim=1).T  # (B, B)
+    labels = torch.arange(B, device=z_x.device)
+    loss = (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+    return _result(loss, {}, return_terms)
+
+
+@_fp32
+def byol_loss(p_a: Tensor, t_b: Tensor, *, return_terms: bool = False):
+    """BYOL: loss = (1/B) sum_i (2 - 2 cos(p_a_i, sg(t_b_i)))."""
+    cos = (F.normalize(p_a, dim=1) * F.normalize(t_b.detach(), dim=1)).sum(1)  # (B,)
+    return _result((2 - 2 * cos).mean(), {}, return_terms)
+
+
+@_fp32
+def barlow_twins_loss(z_a: Tensor, z_b: Tensor, lam: float = 0.0051, *, return_terms: bool = False):
+    """Barlow Twins.
+
+    Each column is standardised over the batch as BatchNorm without affine does:
+    x_hat = (x - mean) / sqrt(var + 1e-5), var biased (divides by B). C = z_a_hat^T z_b_hat / B (d, d).
+    invariance = sum_i (1 - C_ii)^2
+    redundancy = lam * sum_{i != j} C_ij^2
+    loss = invariance + redundancy
+    """
+    B = z_a.shape[0]
+
+    def standardise(z):
+        return (z - z.mean(0)) / torch.sqrt(z.var(0, correction=0) + 1e-5)
+
+    c = standardise(z_a).T @ standardise(z_b) / B  # (d, d)
+    invariance = (1 - c.diagonal()).pow(2).sum()
+    redundancy = lam * _sum_off_diagonal(c.pow(2))
+    return _result(invariance + redundancy, {"invariance": invariance, "redundancy": redundancy},
+                   return_terms)
+
+
+@_fp32
+def vicreg_loss(z_a: Tensor, z_b: Tensor, sim: float = 25.0, var: float = 25.0, cov: float = 1.0,
+                *, return_terms: bool = False):
+    """VICReg. Requires B >= 2.
+
+    invariance = sim * (1/(B d)) sum_{i,j} (z_a_ij - z_b_ij)^2
+    variance = var * sum_{z in (z_a, z_b)} (1/d) sum_j relu(1 - sqrt(Var_j(z) + 1e-4))
+    covariance = cov * sum_{z in (z_a, z_b)} (1/d) sum_{i != j} Cov_ij(z)^2
+    loss = invariance + variance + covariance
+    Var and Cov are over the batch with the unbiased 1/(B - 1).
+    """
+    B, d = z_a.shape
+    if B < 2:
+        raise ValueError(f"vicreg_loss needs B >= 2 rows, got B={B}")
+    invariance = sim * F.mse_loss(z_a, z_b)
+    variance = covariance = 0
+    for z in (z_a, z_b):
+        z = z - z.mean(0)  # (B, d)
+        std = torch.sqrt(z.pow(2).sum(0) / (B - 1) + 1e-4)  # (d,)
+        variance = variance + F.relu(1 - std).mean()
+        cov_matrix = z.T @ z / (B - 1)  # (d, d)
+        covariance = covariance + _sum_off_diagonal(cov_matrix.pow(2)) / d
+    variance, covariance = var * variance, cov * covariance
+    terms = {"invariance": invariance, "variance": variance, "covariance": covariance}
+    return _result(invariance + variance + covariance, terms, return_terms)
