@@ -147,8 +147,10 @@ def _spectral(cfg, make_encoder, batch_size):
 
 # ----------------------------------------------------------------------------- non-contrastive
 def _batch_second_moment(z: Tensor) -> Tensor:
-    z = z.detach().float()
-    return z.T @ z / z.shape[0]                                  # (d, d)
+    """E[z z^T] over the batch, detached, in at least fp32: (B, d) -> (d, d)."""
+    z = z.detach().to(torch.promote_types(z.dtype, torch.float32))
+    with torch.autocast(device_type=z.device.type, enabled=False):
+        return z.T @ z / z.shape[0]
 
 
 class SpectralBYOL(Method):
