@@ -4,7 +4,8 @@
     specrep eval checkpoint=PATH ...   -> eval_app    (conf/eval.yaml)
 
 Everything after the subcommand goes to Hydra untouched: overrides, --multirun, --cfg job, --help,
---info, -sc. A SpecrepError (bad config value, missing data, unusable checkpoint, diverged run) is
+--info. Shell completion (`eval "$(specrep -sc install=bash)"`) is routed to the subcommand's
+app. A SpecrepError (bad config value, missing data, unusable checkpoint, diverged run) is
 printed as one line on stderr with exit status 1; HYDRA_FULL_ERROR=1 shows the traceback instead.
 """
 from __future__ import annotations
@@ -67,16 +68,38 @@ def usage() -> str:
     return "\n".join(lines)
 
 
+def complete(args: list[str]) -> None:
+    """Shell completion: `specrep -sc install=bash` prints a script whose queries come back here as
+    `specrep -sc query=bash` with the line in COMP_LINE; route them to the subcommand's app."""
+    line = os.environ.get("COMP_LINE", "")
+    words = line.split()
+    querying = any(a.startswith("query") for a in args)
+    if querying and len(words) >= 2 and words[1] in APPS and (len(words) > 2 or line.endswith(" ")):
+        os.environ["COMP_LINE"] = " ".join([words[0], *words[2:]]) + (" " if line.endswith(" ") else "")
+        command = words[1]
+    elif querying:   # still typing the subcommand
+        prefix = words[1] if len(words) > 1 else ""
+        print(" ".join(name for name in APPS if name.startswith(prefix)))
+        return
+    else:
+        command = "train"
+    sys.argv = ["specrep", *args]
+    APPS[command]()
+
+
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     if not args or args[0] in ("-h", "--help", "help"):
         print(usage())
         sys.exit(0)
     command = args[0]
+    if "-sc" in args or "--shell-completion" in args:
+        complete([a for a in args if a not in APPS])
+        return
     if command not in APPS:
         print(f"specrep: unknown command {command!r}\n\n{usage()}", file=sys.stderr)
         sys.exit(2)
-    sys.argv = [f"specrep {command}", *args[1:]]   # Hydra reads the overrides from sys.argv
+    sys.argv = ["specrep", *args[1:]]   # Hydra reads the overrides from sys.argv
     APPS[command]()
 
 

@@ -313,6 +313,7 @@ class EvalConfig:
 @dataclass
 class TrainConfig:
     seed: int = 0
+    resume: Optional[str] = None
     encoder: EncoderConfig = MISSING
     objective: ObjectiveConfig = MISSING
     augmentation: AugmentationConfig = MISSING

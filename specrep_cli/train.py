@@ -23,7 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from . import __version__
 from .augment import make_views
-from .checkpoint import save_checkpoint
+from .checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint_path, save_checkpoint
 from .data import DatasetError, load_dataset
 from .encoders import build_encoder, uses_channels_last
 from .errors import SpecrepError
@@ -179,10 +179,23 @@ def train(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
     log.info(f"batch size {tr.batch_size}, {steps_per_epoch} steps/epoch x {tr.epochs} epochs, "
              f"lr {lr:.4g}" + (f" (= {cfg.optim.lr} x {tr.batch_size}/256)" if cfg.optim.scale_lr else ""))
 
+    start_epoch, step, train_seconds, last_ckpt = 1, 0, 0.0, None
+    if cfg.resume:   # continue the run in its own directory, from the end of its last saved epoch
+        last_ckpt = resolve_checkpoint_path(cfg.resume)
+        ckpt = load_checkpoint(last_ckpt)
+        check_resumable(ckpt, cfg, data)
+        method.load_state_dict({**{f"encoder.{k}": v for k, v in ckpt["encoder"].items()},
+                                **ckpt["objective"]})
+        optimizer.load_state_dict(ckpt["optimizer"])
+        set_rng_state(ckpt["rng"])
+        start_epoch, step, train_seconds = ckpt["epoch"] + 1, ckpt["step"], ckpt.get("train_seconds", 0.0)
+        log.info(f"resuming {last_ckpt} at epoch {start_epoch} (step {step}); this invocation logs to "
+                 f"{run_dir / 'train.log'}")
+        run_dir = last_ckpt.parent.parent
+        metrics, ckpt_dir = MetricsLog(run_dir / "metrics.jsonl"), run_dir / "checkpoints"
+
     # The loop.
-    step, last_ckpt = 0, None
-    train_seconds = 0.0
-    for epoch in range(1, tr.epochs + 1):
+    for epoch in range(start_epoch, tr.epochs + 1):
         method.train()
         if device.type == "cuda":
             torch.cuda.synchronize()
@@ -234,7 +247,7 @@ def train(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
         log.info(f"epoch {epoch}/{tr.epochs}  " + "  ".join(f"{k} {v:.4f}" for k, v in means.items())
                  + f"  {epoch_seconds:.1f} s  {throughput:.0f} img/s")
 
-        payload = _checkpoint_payload(cfg, data, method, optimizer, epoch, step)
+        payload = _checkpoint_payload(cfg, data, method, optimizer, epoch, step, train_seconds)
         last_ckpt = ckpt_dir / "last.pt"
         save_checkpoint(last_ckpt, payload)
         if epoch % tr.checkpoint_every_n_epochs == 0 or epoch == tr.epochs:
@@ -268,7 +281,8 @@ def _progress(console: Console, epoch: int, epochs: int) -> Progress:
                     transient=True)
 
 
-def _checkpoint_payload(cfg: DictConfig, data, method: Method, optimizer, epoch: int, step: int):
+def _checkpoint_payload(cfg: DictConfig, data, method: Method, optimizer, epoch: int, step: int,
+                        train_seconds: float):
     state = method.state_dict()
     rng = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
@@ -281,5 +295,32 @@ def _checkpoint_payload(cfg: DictConfig, data, method: Method, optimizer, epoch:
         "encoder": {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")},
         "objective": {k: v for k, v in state.items() if not k.startswith("encoder.")},
         "optimizer": optimizer.state_dict(),
-        "epoch": epoch, "step": step, "rng": rng,
+        "epoch": epoch, "step": step, "train_seconds": train_seconds, "rng": rng,
     }
+
+
+def set_rng_state(rng: Dict[str, Any]) -> None:
+    torch.set_rng_state(rng["torch"])
+    if "cuda" in rng and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+
+
+def _flatten(node: Any, prefix: str = "") -> Dict[str, Any]:
+    if isinstance(node, dict):
+        return {k: v for key, child in node.items() for k, v in _flatten(child, f"{prefix}{key}.").items()}
+    return {prefix[:-1]: node}
+
+
+def check_resumable(ckpt: Dict[str, Any], cfg: DictConfig, data) -> None:
+    """Refuse a checkpoint whose architecture, objective or data shape differ from the composed config."""
+    ours = OmegaConf.to_container(cfg, resolve=True)
+    differ = []
+    for section in ("encoder", "objective"):
+        theirs_flat, ours_flat = _flatten(ckpt["config"][section], f"{section}."), _flatten(ours[section], f"{section}.")
+        differ += [f"{k} (checkpoint {theirs_flat.get(k)!r}, config {ours_flat.get(k)!r})"
+                   for k in sorted(set(theirs_flat) | set(ours_flat)) if theirs_flat.get(k) != ours_flat.get(k)]
+    if ckpt["data"]["in_channels"] != data.in_channels:
+        differ.append(f"image channels (checkpoint {ckpt['data']['in_channels']}, data {data.in_channels})")
+    if differ:
+        raise CheckpointError(f"cannot resume {cfg.resume}: it differs from the composed config in "
+                              f"{'; '.join(differ)}; pass the overrides the run was started with")

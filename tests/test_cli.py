@@ -33,6 +33,15 @@ def test_train_help_lists_groups_and_options():
         assert line in proc.stdout
 
 
+def test_shell_completion_routes_to_the_subcommand(monkeypatch):
+    install = run_cli("-sc", "install=bash", script=True)
+    assert install.returncode == 0 and "complete -o nospace -o default -F hydra_bash_completion specrep" in install.stdout
+    monkeypatch.setenv("COMP_LINE", "specrep train objective=spectral_")
+    assert run_cli("-sc", "query=bash", script=True).stdout.split() == ["objective=spectral_byol"]
+    monkeypatch.setenv("COMP_LINE", "specrep ev")
+    assert run_cli("-sc", "query=bash", script=True).stdout.split() == ["eval"]
+
+
 def test_cfg_job_prints_the_composed_config():
     proc = run_cli("train", "objective=simclr", "--cfg", "job")
     assert proc.returncode == 0
