@@ -171,3 +171,19 @@ def test_wheel_ships_every_config(tmp_path: Path):
     for rel in yamls:
         assert f"specrep_cli/conf/{rel}" in names, rel
     assert "specrep_cli/conf/__init__.py" in names
+
+    # A plain (non-editable) install of that wheel composes its configs from anywhere.
+    import venv
+    env_dir = tmp_path / "venv"
+    venv.EnvBuilder(system_site_packages=True, with_pip=False).create(env_dir)
+    py = env_dir / "bin" / "python"
+    proc = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--quiet",
+                           "--prefix", str(env_dir), str(wheel)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    site = subprocess.run([str(py), "-c", "import specrep_cli, sys; print(specrep_cli.__file__)"],
+                          capture_output=True, text=True, cwd=tmp_path).stdout
+    assert str(env_dir) in site, site   # the wheel's copy, not the editable checkout
+    proc = subprocess.run([str(env_dir / "bin" / "specrep"), "train", "objective=simclr", "--cfg", "job"],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "temperature: 0.5" in proc.stdout
