@@ -35,17 +35,25 @@ def save_checkpoint(path: Path, payload: Dict[str, Any]) -> None:
     A reader never sees a partial file; if writing fails, any previous file at `path` is untouched.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": FORMAT, "format_version": FORMAT_VERSION, **payload}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:
+        raise CheckpointError(f"cannot write checkpoint {path} ({err.strerror or err}): "
+                              "fix the directory's permissions") from None
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(payload, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise CheckpointError(f"cannot write checkpoint {path} ({err.strerror or err}); the previous "
+                                  "checkpoint there is intact: free some space or fix the permissions, "
+                                  "then resume") from None
         raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
@@ -76,11 +84,10 @@ def load_checkpoint(path: str | os.PathLike | None, map_location: Any = "cpu") -
     try:
         ckpt = torch.load(p, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        if "weights_only" in str(err) or "Unsupported global" in str(err):
+        if "Unsupported global" in str(err) or "GLOBAL" in str(err):   # a class or function to call
             raise CheckpointError(f"{p} was refused: it holds pickled objects that could run code when "
                                   "loaded, and specrep only loads plain tensors and data") from None
-        raise CheckpointError(f"{p} is not a readable checkpoint ({first}): "
+        raise CheckpointError(f"{p} is not a readable checkpoint (UnpicklingError): "
                               "it may be truncated or corrupt; use another checkpoint") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__

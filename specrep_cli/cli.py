@@ -42,7 +42,7 @@ def _run(cfg: DictConfig, work: Callable[[DictConfig, Path], object]) -> None:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         print(f"error: {err}", file=sys.stderr)
-        sys.exit(1)
+        sys.exit(getattr(err, "exit_code", 1))
 
 
 @hydra.main(config_path=CONF, config_name="train", version_base="1.3")
@@ -100,7 +100,11 @@ def main(argv: list[str] | None = None) -> None:
         print(f"specrep: unknown command {command!r}\n\n{usage()}", file=sys.stderr)
         sys.exit(2)
     sys.argv = ["specrep", *args[1:]]   # Hydra reads the overrides from sys.argv
-    APPS[command]()
+    try:
+        APPS[command]()
+    except KeyboardInterrupt:   # a second Ctrl-C: stop at once, no traceback
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
 
 
 if __name__ == "__main__":

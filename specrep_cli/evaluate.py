@@ -159,6 +159,10 @@ def evaluate_with_baseline(encoder: nn.Module, make_random_encoder, data: Any, c
 
 
 # --------------------------------------------------------------------------------- specrep eval
+def _state_mismatch(expected: Dict[str, Any], found: Dict[str, Any]) -> Tuple[list, list]:
+    return sorted(set(expected) - set(found)), sorted(set(found) - set(expected))
+
+
 def evaluate_checkpoint(cfg: Any, run_dir: Path) -> Dict[str, Any]:
     """`specrep eval`: rebuild the encoder from the checkpoint's own config, load it strictly, probe it.
 
@@ -190,11 +194,15 @@ def evaluate_checkpoint(cfg: Any, run_dir: Path) -> Dict[str, Any]:
                               f"({str(err).splitlines()[0]})") from None
     in_channels = ckpt["data"]["in_channels"]
     encoder = build_encoder(enc_cfg, in_channels)
+    missing, unexpected = _state_mismatch(encoder.state_dict(), ckpt["encoder"])
+    if missing or unexpected:
+        raise CheckpointError(f"{path}: the weights do not fit the encoder its config describes "
+                              f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
     try:
         encoder.load_state_dict(ckpt["encoder"], strict=True)
-    except RuntimeError as err:
+    except RuntimeError as err:   # same keys, other shapes
         raise CheckpointError(f"{path}: the weights do not fit the encoder its config describes "
-                              f"({str(err).splitlines()[1].strip() if len(str(err).splitlines()) > 1 else err})") from None
+                              f"({str(err).strip().splitlines()[-1].strip()})") from None
     encoder.to(device)
     data = load_dataset(data_cfg)
     if data.in_channels != in_channels:

@@ -8,15 +8,20 @@ The step has no host sync: loss terms are accumulated on the device and pulled t
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
+import signal
 import subprocess
+import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Dict, List
 
 import torch
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -36,6 +41,41 @@ log = logging.getLogger("specrep")
 
 class TrainingError(SpecrepError):
     """The run cannot go on (e.g. a non-finite loss)."""
+
+
+class TrainingInterrupted(SpecrepError):
+    """SIGINT/SIGTERM: a checkpoint was written and the message says how to resume."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.exit_code = 128 + signum
+
+
+class StopRequest:
+    """SIGINT or SIGTERM (e.g. SLURM preemption) during training asks the loop to stop after the
+    current step and write a checkpoint; a second SIGINT stops at once."""
+
+    def __init__(self):
+        self.signum: int | None = None
+
+    def _handle(self, signum, frame) -> None:
+        if self.signum is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signum = signum
+        print(f"\n{signal.Signals(signum).name}: finishing the step and writing a checkpoint "
+              "(Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
+
+    @contextlib.contextmanager
+    def installed(self):
+        if threading.current_thread() is not threading.main_thread():   # signals need the main thread
+            yield self
+            return
+        previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield self
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
 
 
 # ------------------------------------------------------------------------------------ run setup
@@ -180,7 +220,8 @@ def train(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
              f"lr {lr:.4g}" + (f" (= {cfg.optim.lr} x {tr.batch_size}/256)" if cfg.optim.scale_lr else ""))
 
     start_epoch, step, train_seconds, last_ckpt = 1, 0, 0.0, None
-    if cfg.resume:   # continue the run in its own directory, from the end of its last saved epoch
+    resume_at: tuple[torch.Tensor, int] | None = None   # (the epoch's permutation, steps done in it)
+    if cfg.resume:   # continue the run in its own directory, where its last checkpoint stopped
         last_ckpt = resolve_checkpoint_path(cfg.resume)
         ckpt = load_checkpoint(last_ckpt)
         check_resumable(ckpt, cfg, data)
@@ -188,70 +229,85 @@ def train(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
                                 **ckpt["objective"]})
         optimizer.load_state_dict(ckpt["optimizer"])
         set_rng_state(ckpt["rng"])
-        start_epoch, step, train_seconds = ckpt["epoch"] + 1, ckpt["step"], ckpt.get("train_seconds", 0.0)
-        log.info(f"resuming {last_ckpt} at epoch {start_epoch} (step {step}); this invocation logs to "
+        step, train_seconds = ckpt["step"], ckpt["train_seconds"]
+        if "perm" in ckpt:   # stopped inside an epoch
+            start_epoch, resume_at = ckpt["epoch"], (ckpt["perm"].to(device), ckpt["epoch_step"])
+        else:
+            start_epoch = ckpt["epoch"] + 1
+        log.info(f"resuming {last_ckpt} at epoch {start_epoch}, step {step}; this invocation logs to "
                  f"{run_dir / 'train.log'}")
         run_dir = last_ckpt.parent.parent
         metrics, ckpt_dir = MetricsLog(run_dir / "metrics.jsonl"), run_dir / "checkpoints"
 
     # The loop.
-    for epoch in range(start_epoch, tr.epochs + 1):
-        method.train()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        perm = torch.randperm(n_train, device=device)
-        epoch_sum: Dict[str, torch.Tensor] = {}
-        log_sum: Dict[str, torch.Tensor] = {}
-        log_count, shown = 0, {}
-        with _progress(console, epoch, tr.epochs) as progress:
-            task = progress.add_task("train", total=steps_per_epoch, info="")
-            for i in range(steps_per_epoch):
-                batch = images[perm[i * tr.batch_size:(i + 1) * tr.batch_size]]   # (B, C, H, W) uint8
-                view_a, view_b = make_views(batch, cfg.augmentation, mean, std)    # (B, C, H, W) float
-                if channels_last:
-                    view_a = view_a.contiguous(memory_format=torch.channels_last)
-                    view_b = view_b.contiguous(memory_format=torch.channels_last)
-                for group in optimizer.param_groups:
-                    group["lr"] = lrs[step]
-                with autocast(device, bf16):
-                    terms = method(view_a, view_b)
-                optimizer.zero_grad(set_to_none=True)
-                terms["loss"].backward()
-                optimizer.step()
-                step += 1
-                method.after_step(step / total_steps)
+    stop = StopRequest()
+    with stop.installed():
+        for epoch in range(start_epoch, tr.epochs + 1):
+            method.train()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            perm, first = resume_at if resume_at is not None else (torch.randperm(n_train, device=device), 0)
+            resume_at = None
+            epoch_sum: Dict[str, torch.Tensor] = {}
+            log_sum: Dict[str, torch.Tensor] = {}
+            log_count = 0
+            with _progress(console, epoch, tr.epochs) as progress:
+                task = progress.add_task("train", total=steps_per_epoch, completed=first, info="")
+                for i in range(first, steps_per_epoch):
+                    batch = images[perm[i * tr.batch_size:(i + 1) * tr.batch_size]]   # (B, C, H, W) uint8
+                    view_a, view_b = make_views(batch, cfg.augmentation, mean, std)    # (B, C, H, W) float
+                    if channels_last:
+                        view_a = view_a.contiguous(memory_format=torch.channels_last)
+                        view_b = view_b.contiguous(memory_format=torch.channels_last)
+                    for group in optimizer.param_groups:
+                        group["lr"] = lrs[step]
+                    with autocast(device, bf16):
+                        terms = method(view_a, view_b)
+                    optimizer.zero_grad(set_to_none=True)
+                    terms["loss"].backward()
+                    optimizer.step()
+                    step += 1
+                    method.after_step(step / total_steps)
 
-                for k, v in terms.items():
-                    v = v.detach().float()
-                    epoch_sum[k] = epoch_sum[k] + v if k in epoch_sum else v
-                    log_sum[k] = log_sum[k] + v if k in log_sum else v
-                log_count += 1
-                if step % tr.log_every_n_steps == 0 or i == steps_per_epoch - 1:
-                    shown = _host(log_sum, log_count)      # the only host sync, every N steps
-                    _check_finite(shown, step, last_ckpt)
-                    elapsed = time.perf_counter() - t0
-                    metrics.write({"step": step, "epoch": epoch, "lr": lrs[step - 1], **shown})
-                    progress.update(task, info=f"loss {shown['loss']:.4f}  lr {lrs[step - 1]:.3g}  "
-                                               f"{(i + 1) * tr.batch_size / elapsed:.0f} img/s")
-                    log_sum, log_count = {}, 0
-                progress.advance(task)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        epoch_seconds = time.perf_counter() - t0
-        train_seconds += epoch_seconds
-        means = _host(epoch_sum, steps_per_epoch)
-        throughput = steps_per_epoch * tr.batch_size / epoch_seconds
-        metrics.write({"epoch": epoch, "step": step, "epoch_seconds": epoch_seconds,
-                       "images_per_second": throughput, **{f"epoch_{k}": v for k, v in means.items()}})
-        log.info(f"epoch {epoch}/{tr.epochs}  " + "  ".join(f"{k} {v:.4f}" for k, v in means.items())
-                 + f"  {epoch_seconds:.1f} s  {throughput:.0f} img/s")
+                    for k, v in terms.items():
+                        v = v.detach().float()
+                        epoch_sum[k] = epoch_sum[k] + v if k in epoch_sum else v
+                        log_sum[k] = log_sum[k] + v if k in log_sum else v
+                    log_count += 1
+                    if step % tr.log_every_n_steps == 0 or i == steps_per_epoch - 1:
+                        shown = _host(log_sum, log_count)      # the only host sync, every N steps
+                        _check_finite(shown, step, last_ckpt)
+                        elapsed = time.perf_counter() - t0
+                        metrics.write({"step": step, "epoch": epoch, "lr": lrs[step - 1], **shown})
+                        progress.update(task, info=f"loss {shown['loss']:.4f}  lr {lrs[step - 1]:.3g}  "
+                                                   f"{(i + 1 - first) * tr.batch_size / elapsed:.0f} img/s")
+                        log_sum, log_count = {}, 0
+                    progress.advance(task)
+                    if stop.signum is not None and i + 1 < steps_per_epoch:   # a mid-epoch checkpoint
+                        last_ckpt = ckpt_dir / "last.pt"
+                        save_checkpoint(last_ckpt, _checkpoint_payload(
+                            cfg, data, method, optimizer, epoch, step, train_seconds + time.perf_counter() - t0,
+                            position=(perm, i + 1)))
+                        raise _interrupted(stop.signum, step, last_ckpt, run_dir)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            epoch_seconds = time.perf_counter() - t0
+            train_seconds += epoch_seconds
+            means = _host(epoch_sum, steps_per_epoch - first)
+            throughput = (steps_per_epoch - first) * tr.batch_size / epoch_seconds
+            metrics.write({"epoch": epoch, "step": step, "epoch_seconds": epoch_seconds,
+                           "images_per_second": throughput, **{f"epoch_{k}": v for k, v in means.items()}})
+            log.info(f"epoch {epoch}/{tr.epochs}  " + "  ".join(f"{k} {v:.4f}" for k, v in means.items())
+                     + f"  {epoch_seconds:.1f} s  {throughput:.0f} img/s")
 
-        payload = _checkpoint_payload(cfg, data, method, optimizer, epoch, step, train_seconds)
-        last_ckpt = ckpt_dir / "last.pt"
-        save_checkpoint(last_ckpt, payload)
-        if epoch % tr.checkpoint_every_n_epochs == 0 or epoch == tr.epochs:
-            save_checkpoint(ckpt_dir / f"epoch_{epoch:04d}.pt", payload)
+            payload = _checkpoint_payload(cfg, data, method, optimizer, epoch, step, train_seconds)
+            last_ckpt = ckpt_dir / "last.pt"
+            save_checkpoint(last_ckpt, payload)
+            if epoch % tr.checkpoint_every_n_epochs == 0 or epoch == tr.epochs:
+                save_checkpoint(ckpt_dir / f"epoch_{epoch:04d}.pt", payload)
+            if stop.signum is not None and epoch < tr.epochs:
+                raise _interrupted(stop.signum, step, last_ckpt, run_dir)
 
     # Evaluation of the trained encoder and of its random initialisation.
     t0 = time.perf_counter()
@@ -266,7 +322,7 @@ def train(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
                 "git_sha": sha, "specrep_version": __version__, "torch_version": torch.__version__},
         **results,
         "timing": {"train_seconds": train_seconds,
-                   "train_images_per_second": total_steps * tr.batch_size / train_seconds,
+                   "train_images_per_second": total_steps * tr.batch_size / max(train_seconds, 1e-9),
                    "eval_seconds": time.perf_counter() - t0},
     }
     write_report(run_dir, report)
@@ -282,7 +338,9 @@ def _progress(console: Console, epoch: int, epochs: int) -> Progress:
 
 
 def _checkpoint_payload(cfg: DictConfig, data, method: Method, optimizer, epoch: int, step: int,
-                        train_seconds: float):
+                        train_seconds: float, position: tuple[torch.Tensor, int] | None = None):
+    """Everything a run needs to go on; `position` (the epoch's permutation, steps done in it) when
+    the run stops inside an epoch."""
     state = method.state_dict()
     rng = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
@@ -296,7 +354,18 @@ def _checkpoint_payload(cfg: DictConfig, data, method: Method, optimizer, epoch:
         "objective": {k: v for k, v in state.items() if not k.startswith("encoder.")},
         "optimizer": optimizer.state_dict(),
         "epoch": epoch, "step": step, "train_seconds": train_seconds, "rng": rng,
+        **({"perm": position[0].cpu(), "epoch_step": position[1]} if position is not None else {}),
     }
+
+
+def _interrupted(signum: int, step: int, checkpoint: Path, run_dir: Path) -> TrainingInterrupted:
+    """The one line a stopped run prints: where it stopped and the command that resumes it."""
+    overrides = []
+    if HydraConfig.initialized():
+        overrides = [o for o in HydraConfig.get().overrides.task if not o.startswith("resume=")]
+    command = " ".join(["specrep train", *overrides, f"resume={run_dir}"])
+    return TrainingInterrupted(f"stopped by {signal.Signals(signum).name} after step {step}; checkpoint "
+                               f"{checkpoint}; resume with: {command}", signum)
 
 
 def set_rng_state(rng: Dict[str, Any]) -> None:

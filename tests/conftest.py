@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,7 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300,
             script: bool = False) -> subprocess.CompletedProcess:
     """`specrep ARGS` (the console script when script=True, else `python -m specrep_cli`)."""
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
-    env["SPECREP_CACHE"] = str(Path(cwd or REPO) / ".specrep-cache")
+    env["SPECREP_CACHE"] = str(Path(cwd or tempfile.gettempdir()) / ".specrep-cache")
     exe = [shutil.which("specrep")] if script else [sys.executable, "-m", "specrep_cli"]
     return subprocess.run([*exe, *args], cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=timeout)

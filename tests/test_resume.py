@@ -2,9 +2,16 @@
 from __future__ import annotations
 
 import json
+import os
+import random
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from conftest import TINY, assert_one_line_error, run_cli
@@ -54,3 +61,75 @@ def test_resume_refuses_a_different_architecture_and_says_which_keys(tmp_path: P
                    f"hydra.run.dir={tmp_path / 'again'}", cwd=tmp_path)
     assert_one_line_error(proc, "encoder.width (checkpoint 8, config 16)", "objective.name")
     assert (run / "checkpoints" / "last.pt").read_bytes() == before
+
+
+# A run long enough to be interrupted: 6 epochs of 8 steps of 32 images.
+LONG = [o for o in TINY if not o.startswith(("trainer.epochs", "trainer.batch_size"))] + [
+    "trainer.epochs=6", "trainer.batch_size=32", "eval.random_init=false", "eval.probe_steps=5"]
+
+
+def _start(args, cwd):
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    return subprocess.Popen([sys.executable, "-m", "specrep_cli", "train", *args], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for(proc, marker: str) -> None:
+    """Block until the run prints a line containing `marker`."""
+    for line in proc.stdout:
+        if marker in line:
+            return
+    raise AssertionError(proc.stderr.read())
+
+
+def _weights(run_dir: Path) -> dict:
+    ckpt = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
+    return {**{f"encoder.{k}": v for k, v in ckpt["encoder"].items()}, **ckpt["objective"]}
+
+
+def _assert_same_weights(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> dict:
+    tmp = tmp_path_factory.mktemp("full")
+    proc = run_cli("train", *LONG, f"hydra.run.dir={tmp / 'run'}", cwd=tmp)
+    assert proc.returncode == 0, proc.stderr
+    return _weights(tmp / "run")
+
+
+def test_sigint_writes_a_checkpoint_says_how_to_resume_and_resume_ends_identical(tmp_path, uninterrupted):
+    run = tmp_path / "run"
+    proc = _start([*LONG, f"hydra.run.dir={run}"], tmp_path)
+    _wait_for(proc, "epoch 1/")   # inside the training loop
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("error: stopped by SIGINT after step") and "resume with: specrep train" in line
+    command = line.split("resume with: ")[1].split()
+    assert command[-1] == f"resume={run}"
+    proc = run_cli(*command[1:], f"hydra.run.dir={tmp_path / 'resume'}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    _assert_same_weights(uninterrupted, _weights(run))
+
+
+def test_sigkill_at_random_moments_then_resume_ends_identical(tmp_path, uninterrupted):
+    run = tmp_path / "run"
+    rng = random.Random(0)
+    for attempt in range(3):
+        resume = [f"resume={run}"] if (run / "checkpoints" / "last.pt").exists() else []
+        proc = _start([*LONG, *resume, f"hydra.run.dir={tmp_path / f'inv{attempt}' if resume else run}"],
+                      tmp_path)
+        _wait_for(proc, "steps/epoch")   # the last line before the training loop
+        time.sleep(rng.uniform(0.0, 1.5))
+        proc.kill()
+        proc.communicate()
+        torch.load(run / "checkpoints" / "last.pt", weights_only=True)   # always a complete file
+    proc = run_cli("train", *LONG, f"resume={run}", f"hydra.run.dir={tmp_path / 'last'}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    _assert_same_weights(uninterrupted, _weights(run))
