@@ -71,7 +71,7 @@ class SimCLRConfig(ObjectiveConfig):
 @dataclass
 class BinaryNCEConfig(ObjectiveConfig):
     name: str = "binary_nce"
-    temperature: float = 0.1
+    temperature: float = 0.3
     learn_temperature: bool = False
     num_negatives: Optional[int] = None
 
@@ -84,7 +84,7 @@ class BinaryNCEConfig(ObjectiveConfig):
 @dataclass
 class SpectralConfig(ObjectiveConfig):
     name: str = "spectral"
-    mu: float = 1.0
+    mu: float = 4.0
 
     def __post_init__(self) -> None:
         _require(self.mu > 0, "objective.mu must be > 0")
