@@ -43,7 +43,7 @@ def tiny_folder(tmp_path_factory) -> Path:
 
 
 def test_every_group_has_options():
-    assert {"encoder", "objective", "augmentation", "dataset", "optim"} <= set(GROUPS)
+    assert {"encoder", "objective", "augmentation", "dataset", "optim", "trainer", "eval"} <= set(GROUPS)
     assert len(OPTIONS) >= 11
 
 
@@ -61,7 +61,7 @@ def test_option_composes_validates_and_builds(group, option, tiny_folder, tmp_pa
         overrides += ["dataset.image_size=16"]
     cfg = compose_train(overrides + [o for o in SMALL if not (option == "imagefolder" and "num_" in o)])
     typed = config.validate(cfg)
-    if group != "eval":   # eval has a single option, `default`, and no name
+    if "name" in cfg[group]:   # eval and trainer have a single option, `default`, and no name
         assert cfg[group].name == option
 
     data = load_dataset(cfg.dataset)
