@@ -266,7 +266,18 @@ class AdamWConfig(OptimConfig):
     betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
 
 
-OPTIM_SCHEMAS = {"sgd": SGDConfig, "adamw": AdamWConfig}
+@dataclass
+class LARSConfig(OptimConfig):
+    name: str = "lars"
+    momentum: float = 0.9
+    eta: float = 0.02
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _require(self.eta > 0, "optim.eta must be > 0")
+
+
+OPTIM_SCHEMAS = {"sgd": SGDConfig, "adamw": AdamWConfig, "lars": LARSConfig}
 
 
 # ------------------------------------------------------------------------------ trainer and eval

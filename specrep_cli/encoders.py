@@ -83,13 +83,17 @@ def _resnet18(cfg: Any, in_channels: int) -> nn.Module:
 
 
 def projector(in_dim: int, hidden_dim: int, out_dim: int, layers: int) -> nn.Module:
-    """MLP of `layers` linear layers (Linear-BN-ReLU between them); 0 layers is the identity."""
+    """MLP of `layers` linear layers (Linear-BN-ReLU between them); 0 layers is the identity.
+
+    No biases: BN supplies the shifts inside, and an output bias is a direction every embedding shares,
+    which objectives without normalisation (PCA, VICReg, spectral BYOL) grow without bound.
+    """
     if layers == 0:
         return nn.Identity()
     dims = [in_dim] + [hidden_dim] * (layers - 1) + [out_dim]
     blocks = []
     for i, (d_in, d_out) in enumerate(zip(dims[:-1], dims[1:])):
-        blocks.append(nn.Linear(d_in, d_out, bias=i == layers - 1))
+        blocks.append(nn.Linear(d_in, d_out, bias=False))
         if i < layers - 1:
             blocks += [nn.BatchNorm1d(d_out), nn.ReLU(inplace=True)]
     return nn.Sequential(*blocks)

@@ -34,6 +34,7 @@ from .encoders import build_encoder, uses_channels_last
 from .errors import SpecrepError
 from .evaluate import autocast, evaluate_with_baseline
 from .methods import Method, build_method
+from .optimizers import applied_lr, build_optimizer, lr_schedule
 from .report import print_report, write_report
 
 log = logging.getLogger("specrep")
@@ -106,35 +107,6 @@ def git_sha() -> str | None:
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None
-
-
-def applied_lr(optim: Any, batch_size: int) -> float:
-    """The linear scaling rule, when on: lr = optim.lr * batch_size / 256."""
-    return optim.lr * batch_size / 256 if optim.scale_lr else optim.lr
-
-
-def lr_schedule(base_lr: float, total_steps: int, warmup_steps: int, min_ratio: float) -> List[float]:
-    """Per-step learning rates: linear warm-up from 0, then cosine decay to min_ratio * base_lr."""
-    lrs = []
-    for step in range(total_steps):
-        if step < warmup_steps:
-            lrs.append(base_lr * (step + 1) / warmup_steps)
-        else:
-            t = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-            lrs.append(base_lr * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * t))))
-    return lrs
-
-
-def build_optimizer(method: Method, optim: Any, lr: float) -> torch.optim.Optimizer:
-    """SGD or AdamW; biases, normalisation weights and scalars (ndim <= 1) get no weight decay."""
-    params = [p for p in method.parameters() if p.requires_grad]
-    groups = [{"params": [p for p in params if p.ndim > 1], "weight_decay": optim.weight_decay},
-              {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
-    if optim.name == "sgd":
-        return torch.optim.SGD(groups, lr=lr, momentum=optim.momentum, nesterov=optim.nesterov)
-    if optim.name == "adamw":
-        return torch.optim.AdamW(groups, lr=lr, betas=tuple(optim.betas))
-    raise SpecrepError(f"unknown optimizer {optim.name!r}: use optim=sgd or optim=adamw")
 
 
 def seeded_encoder(cfg: Any, in_channels: int, seed: int):

@@ -12,7 +12,7 @@ from specrep_cli.augment import make_views
 from specrep_cli.data import load_dataset
 from specrep_cli.encoders import build_encoder
 from specrep_cli.methods import build_method
-from specrep_cli.train import build_optimizer
+from specrep_cli.optimizers import build_optimizer
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and not p.name.startswith("_"))

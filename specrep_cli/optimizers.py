@@ -1,0 +1,93 @@
+"""Optimizers and the learning-rate schedule: SGD, AdamW and LARS; warm-up then cosine, per step.
+
+    lr = applied_lr(cfg.optim, batch_size)        # the linear scaling rule, when on
+    optimizer = build_optimizer(method, cfg.optim, lr)
+    lrs = lr_schedule(lr, total_steps, warmup_steps, min_ratio)   # one float per step
+
+Biases, normalisation weights and scalars (every parameter with ndim <= 1) get no weight decay and,
+under LARS, no layer-wise adaptation (as in SimCLR and Barlow Twins).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, List
+
+import torch
+from torch import nn
+
+from .errors import SpecrepError
+
+
+class LARS(torch.optim.Optimizer):
+    """SGD with momentum and layer-wise adaptive rate scaling (You et al. 2017).
+
+    For a parameter w with gradient g in a group with `adapt=True`:
+        d = g + weight_decay * w
+        trust = eta * ||w|| / ||d||   (1 where either norm is 0)
+        v <- momentum * v + lr * trust * d;   w <- w - v
+    Groups with `adapt=False` (biases, norms) take plain SGD steps with momentum. The trust ratio
+    stays a tensor on the device: no host sync.
+    """
+
+    def __init__(self, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0,
+                 eta: float = 0.001):
+        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta,
+                                      adapt=True))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for w in group["params"]:
+                if w.grad is None:
+                    continue
+                d = w.grad.add(w, alpha=group["weight_decay"]) if group["weight_decay"] else w.grad.clone()
+                if group["adapt"]:
+                    w_norm, d_norm = torch.linalg.vector_norm(w), torch.linalg.vector_norm(d)
+                    trust = torch.where((w_norm > 0) & (d_norm > 0), group["eta"] * w_norm / d_norm,
+                                        torch.ones_like(w_norm))
+                    d.mul_(trust)
+                state = self.state[w]
+                if "momentum_buffer" not in state:
+                    state["momentum_buffer"] = torch.zeros_like(w)
+                v = state["momentum_buffer"]
+                v.mul_(group["momentum"]).add_(d, alpha=group["lr"])
+                w.sub_(v)
+        return loss
+
+
+def applied_lr(optim: Any, batch_size: int) -> float:
+    """The linear scaling rule, when on: lr = optim.lr * batch_size / 256."""
+    return optim.lr * batch_size / 256 if optim.scale_lr else optim.lr
+
+
+def lr_schedule(base_lr: float, total_steps: int, warmup_steps: int, min_ratio: float) -> List[float]:
+    """Per-step learning rates: linear warm-up from 0, then cosine decay to min_ratio * base_lr."""
+    lrs = []
+    for step in range(total_steps):
+        if step < warmup_steps:
+            lrs.append(base_lr * (step + 1) / warmup_steps)
+        else:
+            t = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+            lrs.append(base_lr * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * t))))
+    return lrs
+
+
+def build_optimizer(module: nn.Module, optim: Any, lr: float) -> torch.optim.Optimizer:
+    """SGD, AdamW or LARS over the trainable parameters; ndim <= 1 ones get no decay (nor adaptation)."""
+    params = [p for p in module.parameters() if p.requires_grad]
+    matrices = [p for p in params if p.ndim > 1]
+    vectors = [p for p in params if p.ndim <= 1]
+    groups = [{"params": matrices, "weight_decay": optim.weight_decay},
+              {"params": vectors, "weight_decay": 0.0}]
+    if optim.name == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=optim.momentum, nesterov=optim.nesterov)
+    if optim.name == "adamw":
+        return torch.optim.AdamW(groups, lr=lr, betas=tuple(optim.betas))
+    if optim.name == "lars":
+        groups[1]["adapt"] = False
+        return LARS(groups, lr=lr, momentum=optim.momentum, eta=optim.eta)
+    raise SpecrepError(f"unknown optimizer {optim.name!r}: use optim=sgd, adamw or lars")

@@ -1,0 +1,58 @@
+"""Optimizers and the schedule: LARS against its formula, the warm-up + cosine schedule, no decay on vectors."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+from torch import nn
+
+from specrep_cli import config
+from specrep_cli.optimizers import LARS, applied_lr, build_optimizer, lr_schedule
+
+
+def test_lars_step_matches_its_formula():
+    torch.manual_seed(0)
+    w = nn.Parameter(torch.randn(4, 3, dtype=torch.float64))
+    b = nn.Parameter(torch.randn(3, dtype=torch.float64))
+    w.grad, b.grad = torch.randn_like(w), torch.randn_like(b)
+    w0, b0, gw, gb = w.detach().clone(), b.detach().clone(), w.grad.clone(), b.grad.clone()
+    lr, wd, eta, m = 0.5, 0.01, 0.02, 0.9
+    opt = LARS([{"params": [w], "weight_decay": wd}, {"params": [b], "weight_decay": 0.0, "adapt": False}],
+               lr=lr, momentum=m, eta=eta)
+    opt.step()
+    d = gw + wd * w0
+    trust = eta * w0.norm() / d.norm()
+    torch.testing.assert_close(w.detach(), w0 - lr * trust * d)
+    torch.testing.assert_close(b.detach(), b0 - lr * gb)          # not adapted: plain SGD
+    w1 = w.detach().clone()
+    opt.step()                                                     # momentum carries the first update
+    d2 = gw + wd * w1
+    v = m * lr * trust * d + lr * (eta * w1.norm() / d2.norm()) * d2
+    torch.testing.assert_close(w.detach(), w1 - v)
+
+
+def test_lars_keeps_zero_weights_finite():
+    w = nn.Parameter(torch.zeros(3, 3))
+    w.grad = torch.ones(3, 3)
+    LARS([w], lr=0.1).step()
+    assert torch.isfinite(w).all() and (w != 0).all()   # trust ratio 1 when ||w|| = 0
+
+
+def test_schedule_warms_up_then_decays_to_the_floor():
+    lrs = lr_schedule(1.0, total_steps=110, warmup_steps=10, min_ratio=0.1)
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+    assert lrs[10] == pytest.approx(1.0)
+    assert lrs[60] == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.5)))
+    assert min(lrs) >= 0.1 - 1e-12 and all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
+
+
+@pytest.mark.parametrize("name", sorted(config.OPTIM_SCHEMAS))
+def test_vectors_get_no_weight_decay(name):
+    model = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4))
+    cfg = OmegaConf.structured(config.OPTIM_SCHEMAS[name])
+    opt = build_optimizer(model, cfg, applied_lr(cfg, 512))
+    decayed = {id(p) for g in opt.param_groups if g["weight_decay"] > 0 for p in g["params"]}
+    assert decayed == {id(model[0].weight)}
+    assert opt.param_groups[0]["lr"] == pytest.approx(cfg.lr * 2 if cfg.scale_lr else cfg.lr)
