@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -58,6 +59,28 @@ def eval_app(cfg: DictConfig) -> None:
 
 
 APPS = {"train": train_app, "eval": eval_app}
+NO_OUTPUT_FLAGS = ("--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--resolve")
+
+
+def unwritable_output_dir(args: list[str]) -> str | None:
+    """One line saying why the run's output directory cannot be created, or None if it can.
+
+    Checked before Hydra starts, which would otherwise fail with a traceback: the directory given by
+    hydra.run.dir (hydra.sweep.dir with --multirun), up to its first interpolation, else ./outputs.
+    """
+    if any(a in NO_OUTPUT_FLAGS for a in args):
+        return None
+    key = "hydra.sweep.dir=" if {"--multirun", "-m"} & set(args) else "hydra.run.dir="
+    target = next((a[len(key):] for a in args if a.startswith(key)), "outputs").split("${")[0] or "."
+    existing = Path(target).absolute()
+    while not existing.exists():
+        existing = existing.parent
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".specrep-write-test-", dir=existing))
+    except OSError as err:
+        return (f"cannot create the output directory {target} ({err.strerror} in {existing}): run from a "
+                f"writable directory or set {key}PATH")
+    return None
 
 
 def usage() -> str:
@@ -99,6 +122,10 @@ def main(argv: list[str] | None = None) -> None:
     if command not in APPS:
         print(f"specrep: unknown command {command!r}\n\n{usage()}", file=sys.stderr)
         sys.exit(2)
+    problem = unwritable_output_dir(args[1:])
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        sys.exit(1)
     sys.argv = ["specrep", *args[1:]]   # Hydra reads the overrides from sys.argv
     try:
         APPS[command]()

@@ -140,6 +140,21 @@ def test_bad_values_fail_with_one_line(tmp_path: Path, override, needle):
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
 
 
+def test_a_diverging_run_stops_with_the_step_and_every_term(tmp_path: Path):
+    proc = run_cli("train", *TINY, "objective=vicreg", "optim=sgd", "optim.lr=50", "trainer.epochs=3",
+                   f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert_one_line_error(proc, "non-finite loss at step", "invariance=", "variance=", "covariance=")
+    line = proc.stderr.strip().splitlines()[-1]
+    assert "no checkpoint yet" in line or "last good checkpoint: " in line
+
+
+@pytest.mark.parametrize("command", ["train", "eval"])
+def test_an_output_dir_that_cannot_be_written_is_one_line(tmp_path: Path, command):
+    proc = run_cli(command, "hydra.run.dir=/proc/specrep/run", cwd=tmp_path)
+    assert_one_line_error(proc, "cannot create the output directory /proc/specrep/run")
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
 def test_eval_without_a_checkpoint_says_so(tmp_path: Path):
     proc = run_cli("eval", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
     assert_one_line_error(proc, "no checkpoint given")
