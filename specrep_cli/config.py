@@ -289,6 +289,7 @@ class TrainerConfig:
     precision: str = "auto"
     log_every_n_steps: int = 20
     checkpoint_every_n_epochs: int = 10
+    max_bad_steps: int = 0
 
     def __post_init__(self) -> None:
         _require(self.epochs > 0, f"trainer.epochs must be > 0, got {self.epochs}")
@@ -299,6 +300,7 @@ class TrainerConfig:
                  f"trainer.precision must be auto, fp32 or bf16, got {self.precision!r}")
         _require(self.log_every_n_steps > 0, "trainer.log_every_n_steps must be > 0")
         _require(self.checkpoint_every_n_epochs > 0, "trainer.checkpoint_every_n_epochs must be > 0")
+        _require(self.max_bad_steps >= 0, "trainer.max_bad_steps must be >= 0")
 
 
 @dataclass

@@ -146,6 +146,11 @@ def _spectral(cfg, make_encoder, batch_size):
 
 
 # ----------------------------------------------------------------------------- non-contrastive
+def _finite_or(new: Tensor, old: Tensor) -> Tensor:
+    """`new`, unless it holds a non-finite value (a bad batch): then `old`. No host sync."""
+    return torch.where(torch.isfinite(new).all(), new, old)
+
+
 def _batch_second_moment(z: Tensor) -> Tensor:
     """E[z z^T] over the batch, detached, in at least fp32: (B, d) -> (d, d)."""
     z = z.detach().to(torch.promote_types(z.dtype, torch.float32))
@@ -188,7 +193,7 @@ class SpectralBYOL(Method):
             lam_for_a = lam_for_b = running
             m = self.second_moment_momentum
             with torch.no_grad():   # Lambda_t for the next step, from this batch's targets
-                self.second_moment.copy_(m * running + (1 - m) * batch)
+                self.second_moment.copy_(_finite_or(m * running + (1 - m) * batch, running))
                 self.second_moment_initialized.fill_(True)
         loss_a, terms_a = O.spectral_byol(phi_a, nu_b, lam_for_a, return_terms=True)
         loss_b, terms_b = O.spectral_byol(phi_b, nu_a, lam_for_b, return_terms=True)
@@ -230,7 +235,7 @@ class PCA(Method):
         c_ema = torch.where(self.second_moment_initialized, self.second_moment, batch)
         out = _with_loss(*O.pca_penalty_surrogate(psi_a, psi_b, self.lam, c_ema, return_terms=True))
         with torch.no_grad():
-            self.second_moment.copy_(self.momentum * c_ema + (1 - self.momentum) * batch)
+            self.second_moment.copy_(_finite_or(self.momentum * c_ema + (1 - self.momentum) * batch, c_ema))
             self.second_moment_initialized.fill_(True)
         return out
 

@@ -128,18 +128,26 @@ class MetricsLog:
 
 def _host(terms: Dict[str, torch.Tensor], count: int) -> Dict[str, float]:
     """Mean of accumulated terms, pulled to the host in one transfer."""
+    if not terms:
+        return {}
     keys = list(terms)
     values = (torch.stack([terms[k] for k in keys]) / max(count, 1)).tolist()
     return dict(zip(keys, values))
 
 
-def _check_finite(values: Dict[str, float], step: int, last_checkpoint: Path | None) -> None:
+def _check_finite(values: Dict[str, float], step: int, last_checkpoint: Path | None,
+                  bad_steps: int = 0, max_bad_steps: int = 0) -> None:
+    """Stop on a non-finite loss; with max_bad_steps, only once more than that many were skipped."""
     if all(math.isfinite(v) for v in values.values()):
         return
     shown = ", ".join(f"{k}={v:.4g}" for k, v in values.items())
+    if bad_steps and bad_steps <= max_bad_steps:
+        log.warning(f"skipped step {step}: non-finite loss ({shown}); {bad_steps}/{max_bad_steps} bad steps")
+        return
     where = f"last good checkpoint: {last_checkpoint}" if last_checkpoint else "no checkpoint yet"
-    raise TrainingError(f"non-finite loss at step {step} ({shown}); {where}; lower optim.lr or "
-                        "check the objective's settings")
+    skipped = f" after skipping {max_bad_steps} bad steps" if max_bad_steps else ""
+    raise TrainingError(f"non-finite loss at step {step}{skipped} ({shown}); {where}; lower optim.lr or "
+                        "check the objective's settings (trainer.max_bad_steps skips bad steps)")
 
 
 # ----------------------------------------------------------------------------------------- train
@@ -191,7 +199,7 @@ def train(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
     log.info(f"batch size {tr.batch_size}, {steps_per_epoch} steps/epoch x {tr.epochs} epochs, "
              f"lr {lr:.4g}" + (f" (= {cfg.optim.lr} x {tr.batch_size}/256)" if cfg.optim.scale_lr else ""))
 
-    start_epoch, step, train_seconds, last_ckpt = 1, 0, 0.0, None
+    start_epoch, step, train_seconds, last_ckpt, bad_steps = 1, 0, 0.0, None, 0
     resume_at: tuple[torch.Tensor, int] | None = None   # (the epoch's permutation, steps done in it)
     if cfg.resume:   # continue the run in its own directory, where its last checkpoint stopped
         last_ckpt = resolve_checkpoint_path(cfg.resume)
@@ -223,7 +231,7 @@ def train(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
             resume_at = None
             epoch_sum: Dict[str, torch.Tensor] = {}
             log_sum: Dict[str, torch.Tensor] = {}
-            log_count = 0
+            log_count = epoch_count = 0
             with _progress(console, epoch, tr.epochs) as progress:
                 task = progress.add_task("train", total=steps_per_epoch, completed=first, info="")
                 for i in range(first, steps_per_epoch):
@@ -238,16 +246,20 @@ def train(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
                         terms = method(view_a, view_b)
                     optimizer.zero_grad(set_to_none=True)
                     terms["loss"].backward()
-                    optimizer.step()
                     step += 1
-                    method.after_step(step / total_steps)
-
-                    for k, v in terms.items():
-                        v = v.detach().float()
-                        epoch_sum[k] = epoch_sum[k] + v if k in epoch_sum else v
-                        log_sum[k] = log_sum[k] + v if k in log_sum else v
-                    log_count += 1
-                    if step % tr.log_every_n_steps == 0 or i == steps_per_epoch - 1:
+                    if tr.max_bad_steps and not torch.isfinite(terms["loss"]).item():   # opt-in sync
+                        bad_steps += 1   # skip the update; the batch is spent
+                        _check_finite(_host(terms, 1), step, last_ckpt, bad_steps, tr.max_bad_steps)
+                    else:
+                        optimizer.step()
+                        method.after_step(step / total_steps)
+                        for k, v in terms.items():
+                            v = v.detach().float()
+                            epoch_sum[k] = epoch_sum[k] + v if k in epoch_sum else v
+                            log_sum[k] = log_sum[k] + v if k in log_sum else v
+                        log_count += 1
+                        epoch_count += 1
+                    if log_count and (step % tr.log_every_n_steps == 0 or i == steps_per_epoch - 1):
                         shown = _host(log_sum, log_count)      # the only host sync, every N steps
                         _check_finite(shown, step, last_ckpt)
                         elapsed = time.perf_counter() - t0
@@ -266,7 +278,7 @@ def train(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
                 torch.cuda.synchronize()
             epoch_seconds = time.perf_counter() - t0
             train_seconds += epoch_seconds
-            means = _host(epoch_sum, steps_per_epoch - first)
+            means = _host(epoch_sum, epoch_count)
             throughput = (steps_per_epoch - first) * tr.batch_size / epoch_seconds
             metrics.write({"epoch": epoch, "step": step, "epoch_seconds": epoch_seconds,
                            "images_per_second": throughput, **{f"epoch_{k}": v for k, v in means.items()}})

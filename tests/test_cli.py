@@ -116,30 +116,6 @@ def test_multirun_sweeps_two_jobs(tmp_path: Path):
         assert report["run"]["objective"] == objective
 
 
-@pytest.mark.parametrize("override, needle", [
-    (["trainer.epoch=3"], "trainer.epoch"),                  # mistyped key
-    (["objective=spectrall"], "spectrall"),                  # unknown group option
-    (["trainer.epochs=abc"], "trainer.epochs"),              # wrong type
-])
-def test_bad_overrides_fail_at_composition_without_traceback(tmp_path: Path, override, needle):
-    proc = run_cli("train", *override, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
-    assert_one_line_error(proc, needle)
-    assert not (tmp_path / "run").exists()   # failed before any work
-
-
-@pytest.mark.parametrize("override, needle", [
-    (["+trainer.epoch=3"], "unknown config key 'trainer.epoch'"),
-    (["trainer.epochs=0"], "trainer.epochs must be > 0"),
-    (["optim.lr=-1"], "optim.lr must be > 0"),
-    (["trainer.batch_size=512", "dataset.num_train=256"], "larger than the training set"),
-    (["dataset=imagefolder", "dataset.root=/nonexistent/data"], "/nonexistent/data does not exist"),
-])
-def test_bad_values_fail_with_one_line(tmp_path: Path, override, needle):
-    proc = run_cli("train", *override, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
-    assert_one_line_error(proc, needle)
-    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
-
-
 def test_a_diverging_run_stops_with_the_step_and_every_term(tmp_path: Path):
     proc = run_cli("train", *TINY, "objective=vicreg", "optim=sgd", "optim.lr=50", "trainer.epochs=3",
                    f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
@@ -148,16 +124,13 @@ def test_a_diverging_run_stops_with_the_step_and_every_term(tmp_path: Path):
     assert "no checkpoint yet" in line or "last good checkpoint: " in line
 
 
-@pytest.mark.parametrize("command", ["train", "eval"])
-def test_an_output_dir_that_cannot_be_written_is_one_line(tmp_path: Path, command):
-    proc = run_cli(command, "hydra.run.dir=/proc/specrep/run", cwd=tmp_path)
-    assert_one_line_error(proc, "cannot create the output directory /proc/specrep/run")
-    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
-
-
-def test_eval_without_a_checkpoint_says_so(tmp_path: Path):
-    proc = run_cli("eval", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
-    assert_one_line_error(proc, "no checkpoint given")
+def test_max_bad_steps_skips_that_many_then_stops(tmp_path: Path):
+    # temperature 1e-45 underflows to 0 in fp32: every step's loss is inf or nan
+    proc = run_cli("train", *TINY, "objective=binary_nce", "objective.temperature=1e-45",
+                   "trainer.max_bad_steps=2", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert_one_line_error(proc, "non-finite loss at step 3 after skipping 2 bad steps", "positive=")
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert "skipped step 1" in log and "skipped step 2" in log
 
 
 @pytest.mark.skipif(not CIFAR.is_dir(), reason=f"CIFAR-10 JPEG copy not found at {CIFAR}")
