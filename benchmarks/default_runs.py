@@ -1,0 +1,73 @@
+"""Default `specrep train` runs, timed end to end, with their probe results in one table.
+
+    python benchmarks/default_runs.py                          # the default run (objective=spectral)
+    python benchmarks/default_runs.py --objectives all         # every objective with its defaults
+    python benchmarks/default_runs.py --objectives simclr byol -- trainer.epochs=5
+
+Each run is a real `specrep train` subprocess in a temporary directory. Printed per run: wall time
+(start-up, data, training and evaluation), training time, linear-probe and kNN top-1, the random-init
+probe top-1 and the margin over it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--objectives", nargs="+", default=["spectral"],
+                        help="objective options to run, or 'all'")
+    parser.add_argument("overrides", nargs="*", help="extra overrides for every run (after --)")
+    args = parser.parse_args()
+    objectives = args.objectives
+    if objectives == ["all"]:
+        objectives = sorted(p.stem for p in (CONF / "objective").glob("*.yaml"))
+
+    import torch
+    hardware = torch.cuda.get_device_name() if torch.cuda.is_available() else f"{cpu_name()}, {torch.get_num_threads()} threads"
+    table = Table(title=f"default runs on {hardware}")
+    for col in ("objective", "wall s", "train s", "probe top-1", "kNN top-1", "random-init top-1", "margin"):
+        table.add_column(col, justify="right" if col != "objective" else "left")
+    with tempfile.TemporaryDirectory() as tmp:
+        for objective in objectives:
+            run_dir = Path(tmp) / objective
+            t0 = time.perf_counter()
+            proc = subprocess.run([sys.executable, "-m", "specrep_cli", "train", f"objective={objective}",
+                                   *args.overrides, f"hydra.run.dir={run_dir}"], cwd=tmp,
+                                  capture_output=True, text=True)
+            wall = time.perf_counter() - t0
+            if proc.returncode != 0:
+                table.add_row(objective, f"{wall:.0f}", "failed", proc.stderr.strip().splitlines()[-1][:60], "", "", "")
+                continue
+            r = json.loads((run_dir / "report.json").read_text())
+            probe, rand = r["linear_probe"]["top1"], r["random_init"]["linear_probe_top1"]
+            table.add_row(objective, f"{wall:.0f}", f"{r['timing']['train_seconds']:.0f}", f"{probe:.1f}",
+                          f"{r['knn']['top1']:.1f}", f"{rand:.1f}", f"{probe - rand:+.1f}")
+            Console().print(f"{objective}: done in {wall:.0f} s")
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    main()
