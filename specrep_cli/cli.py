@@ -4,7 +4,8 @@
     specrep eval checkpoint=PATH ...   -> eval_app    (conf/eval.yaml)
 
 Everything after the subcommand goes to Hydra untouched: overrides, --multirun, --cfg job, --help,
---info. Shell completion (`eval "$(specrep -sc install=bash)"`) is routed to the subcommand's
+--info. The command line is checked before Hydra starts a job, so that a mistyped key or option,
+a wrong type or value, or an unwritable output directory is one line and no run directory. Shell completion (`eval "$(specrep -sc install=bash)"`) is routed to the subcommand's
 app. A SpecrepError (bad config value, missing data, unusable checkpoint, diverged run) is
 printed as one line on stderr with exit status 1; HYDRA_FULL_ERROR=1 shows the traceback instead.
 """
@@ -60,16 +61,15 @@ def eval_app(cfg: DictConfig) -> None:
 
 APPS = {"train": train_app, "eval": eval_app}
 NO_OUTPUT_FLAGS = ("--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--resolve")
+OTHER_CONFIG_FLAGS = ("-cn", "--config-name", "-cp", "--config-path", "-cd", "--config-dir")
 
 
 def unwritable_output_dir(args: list[str]) -> str | None:
-    """One line saying why the run's output directory cannot be created, or None if it can.
+    """Why the run's output directory cannot be created, or None if it can.
 
-    Checked before Hydra starts, which would otherwise fail with a traceback: the directory given by
-    hydra.run.dir (hydra.sweep.dir with --multirun), up to its first interpolation, else ./outputs.
+    The directory given by hydra.run.dir (hydra.sweep.dir with --multirun), up to its first
+    interpolation, else ./outputs.
     """
-    if any(a in NO_OUTPUT_FLAGS for a in args):
-        return None
     key = "hydra.sweep.dir=" if {"--multirun", "-m"} & set(args) else "hydra.run.dir="
     target = next((a[len(key):] for a in args if a.startswith(key)), "outputs").split("${")[0] or "."
     existing = Path(target).absolute()
@@ -81,6 +81,49 @@ def unwritable_output_dir(args: list[str]) -> str | None:
         return (f"cannot create the output directory {target} ({err.strerror} in {existing}): run from a "
                 f"writable directory or set {key}PATH")
     return None
+
+
+def _one_line(err: Exception) -> str:
+    """Hydra's and OmegaConf's multi-line composition errors, folded into one line."""
+    text = str(err)
+    line = text.splitlines()[0].removeprefix("In 'train': ").removeprefix("In 'eval': ")
+    if "Available options in" in text:
+        options = [o.strip() for o in text.split("Available options in")[1].split("Config search path")[0]
+                   .splitlines()[1:] if o.strip()]
+        return f"{line}; available: {', '.join(options)}"
+    if err.__cause__ is not None and str(err.__cause__).strip():
+        line = f"{line.rstrip('.')}: {str(err.__cause__).splitlines()[0]}"
+    hint = next((h for h in text.splitlines()[1:] if h.startswith("To append")), None)
+    return f"{line} ({hint[0].lower()}{hint[1:]})" if hint else line
+
+
+def _first_of_each_sweep(overrides: list[str]) -> list[list[str]]:
+    """Override lists that together try every value of every sweep (`k=a,b`) at least once."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    values = [list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.input_line.split("=", 1)[1]]
+              for o in parsed]
+    keys = [o.input_line.split("=", 1)[0] for o in parsed]
+    width = max((len(v) for v in values), default=1)
+    return [[f"{k}={v[min(i, len(v) - 1)]}" for k, v in zip(keys, values)] for i in range(width)]
+
+
+def preflight(command: str, args: list[str]) -> str | None:
+    """One line saying what is wrong with the command line, checked before Hydra starts any job:
+    composition (unknown keys and options, wrong types, parse errors), value ranges, output dir."""
+    if any(a in NO_OUTPUT_FLAGS or a.split("=")[0] in OTHER_CONFIG_FLAGS for a in args):
+        return None   # nothing is written, or another config tree: Hydra checks it itself
+    from hydra import compose, initialize_config_module
+    overrides = [a for a in args if not a.startswith("-")]
+    try:
+        for combination in _first_of_each_sweep(overrides):
+            with initialize_config_module(config_module="specrep_cli.conf", version_base="1.3"):
+                config.validate(compose(config_name=command, overrides=combination))
+    except SpecrepError as err:
+        return str(err)
+    except Exception as err:   # hydra's and omegaconf's exceptions, many types
+        return _one_line(err)
+    return unwritable_output_dir(args)
 
 
 def usage() -> str:
@@ -122,7 +165,7 @@ def main(argv: list[str] | None = None) -> None:
     if command not in APPS:
         print(f"specrep: unknown command {command!r}\n\n{usage()}", file=sys.stderr)
         sys.exit(2)
-    problem = unwritable_output_dir(args[1:])
+    problem = None if os.environ.get("HYDRA_FULL_ERROR") == "1" else preflight(command, args[1:])
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         sys.exit(1)

@@ -340,6 +340,7 @@ class TrainConfig:
 class EvalAppConfig:
     checkpoint: Optional[str] = None
     seed: int = 0
+    augmentation: Optional[AugmentationConfig] = None
     dataset: Optional[DatasetConfig] = None
     device: str = "auto"
     precision: str = "auto"
