@@ -290,6 +290,7 @@ class TrainerConfig:
     log_every_n_steps: int = 20
     checkpoint_every_n_epochs: int = 10
     max_bad_steps: int = 0
+    keep_best: bool = True
 
     def __post_init__(self) -> None:
         _require(self.epochs > 0, f"trainer.epochs must be > 0, got {self.epochs}")
@@ -312,8 +313,14 @@ class EvalConfig:
     probe_weight_decays: List[float] = field(default_factory=lambda: [0.0, 1e-5, 1e-4, 1e-3, 1e-2])
     probe_steps: int = 300
     random_init: bool = True
+    every_n_epochs: int = 5
+    monitor_images: int = 2000
+    collapse_fraction: float = 0.05
 
     def __post_init__(self) -> None:
+        _require(self.every_n_epochs >= 0, "eval.every_n_epochs must be >= 0 (0: no monitoring)")
+        _require(self.monitor_images > 0, "eval.monitor_images must be > 0")
+        _require(0 <= self.collapse_fraction <= 1, "eval.collapse_fraction must be in [0, 1]")
         _require(self.batch_size > 0, "eval.batch_size must be > 0")
         _require(self.knn_k > 0, "eval.knn_k must be > 0")
         _require(self.knn_temperature > 0, "eval.knn_temperature must be > 0")

@@ -131,6 +131,33 @@ def knn_top1(train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tensor, n
     return 100.0 * correct / test_x.shape[0]
 
 
+def effective_rank(features: Tensor) -> float:
+    """exp of the entropy of the normalised eigenvalues of the feature covariance (Roy & Vetterli 2007):
+    d for isotropic features, 1 for features on a line."""
+    x = features.double()
+    eig = torch.linalg.eigvalsh(torch.cov(x.T)).clamp_min(0)    # (D,)
+    p = eig / eig.sum().clamp_min(1e-300)
+    p = p[p > 0]
+    return float(torch.exp(-(p * p.log()).sum()))
+
+
+def monitor(encoder: nn.Module, data: Any, cfg: Any, device: torch.device, bf16: bool) -> Dict[str, float]:
+    """The cheap in-training check: kNN top-1 on a fixed subset, effective rank of h and z."""
+    n_train = min(cfg.monitor_images, data.train_images.shape[0])
+    n_test = min(max(1, cfg.monitor_images // 2), data.test_images.shape[0])
+    g = torch.Generator().manual_seed(0)   # the same subset at every epoch and in every run
+    train_idx = torch.randperm(data.train_images.shape[0], generator=g)[:n_train]
+    test_idx = torch.randperm(data.test_images.shape[0], generator=g)[:n_test]
+    h_train, z_train = extract_features(encoder, data.train_images[train_idx], data.mean, data.std,
+                                        cfg.batch_size, device, bf16)
+    h_test, _ = extract_features(encoder, data.test_images[test_idx], data.mean, data.std,
+                                 cfg.batch_size, device, bf16)
+    knn = knn_top1(h_train, data.train_labels[train_idx].to(device), h_test,
+                   data.test_labels[test_idx].to(device), len(data.classes), cfg.knn_k, cfg.knn_temperature)
+    return {"knn_top1": knn, "effective_rank_representation": effective_rank(h_train),
+            "effective_rank_projection": effective_rank(z_train), "projection_dim": z_train.shape[1]}
+
+
 def evaluate_encoder(encoder: nn.Module, data: Any, cfg: Any, device: torch.device, bf16: bool,
                      seed: int) -> Dict[str, Any]:
     """Linear probe and kNN on the representation of `encoder` for the train/test splits of `data`."""

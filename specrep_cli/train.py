@@ -32,7 +32,7 @@ from .checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint_pat
 from .data import DatasetError, load_dataset
 from .encoders import build_encoder, uses_channels_last
 from .errors import SpecrepError
-from .evaluate import autocast, evaluate_with_baseline
+from .evaluate import autocast, evaluate_with_baseline, monitor
 from .methods import Method, build_method
 from .optimizers import applied_lr, build_optimizer, lr_schedule
 from .report import print_report, write_report
@@ -200,6 +200,7 @@ def train(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
              f"lr {lr:.4g}" + (f" (= {cfg.optim.lr} x {tr.batch_size}/256)" if cfg.optim.scale_lr else ""))
 
     start_epoch, step, train_seconds, last_ckpt, bad_steps = 1, 0, 0.0, None, 0
+    history: List[Dict[str, Any]] = []   # the monitoring figures, one entry per monitored epoch
     resume_at: tuple[torch.Tensor, int] | None = None   # (the epoch's permutation, steps done in it)
     if cfg.resume:   # continue the run in its own directory, where its last checkpoint stopped
         last_ckpt = resolve_checkpoint_path(cfg.resume)
@@ -209,7 +210,7 @@ def train(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
                                 **ckpt["objective"]})
         optimizer.load_state_dict(ckpt["optimizer"])
         set_rng_state(ckpt["rng"])
-        step, train_seconds = ckpt["step"], ckpt["train_seconds"]
+        step, train_seconds, history = ckpt["step"], ckpt["train_seconds"], ckpt["history"]
         if "perm" in ckpt:   # stopped inside an epoch
             start_epoch, resume_at = ckpt["epoch"], (ckpt["perm"].to(device), ckpt["epoch_step"])
         else:
@@ -272,7 +273,7 @@ def train(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
                         last_ckpt = ckpt_dir / "last.pt"
                         save_checkpoint(last_ckpt, _checkpoint_payload(
                             cfg, data, method, optimizer, epoch, step, train_seconds + time.perf_counter() - t0,
-                            position=(perm, i + 1)))
+                            history, position=(perm, i + 1)))
                         raise _interrupted(stop.signum, step, last_ckpt, run_dir)
             if device.type == "cuda":
                 torch.cuda.synchronize()
@@ -285,11 +286,25 @@ def train(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
             log.info(f"epoch {epoch}/{tr.epochs}  " + "  ".join(f"{k} {v:.4f}" for k, v in means.items())
                      + f"  {epoch_seconds:.1f} s  {throughput:.0f} img/s")
 
-            payload = _checkpoint_payload(cfg, data, method, optimizer, epoch, step, train_seconds)
+            watched = {}
+            if cfg.eval.every_n_epochs and (epoch % cfg.eval.every_n_epochs == 0 or epoch == tr.epochs):
+                watched = monitor(method.encoder, data, cfg.eval, device, bf16)
+                history.append({"epoch": epoch, **watched})
+                metrics.write({"epoch": epoch, "step": step, "monitor": watched})
+                log.info(f"epoch {epoch}/{tr.epochs}  monitor: kNN top-1 {watched['knn_top1']:.2f} %  "
+                         f"effective rank {watched['effective_rank_representation']:.1f} (representation), "
+                         f"{watched['effective_rank_projection']:.1f} / {watched['projection_dim']} (projection)")
+                if watched["effective_rank_projection"] < cfg.eval.collapse_fraction * watched["projection_dim"]:
+                    log.warning(f"the projection is collapsing: effective rank "
+                                f"{watched['effective_rank_projection']:.1f} of {watched['projection_dim']}")
+
+            payload = _checkpoint_payload(cfg, data, method, optimizer, epoch, step, train_seconds, history)
             last_ckpt = ckpt_dir / "last.pt"
             save_checkpoint(last_ckpt, payload)
             if epoch % tr.checkpoint_every_n_epochs == 0 or epoch == tr.epochs:
                 save_checkpoint(ckpt_dir / f"epoch_{epoch:04d}.pt", payload)
+            if tr.keep_best and watched and watched["knn_top1"] >= max(h["knn_top1"] for h in history):
+                save_checkpoint(ckpt_dir / "best.pt", payload)
             if stop.signum is not None and epoch < tr.epochs:
                 raise _interrupted(stop.signum, step, last_ckpt, run_dir)
 
@@ -305,6 +320,7 @@ def train(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
                 "device": str(device), "precision": "bf16" if bf16 else "fp32", "lr": lr,
                 "git_sha": sha, "specrep_version": __version__, "torch_version": torch.__version__},
         **results,
+        "history": history,
         "timing": {"train_seconds": train_seconds,
                    "train_images_per_second": total_steps * tr.batch_size / max(train_seconds, 1e-9),
                    "eval_seconds": time.perf_counter() - t0},
@@ -322,7 +338,8 @@ def _progress(console: Console, epoch: int, epochs: int) -> Progress:
 
 
 def _checkpoint_payload(cfg: DictConfig, data, method: Method, optimizer, epoch: int, step: int,
-                        train_seconds: float, position: tuple[torch.Tensor, int] | None = None):
+                        train_seconds: float, history: List[Dict[str, Any]],
+                        position: tuple[torch.Tensor, int] | None = None):
     """Everything a run needs to go on; `position` (the epoch's permutation, steps done in it) when
     the run stops inside an epoch."""
     state = method.state_dict()
@@ -337,7 +354,7 @@ def _checkpoint_payload(cfg: DictConfig, data, method: Method, optimizer, epoch:
         "encoder": {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")},
         "objective": {k: v for k, v in state.items() if not k.startswith("encoder.")},
         "optimizer": optimizer.state_dict(),
-        "epoch": epoch, "step": step, "train_seconds": train_seconds, "rng": rng,
+        "epoch": epoch, "step": step, "train_seconds": train_seconds, "history": history, "rng": rng,
         **({"perm": position[0].cpu(), "epoch_step": position[1]} if position is not None else {}),
     }
 

@@ -50,7 +50,7 @@ def test_cfg_job_prints_the_composed_config():
 
 def test_train_writes_the_documented_run_dir(trained_run: Path):
     for name in (".hydra/config.yaml", "train.log", "metrics.jsonl", "checkpoints/last.pt",
-                 "checkpoints/epoch_0001.pt", "report.json", "report.md"):
+                 "checkpoints/epoch_0001.pt", "checkpoints/best.pt", "report.json", "report.md"):
         assert (trained_run / name).is_file(), name
     report = json.loads((trained_run / "report.json").read_text())
     assert REPORT_KEYS <= set(report)
@@ -67,6 +67,10 @@ def test_train_writes_the_documented_run_dir(trained_run: Path):
     assert [r["step"] for r in steps] == [2, 4]
     assert {"attract", "repel", "lr"} <= set(steps[0])
     assert any("epoch_loss" in r for r in lines)
+    monitored = [r["monitor"] for r in lines if "monitor" in r]
+    assert len(monitored) == 1 and 0 <= monitored[0]["knn_top1"] <= 100
+    assert 1 <= monitored[0]["effective_rank_projection"] <= 32
+    assert report["history"] == [{"epoch": 1, **monitored[0]}]
     assert "epoch 1/1" in (trained_run / "train.log").read_text()
 
 
