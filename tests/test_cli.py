@@ -167,10 +167,11 @@ def test_wheel_ships_every_config(tmp_path: Path):
     # A plain (non-editable) install of that wheel composes its configs from anywhere.
     import venv
     env_dir = tmp_path / "venv"
-    venv.EnvBuilder(system_site_packages=True, with_pip=False).create(env_dir)
+    venv.EnvBuilder(system_site_packages=True, with_pip=True).create(env_dir)
     py = env_dir / "bin" / "python"
-    proc = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--quiet",
-                           "--prefix", str(env_dir), str(wheel)], capture_output=True, text=True, timeout=300)
+    # the venv's own pip: it never uninstalls the checkout's editable install outside the venv
+    proc = subprocess.run([str(py), "-m", "pip", "install", "--no-deps", "--no-index", "--quiet", str(wheel)],
+                          capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     site = subprocess.run([str(py), "-c", "import specrep_cli, sys; print(specrep_cli.__file__)"],
                           capture_output=True, text=True, cwd=tmp_path).stdout
