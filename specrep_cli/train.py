@@ -265,8 +265,9 @@ def train(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
                         _check_finite(shown, step, last_ckpt)
                         elapsed = time.perf_counter() - t0
                         metrics.write({"step": step, "epoch": epoch, "lr": lrs[step - 1], **shown})
-                        progress.update(task, info=f"loss {shown['loss']:.4f}  lr {lrs[step - 1]:.3g}  "
-                                                   f"{(i + 1 - first) * tr.batch_size / elapsed:.0f} img/s")
+                        progress.update(task, info="  ".join(f"{k} {v:.4f}" for k, v in shown.items())
+                                        + f"  lr {lrs[step - 1]:.3g}  "
+                                        f"{(i + 1 - first) * tr.batch_size / elapsed:.0f} img/s")
                         log_sum, log_count = {}, 0
                     progress.advance(task)
                     if stop.signum is not None and i + 1 < steps_per_epoch:   # a mid-epoch checkpoint
