@@ -131,8 +131,11 @@ def test_a_second_sigint_stops_at_once_without_a_traceback(tmp_path):
             break
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
-    assert err.strip().splitlines()[-1] == "interrupted" and "Traceback" not in err
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    # Usually the second Ctrl-C lands inside the step: "interrupted". If the step ended first, the
+    # first one's checkpoint-and-exit won the race; both are a clean stop.
+    last = err.strip().splitlines()[-1]
+    assert last == "interrupted" or last.startswith("error: stopped by SIGINT"), err
 
 
 def test_sigkill_at_random_moments_then_resume_ends_identical(tmp_path, uninterrupted):
