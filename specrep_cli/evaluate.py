@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .augment import normalize
+from .encoders import build_encoder, uses_channels_last
 
 
 def autocast(device: torch.device, bf16: bool):
@@ -33,11 +34,14 @@ def extract_features(encoder: nn.Module, images: Tensor, mean: Tensor, std: Tens
     """Representation h (N, D) and projection z (N, d), float32 on `device`, encoder in eval mode."""
     was_training = encoder.training
     encoder.eval()
+    channels_last = uses_channels_last(encoder)   # the same rule as training
+    if channels_last:
+        encoder.to(memory_format=torch.channels_last)
     mean, std = mean.to(device), std.to(device)
     reps, projs = [], []
     for start in range(0, images.shape[0], batch_size):
         x = normalize(images[start:start + batch_size].to(device, non_blocking=True), mean, std)
-        if device.type != "cpu" or bf16:
+        if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast(device, bf16):
             h = encoder.backbone(x)
@@ -200,7 +204,6 @@ def evaluate_checkpoint(cfg: Any, run_dir: Path) -> Dict[str, Any]:
     from .checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint_path
     from .config import DATASET_SCHEMAS, EncoderConfig
     from .data import DatasetError, load_dataset
-    from .encoders import build_encoder
     from .report import print_report, write_report
     from .train import resolve_bf16, resolve_device, seeded_encoder
 

@@ -30,7 +30,7 @@ from . import __version__
 from .augment import make_views
 from .checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint_path, save_checkpoint
 from .data import DatasetError, load_dataset
-from .encoders import build_encoder, uses_channels_last
+from .encoders import build_encoder, param_count, uses_channels_last
 from .errors import SpecrepError
 from .evaluate import autocast, evaluate_with_baseline, monitor
 from .methods import Method, build_method
@@ -194,7 +194,7 @@ def train(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
     log.info(f"data: {cfg.dataset.name}, {n_train} train / {data.test_images.shape[0]} test images, "
              f"{data.in_channels}x{data.image_size}x{data.image_size}, {len(data.classes)} classes")
     log.info(f"objective: {cfg.objective.name}, encoder: {cfg.encoder.name} "
-             f"({sum(p.numel() for p in method.encoder.parameters()) / 1e6:.2f} M params), "
+             f"({param_count(method.encoder) / 1e6:.2f} M params), "
              f"augmentation: {cfg.augmentation.name}")
     log.info(f"batch size {tr.batch_size}, {steps_per_epoch} steps/epoch x {tr.epochs} epochs, "
              f"lr {lr:.4g}" + (f" (= {cfg.optim.lr} x {tr.batch_size}/256)" if cfg.optim.scale_lr else ""))
