@@ -1,8 +1,15 @@
-"""Datasets as uint8 tensors: the whole split in memory, (N, C, H, W), moved to the training device once.
+"""Datasets as uint8 images (N, C, H, W): in memory on the training device, or streamed from files.
 
 Every dataset option goes through `load_dataset(cfg) -> ImageData`; a builder registry maps
-`dataset.name` to its loader. The training loop draws batches by indexing with an on-device permutation
-and augments them on the device (augment.py), so no DataLoader sits in the training step.
+`dataset.name` to its loader. A split is either a uint8 tensor or `ImageFiles` (files decoded and
+resized on the fly, for folders larger than the memory budget). Training and evaluation read both
+the same way:
+
+    for batch in batches(images, order, batch_size, device):   # uint8 (B, C, H, W) on `device`
+
+A tensor already on the device is indexed with the on-device permutation (no DataLoader, no host
+sync); a host tensor is gathered on the host and copied; `ImageFiles` go through a DataLoader whose
+workers only decode and resize. Augmentation always runs on the device (augment.py).
 
 Image folders are decoded once (PIL, a thread pool) and cached as a uint8 tensor on disk, keyed by the
 files' paths, sizes and mtimes and the target size: the second run starts in seconds.
@@ -14,7 +21,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -29,11 +36,31 @@ class DatasetError(SpecrepError):
     """The dataset cannot be read; the message is one line saying why and what to do."""
 
 
+class ImageFiles:
+    """A split read from image files on demand: `shape` like a uint8 (N, 3, size, size) tensor."""
+
+    def __init__(self, files: Sequence[Path], size: int, workers: int):
+        self.files, self.size, self.workers = list(files), size, workers
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    @property
+    def shape(self) -> Tuple[int, int, int, int]:
+        return (len(self.files), 3, self.size, self.size)
+
+    def __getitem__(self, i: int) -> Tensor:   # a DataLoader worker decodes one image
+        return torch.from_numpy(_decode(self.files[i], self.size)).permute(2, 0, 1)
+
+
+Images = Union[Tensor, ImageFiles]
+
+
 @dataclass
 class ImageData:
-    train_images: Tensor   # uint8 (N, C, H, W): the SSL training set and the probe's train split
+    train_images: Images   # uint8 (N, C, H, W): the SSL training set and the probe's train split
     train_labels: Tensor   # int64 (N,)
-    test_images: Tensor    # uint8 (M, C, H, W): the probe's test split
+    test_images: Images    # uint8 (M, C, H, W): the probe's test split
     test_labels: Tensor    # int64 (M,)
     classes: List[str]
     mean: Tensor           # (C,) per-channel mean of the training images, in [0, 1]
@@ -48,6 +75,33 @@ class ImageData:
         return self.train_images.shape[-1]
 
 
+def batches(images: Images, order: Tensor, batch_size: int, device: torch.device,
+            drop_last: bool = False) -> Iterator[Tensor]:
+    """uint8 batches images[order[i:i + batch_size]] on `device`, in order.
+
+    A tensor on `device` is indexed there (`order` on the same device: no host sync); a host tensor is
+    gathered on the host and copied (pinned, non-blocking); ImageFiles are decoded by their `workers`
+    DataLoader processes a few batches ahead (in this process when 0).
+    """
+    n = order.shape[0] // batch_size * batch_size if drop_last else order.shape[0]
+    if isinstance(images, Tensor):
+        if images.device != device:
+            order = order.cpu()
+        for start in range(0, n, batch_size):
+            batch = images[order[start:start + batch_size].to(images.device)]
+            if batch.device != device:
+                batch = batch.pin_memory() if device.type == "cuda" else batch
+                batch = batch.to(device, non_blocking=True)
+            yield batch
+        return
+    chunks = order[:n].cpu().split(batch_size)
+    loader = torch.utils.data.DataLoader(images, batch_sampler=[c.tolist() for c in chunks],
+                                         num_workers=images.workers, pin_memory=device.type == "cuda",
+                                         prefetch_factor=4 if images.workers else None)
+    for batch in loader:
+        yield batch.to(device, non_blocking=True)
+
+
 LOADERS: Dict[str, Callable[[Any], Tuple[Tensor, Tensor, Tensor, Tensor, List[str]]]] = {}
 
 
@@ -59,8 +113,13 @@ def register_dataset(name: str):
     return wrap
 
 
-def channel_stats(images: Tensor, chunk: int = 4096) -> Tuple[Tensor, Tensor]:
-    """Per-channel mean and std of uint8 images (N, C, H, W), in [0, 1] units, in float64 chunks."""
+def channel_stats(images: Images, chunk: int = 4096, sample: int = 5000) -> Tuple[Tensor, Tensor]:
+    """Per-channel mean and std of uint8 images (N, C, H, W), in [0, 1] units, in float64 chunks
+    (of a fixed random sample of `sample` images for ImageFiles)."""
+    if isinstance(images, ImageFiles):
+        keep = subset_indices(len(images), sample, seed=0)
+        files = images.files if keep is None else [images.files[i] for i in keep.tolist()]
+        images = decode_images(files, images.size)
     c = images.shape[1]
     total = torch.zeros(c, dtype=torch.float64)
     total_sq = torch.zeros(c, dtype=torch.float64)

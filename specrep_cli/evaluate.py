@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .augment import normalize
+from .data import Images, batches
 from .encoders import build_encoder, uses_channels_last
 
 
@@ -29,9 +30,12 @@ def autocast(device: torch.device, bf16: bool):
 
 
 @torch.no_grad()
-def extract_features(encoder: nn.Module, images: Tensor, mean: Tensor, std: Tensor, batch_size: int,
-                     device: torch.device, bf16: bool) -> Tuple[Tensor, Tensor]:
-    """Representation h (N, D) and projection z (N, d), float32 on `device`, encoder in eval mode."""
+def extract_features(encoder: nn.Module, images: Images, mean: Tensor, std: Tensor, batch_size: int,
+                     device: torch.device, bf16: bool, order: Tensor | None = None) -> Tuple[Tensor, Tensor]:
+    """Representation h (N, D) and projection z (N, d), float32 on `device`, encoder in eval mode.
+
+    images: a uint8 tensor (N, C, H, W) or ImageFiles; order: the indices to extract (default all).
+    """
     was_training = encoder.training
     encoder.eval()
     channels_last = uses_channels_last(encoder)   # the same rule as training
@@ -39,8 +43,10 @@ def extract_features(encoder: nn.Module, images: Tensor, mean: Tensor, std: Tens
         encoder.to(memory_format=torch.channels_last)
     mean, std = mean.to(device), std.to(device)
     reps, projs = [], []
-    for start in range(0, images.shape[0], batch_size):
-        x = normalize(images[start:start + batch_size].to(device, non_blocking=True), mean, std)
+    if order is None:
+        order = torch.arange(images.shape[0])
+    for batch in batches(images, order, batch_size, device):
+        x = normalize(batch, mean, std)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast(device, bf16):
@@ -152,10 +158,10 @@ def monitor(encoder: nn.Module, data: Any, cfg: Any, device: torch.device, bf16:
     g = torch.Generator().manual_seed(0)   # the same subset at every epoch and in every run
     train_idx = torch.randperm(data.train_images.shape[0], generator=g)[:n_train]
     test_idx = torch.randperm(data.test_images.shape[0], generator=g)[:n_test]
-    h_train, z_train = extract_features(encoder, data.train_images[train_idx], data.mean, data.std,
-                                        cfg.batch_size, device, bf16)
-    h_test, _ = extract_features(encoder, data.test_images[test_idx], data.mean, data.std,
-                                 cfg.batch_size, device, bf16)
+    h_train, z_train = extract_features(encoder, data.train_images, data.mean, data.std,
+                                        cfg.batch_size, device, bf16, order=train_idx)
+    h_test, _ = extract_features(encoder, data.test_images, data.mean, data.std,
+                                 cfg.batch_size, device, bf16, order=test_idx)
     knn = knn_top1(h_train, data.train_labels[train_idx].to(device), h_test,
                    data.test_labels[test_idx].to(device), len(data.classes), cfg.knn_k, cfg.knn_temperature)
     return {"knn_top1": knn, "effective_rank_representation": effective_rank(h_train),
