@@ -200,9 +200,20 @@ class AugmentationConfig:
 class DatasetConfig:
     name: str = MISSING
     subset: Optional[int] = None
+    in_memory: str = "auto"
+    memory_budget_gib: Optional[float] = None
 
     def __post_init__(self) -> None:
         _require(self.subset is None or self.subset > 0, "dataset.subset must be null or > 0")
+        self.in_memory = str(self.in_memory).lower()   # YAML's true/false arrive as 'True'/'False'
+        _require(self.in_memory in ("auto", "true", "false"),
+                 f"dataset.in_memory must be auto, true or false, got {self.in_memory!r}")
+        _require(self.memory_budget_gib is None or self.memory_budget_gib > 0,
+                 "dataset.memory_budget_gib must be null or > 0")
+
+
+def _check_image_size(size: int) -> None:
+    _require(size >= 8, f"dataset.image_size must be >= 8, got {size}")
 
 
 @dataclass
@@ -216,7 +227,34 @@ class ShapesConfig(DatasetConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         _require(self.num_train > 0 and self.num_test > 0, "dataset.num_train and num_test must be > 0")
-        _require(self.image_size >= 8, "dataset.image_size must be >= 8")
+        _check_image_size(self.image_size)
+
+
+@dataclass
+class CIFARConfig(DatasetConfig):
+    name: str = "cifar10"
+    root: str = MISSING
+    download: bool = False
+    image_size: int = 32
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_image_size(self.image_size)
+
+
+@dataclass
+class STL10Config(DatasetConfig):
+    name: str = "stl10"
+    root: str = MISSING
+    download: bool = False
+    image_size: int = 96
+    ssl_split: str = "unlabeled"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_image_size(self.image_size)
+        _require(self.ssl_split in ("unlabeled", "train", "train+unlabeled"),
+                 f"dataset.ssl_split must be unlabeled, train or train+unlabeled, got {self.ssl_split!r}")
 
 
 @dataclass
@@ -225,15 +263,18 @@ class ImageFolderConfig(DatasetConfig):
     root: str = MISSING
     image_size: int = 32
     train_split: str = "train"
-    test_split: str = "test"
+    test_split: Optional[str] = None
     cache_dir: Optional[str] = None
+    workers: int = 4
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _require(self.image_size >= 8, "dataset.image_size must be >= 8")
+        _check_image_size(self.image_size)
+        _require(self.workers >= 0, "dataset.workers must be >= 0")
 
 
-DATASET_SCHEMAS = {c().name: c for c in (ShapesConfig,)} | {"imagefolder": ImageFolderConfig}
+DATASET_SCHEMAS = {"shapes": ShapesConfig, "cifar10": CIFARConfig, "cifar100": CIFARConfig,
+                   "stl10": STL10Config, "imagefolder": ImageFolderConfig}
 
 
 # ----------------------------------------------------------------------------------------- optim

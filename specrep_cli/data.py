@@ -58,13 +58,19 @@ Images = Union[Tensor, ImageFiles]
 
 @dataclass
 class ImageData:
-    train_images: Images   # uint8 (N, C, H, W): the SSL training set and the probe's train split
+    train_images: Images   # uint8 (N, C, H, W): the probe's train split (and the SSL set, by default)
     train_labels: Tensor   # int64 (N,)
     test_images: Images    # uint8 (M, C, H, W): the probe's test split
     test_labels: Tensor    # int64 (M,)
     classes: List[str]
-    mean: Tensor           # (C,) per-channel mean of the training images, in [0, 1]
-    std: Tensor            # (C,) per-channel std of the training images, in [0, 1]
+    unlabelled_images: Images | None = None   # the SSL training set when it is not the train split
+    mean: Tensor | None = None   # (C,) per-channel mean of the SSL training images, in [0, 1]
+    std: Tensor | None = None    # (C,) per-channel std of the SSL training images, in [0, 1]
+
+    @property
+    def ssl_images(self) -> Images:
+        """The images self-supervised training draws its batches from."""
+        return self.train_images if self.unlabelled_images is None else self.unlabelled_images
 
     @property
     def in_channels(self) -> int:
@@ -102,24 +108,30 @@ def batches(images: Images, order: Tensor, batch_size: int, device: torch.device
         yield batch.to(device, non_blocking=True)
 
 
-LOADERS: Dict[str, Callable[[Any], Tuple[Tensor, Tensor, Tensor, Tensor, List[str]]]] = {}
+Fits = Callable[[int], bool]   # fits(nbytes): may a split of nbytes live in memory on the device?
+LOADERS: Dict[str, Callable[[Any, Fits], ImageData]] = {}
 
 
 def register_dataset(name: str):
-    """Decorator: `loader(cfg) -> (train_images, train_labels, test_images, test_labels, classes)`."""
+    """Decorator: `loader(cfg, fits) -> ImageData` (mean and std are filled in by load_dataset).
+
+    A loader returns uint8 tensors (on the host) or, for data that do not fit, ImageFiles.
+    """
     def wrap(loader):
         LOADERS[name] = loader
         return loader
     return wrap
 
 
-def channel_stats(images: Images, chunk: int = 4096, sample: int = 5000) -> Tuple[Tensor, Tensor]:
-    """Per-channel mean and std of uint8 images (N, C, H, W), in [0, 1] units, in float64 chunks
-    (of a fixed random sample of `sample` images for ImageFiles)."""
+def channel_stats(images: Images, chunk: int = 4096, sample: int = 10000) -> Tuple[Tensor, Tensor]:
+    """Per-channel mean and std of uint8 images (N, C, H, W), in [0, 1] units, in float64 chunks,
+    over a fixed random sample of at most `sample` images."""
+    keep = subset_indices(images.shape[0], sample, seed=0)
     if isinstance(images, ImageFiles):
-        keep = subset_indices(len(images), sample, seed=0)
         files = images.files if keep is None else [images.files[i] for i in keep.tolist()]
         images = decode_images(files, images.size)
+    elif keep is not None:
+        images = images[keep.to(images.device)]
     c = images.shape[1]
     total = torch.zeros(c, dtype=torch.float64)
     total_sq = torch.zeros(c, dtype=torch.float64)
@@ -141,17 +153,84 @@ def subset_indices(n: int, size: int | None, seed: int = 0) -> Tensor | None:
     return torch.randperm(n, generator=g)[:size].sort().values
 
 
-def load_dataset(cfg: Any) -> ImageData:
+def memory_budget(cfg: Any, device: torch.device) -> int:
+    """Bytes a dataset may take in memory on `device`: dataset.memory_budget_gib, or by default half
+    of the device's memory (the GPU's total memory, or the host's physical RAM)."""
+    if cfg.memory_budget_gib is not None:
+        return int(cfg.memory_budget_gib * 2**30)
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).total_memory // 2
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+    except (ValueError, OSError, AttributeError):
+        return 8 * 2**30
+
+
+def load_dataset(cfg: Any, device: torch.device = torch.device("cpu")) -> ImageData:
+    """Load `cfg` (a dataset config); splits that fit the memory budget are moved to `device`.
+
+    dataset.in_memory: `true` keeps every split on the device, `false` leaves tensors on the host
+    (batches are gathered there and copied) and streams image folders from their files, `auto` keeps
+    them on the device when their total size fits `memory_budget(cfg, device)`.
+    """
     if cfg.name not in LOADERS:
         raise DatasetError(f"unknown dataset {cfg.name!r}; known: {', '.join(sorted(LOADERS))}")
-    train_x, train_y, test_x, test_y, classes = LOADERS[cfg.name](cfg)
-    mean, std = channel_stats(train_x)
-    return ImageData(train_x, train_y, test_x, test_y, list(classes), mean, std)
+    budget = memory_budget(cfg, device)
+    in_memory = str(cfg.in_memory).lower()   # YAML's true/false arrive as 'True'/'False'
+
+    def fits(nbytes: int) -> bool:
+        return in_memory == "true" or (in_memory == "auto" and nbytes <= budget)
+
+    data = LOADERS[cfg.name](cfg, fits)
+    data.mean, data.std = channel_stats(data.ssl_images)
+    splits = ("train_images", "test_images", "unlabelled_images")
+    tensors = [getattr(data, s) for s in splits if isinstance(getattr(data, s), Tensor)]
+    if len(tensors) == sum(getattr(data, s) is not None for s in splits) \
+            and fits(sum(t.numel() for t in tensors)):
+        for s in splits:
+            if getattr(data, s) is not None:
+                setattr(data, s, getattr(data, s).to(device))
+    return data
+
+
+def resize(images: Tensor, size: int, chunk: int = 2048) -> Tensor:
+    """uint8 (N, C, H, W) -> uint8 (N, C, size, size), bilinear, antialiased when shrinking."""
+    if images.shape[-2:] == (size, size):
+        return images
+    out = torch.empty(images.shape[0], images.shape[1], size, size, dtype=torch.uint8)
+    for start in range(0, images.shape[0], chunk):
+        x = images[start:start + chunk].float()
+        x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", antialias=True,
+                                            align_corners=False)
+        out[start:start + chunk] = x.round_().clamp_(0, 255).to(torch.uint8)
+    return out
+
+
+def data_root(root: str) -> Path:
+    return Path(os.path.expanduser(root))
+
+
+def _missing(name: str, folder: Path, size: str) -> DatasetError:
+    return DatasetError(f"{name} not found: {folder} does not exist; download it with "
+                        f"dataset.download=true ({size}, needs internet) or point dataset.root (default: "
+                        "$SPECREP_DATA, else ~/.cache/specrep/data) at the folder that holds "
+                        f"{folder.name}/")
+
+
+def _download(tv_class, name: str, root: Path) -> None:
+    """torchvision's own download (and md5 check) into root."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        tv_class(str(root), download=True)
+    except Exception as err:   # URLError, OSError, RuntimeError from the md5 check...
+        raise DatasetError(f"downloading {name} into {root} failed ({type(err).__name__}: "
+                           f"{str(err).splitlines()[0] if str(err) else 'no message'}); check the "
+                           "connection, or download it elsewhere and set dataset.root") from None
 
 
 # ------------------------------------------------------------------------------------------ shapes
 @register_dataset("shapes")
-def _load_shapes(cfg: Any):
+def _load_shapes(cfg: Any, fits: Fits) -> ImageData:
     from . import shapes
     train = shapes.generate(cfg.num_train, seed=cfg.seed, image_size=cfg.image_size)
     test = shapes.generate(cfg.num_test, seed=cfg.seed + 1_000_003, image_size=cfg.image_size)
@@ -159,7 +238,107 @@ def _load_shapes(cfg: Any):
     keep = subset_indices(len(y), cfg.subset)
     if keep is not None:
         x, y = x[keep], y[keep]
-    return x, y, test.images, test.labels, list(shapes.CLASSES)
+    return ImageData(x, y, test.images, test.labels, list(shapes.CLASSES))
+
+
+# ------------------------------------------------------------------------------------- cifar10/100
+def _unpickle(path: Path) -> Dict[str, Any]:
+    import pickle
+    try:
+        with path.open("rb") as f:
+            return pickle.load(f, encoding="latin1")
+    except FileNotFoundError:
+        raise DatasetError(f"{path} is missing: the dataset folder is incomplete; delete it and "
+                           "download again (dataset.download=true)") from None
+    except Exception as err:
+        raise DatasetError(f"cannot read {path} ({type(err).__name__}): the file is damaged; delete "
+                           "the dataset folder and download again (dataset.download=true)") from None
+
+
+@register_dataset("cifar10")
+@register_dataset("cifar100")
+def _load_cifar(cfg: Any, fits: Fits) -> ImageData:
+    """torchvision's on-disk format: <root>/cifar-10-batches-py/ or <root>/cifar-100-python/, pickled
+    dicts with `data` (N, 3072) uint8 and `labels` (CIFAR-10) or `fine_labels` (CIFAR-100)."""
+    from torchvision.datasets import CIFAR10, CIFAR100
+    tv = CIFAR10 if cfg.name == "cifar10" else CIFAR100
+    root = data_root(cfg.root)
+    folder = root / tv.base_folder
+    if not folder.is_dir() and cfg.download:
+        _download(tv, cfg.name, root)
+    if not folder.is_dir():
+        raise _missing(cfg.name, folder, "about 170 MB")
+
+    def read(file_list) -> Tuple[Tensor, Tensor]:
+        images, labels = [], []
+        for name, _md5 in file_list:
+            entry = _unpickle(folder / name)
+            try:
+                images.append(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+                labels.extend(entry["labels"] if "labels" in entry else entry["fine_labels"])
+            except (KeyError, ValueError, TypeError):
+                raise DatasetError(f"{folder / name} is not a {cfg.name} batch file (no data/labels "
+                                   "of 32x32 RGB images); delete the folder and download again") from None
+        return torch.from_numpy(np.concatenate(images)), torch.tensor(labels, dtype=torch.int64)
+
+    train_x, train_y = read(tv.train_list)
+    test_x, test_y = read(tv.test_list)
+    classes = _unpickle(folder / tv.meta["filename"])[tv.meta["key"]]
+    keep = subset_indices(len(train_y), cfg.subset)
+    if keep is not None:
+        train_x, train_y = train_x[keep], train_y[keep]
+    return ImageData(resize(train_x, cfg.image_size), train_y, resize(test_x, cfg.image_size), test_y,
+                     list(classes))
+
+
+# ------------------------------------------------------------------------------------------ stl10
+@register_dataset("stl10")
+def _load_stl10(cfg: Any, fits: Fits) -> ImageData:
+    """torchvision's on-disk format: <root>/stl10_binary/{train,test,unlabeled}_X.bin (uint8, N x 3 x 96
+    x 96, column-major), {train,test}_y.bin (labels 1..10), class_names.txt."""
+    from torchvision.datasets import STL10
+    root = data_root(cfg.root)
+    folder = root / STL10.base_folder
+    if not folder.is_dir() and cfg.download:
+        _download(STL10, "stl10", root)
+    if not folder.is_dir():
+        raise _missing("stl10", folder, "about 2.6 GB")
+
+    def images(name: str, subset: int | None = None) -> Tensor:
+        path = folder / name
+        if not path.is_file():
+            raise DatasetError(f"{path} is missing: the dataset folder is incomplete; delete it and "
+                               "download again (dataset.download=true)")
+        flat = np.memmap(path, dtype=np.uint8, mode="r")
+        if flat.size % (3 * 96 * 96):
+            raise DatasetError(f"{path} is truncated ({flat.size} bytes is not a whole number of 3x96x96 "
+                               "images); delete the folder and download again")
+        x = flat.reshape(-1, 3, 96, 96)
+        keep = subset_indices(x.shape[0], subset)
+        if keep is not None:
+            x = x[keep.numpy()]
+        return resize(torch.from_numpy(np.ascontiguousarray(x.transpose(0, 1, 3, 2))), cfg.image_size)
+
+    def labels(name: str) -> Tensor:
+        path = folder / name
+        if not path.is_file():
+            raise DatasetError(f"{path} is missing: delete the folder and download again")
+        return torch.from_numpy(np.fromfile(path, dtype=np.uint8).astype(np.int64) - 1)
+
+    train_x, train_y = images("train_X.bin"), labels("train_y.bin")
+    test_x, test_y = images("test_X.bin"), labels("test_y.bin")
+    names = folder / "class_names.txt"
+    classes = names.read_text().split() if names.is_file() else [str(i) for i in range(10)]
+    unlabelled = None   # ssl_split=train: SSL on the labelled train split, `subset` of it
+    if cfg.ssl_split == "train":
+        keep = subset_indices(len(train_y), cfg.subset)
+        if keep is not None:
+            train_x, train_y = train_x[keep], train_y[keep]
+    else:
+        unlabelled = images("unlabeled_X.bin", cfg.subset)
+        if cfg.ssl_split == "train+unlabeled":
+            unlabelled = torch.cat([train_x, unlabelled])
+    return ImageData(train_x, train_y, test_x, test_y, classes, unlabelled_images=unlabelled)
 
 
 # ------------------------------------------------------------------------------------- imagefolder
@@ -248,20 +427,33 @@ def cached_decode(files: Sequence[Path], size: int, cache_dir: Path) -> Tensor:
     return images
 
 
+def _test_split(root: Path, name: str | None) -> str:
+    if name is not None:
+        return name
+    return "val" if not (root / "test").is_dir() and (root / "val").is_dir() else "test"
+
+
 @register_dataset("imagefolder")
-def _load_imagefolder(cfg: Any):
-    root = Path(cfg.root).expanduser()
+def _load_imagefolder(cfg: Any, fits: Fits) -> ImageData:
+    """<root>/<train_split>/<class>/* and <root>/<test_split>/<class>/*, decoded to RGB at image_size:
+    once, cached on disk, when the splits fit in memory; else streamed (ImageFiles)."""
+    root = data_root(cfg.root)
+    test_split = _test_split(root, cfg.test_split)
     if not root.is_dir():
         raise DatasetError(f"dataset.root={cfg.root} does not exist: point it at a folder with "
-                           f"{cfg.train_split}/<class>/* and {cfg.test_split}/<class>/*")
+                           f"{cfg.train_split}/<class>/* and {test_split}/<class>/*")
     train_files, train_labels, classes = list_image_folder(root / cfg.train_split)
     keep = subset_indices(len(train_files), cfg.subset)
     if keep is not None:
         train_files = [train_files[i] for i in keep.tolist()]
         train_labels = [train_labels[i] for i in keep.tolist()]
-    test_files, test_labels, _ = list_image_folder(root / cfg.test_split, classes)
-    cache = cache_root(cfg.cache_dir)
-    train_x = cached_decode(train_files, cfg.image_size, cache)
-    test_x = cached_decode(test_files, cfg.image_size, cache)
-    return (train_x, torch.tensor(train_labels, dtype=torch.int64), test_x,
-            torch.tensor(test_labels, dtype=torch.int64), classes)
+    test_files, test_labels, _ = list_image_folder(root / test_split, classes)
+    if fits((len(train_files) + len(test_files)) * 3 * cfg.image_size ** 2):
+        cache = cache_root(cfg.cache_dir)
+        train_x = cached_decode(train_files, cfg.image_size, cache)
+        test_x = cached_decode(test_files, cfg.image_size, cache)
+    else:
+        train_x = ImageFiles(train_files, cfg.image_size, cfg.workers)
+        test_x = ImageFiles(test_files, cfg.image_size, cfg.workers)
+    return ImageData(train_x, torch.tensor(train_labels, dtype=torch.int64), test_x,
+                     torch.tensor(test_labels, dtype=torch.int64), classes)

@@ -29,7 +29,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from . import __version__
 from .augment import make_views
 from .checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint_path, save_checkpoint
-from .data import DatasetError, load_dataset
+from .data import DatasetError, ImageFiles, batches, load_dataset
 from .encoders import build_encoder, param_count, uses_channels_last
 from .errors import SpecrepError
 from .evaluate import autocast, evaluate_with_baseline, monitor
@@ -99,6 +99,13 @@ def resolve_bf16(precision: str, device: torch.device) -> bool:
                 or getattr(cpu, "_is_amx_tile_supported", lambda: False)())
 
 
+def placement(images) -> str:
+    """Where the training images live, for the log."""
+    if isinstance(images, ImageFiles):
+        return f"streamed from files by {images.workers} DataLoader workers"
+    return f"in memory on {images.device} ({images.numel() / 2**30:.2f} GiB uint8)"
+
+
 def git_sha() -> str | None:
     """The commit of the specrep source tree, when it is a git checkout."""
     try:
@@ -160,13 +167,14 @@ def train(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
     bf16 = resolve_bf16(tr.precision, device)
     torch.backends.cudnn.benchmark = True
 
-    # Data: the whole training split on the device as uint8, (N, C, H, W).
-    data = load_dataset(cfg.dataset)
-    n_train = data.train_images.shape[0]
+    # Data: uint8 (N, C, H, W), on the device when it fits (else on the host, or streamed from files).
+    data = load_dataset(cfg.dataset, device)
+    images = data.ssl_images
+    n_train = images.shape[0]
     if tr.batch_size > n_train:
         raise DatasetError(f"trainer.batch_size={tr.batch_size} is larger than the training set "
                            f"({n_train} images): lower the batch size or enlarge the dataset")
-    images = data.train_images.to(device)
+    perm_device = images.device if isinstance(images, torch.Tensor) else torch.device("cpu")
     mean, std = data.mean.to(device), data.std.to(device)
 
     # Model, objective and optimizer.
@@ -191,8 +199,9 @@ def train(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
     log.info(f"run dir: {run_dir}")
     log.info(f"device: {device}, precision: {'bf16 autocast' if bf16 else 'fp32'}, "
              f"channels_last: {channels_last}")
-    log.info(f"data: {cfg.dataset.name}, {n_train} train / {data.test_images.shape[0]} test images, "
-             f"{data.in_channels}x{data.image_size}x{data.image_size}, {len(data.classes)} classes")
+    log.info(f"data: {cfg.dataset.name}, {n_train} training / {data.train_images.shape[0]} probe-train / "
+             f"{data.test_images.shape[0]} test images, {data.in_channels}x{data.image_size}x{data.image_size}, "
+             f"{len(data.classes)} classes, {placement(images)}")
     log.info(f"objective: {cfg.objective.name}, encoder: {cfg.encoder.name} "
              f"({param_count(method.encoder) / 1e6:.2f} M params), "
              f"augmentation: {cfg.augmentation.name}")
@@ -212,7 +221,7 @@ def train(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
         set_rng_state(ckpt["rng"])
         step, train_seconds, history = ckpt["step"], ckpt["train_seconds"], ckpt["history"]
         if "perm" in ckpt:   # stopped inside an epoch
-            start_epoch, resume_at = ckpt["epoch"], (ckpt["perm"].to(device), ckpt["epoch_step"])
+            start_epoch, resume_at = ckpt["epoch"], (ckpt["perm"].to(perm_device), ckpt["epoch_step"])
         else:
             start_epoch = ckpt["epoch"] + 1
         log.info(f"resuming {last_ckpt} at epoch {start_epoch}, step {step}; this invocation logs to "
@@ -228,15 +237,15 @@ def train(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
             if device.type == "cuda":
                 torch.cuda.synchronize()
             t0 = time.perf_counter()
-            perm, first = resume_at if resume_at is not None else (torch.randperm(n_train, device=device), 0)
+            perm, first = resume_at if resume_at is not None else (torch.randperm(n_train, device=perm_device), 0)
             resume_at = None
             epoch_sum: Dict[str, torch.Tensor] = {}
             log_sum: Dict[str, torch.Tensor] = {}
             log_count = epoch_count = 0
             with _progress(console, epoch, tr.epochs) as progress:
                 task = progress.add_task("train", total=steps_per_epoch, completed=first, info="")
-                for i in range(first, steps_per_epoch):
-                    batch = images[perm[i * tr.batch_size:(i + 1) * tr.batch_size]]   # (B, C, H, W) uint8
+                epoch_batches = batches(images, perm[first * tr.batch_size:], tr.batch_size, device, drop_last=True)
+                for i, batch in enumerate(epoch_batches, start=first):                # (B, C, H, W) uint8
                     view_a, view_b = make_views(batch, cfg.augmentation, mean, std)    # (B, C, H, W) float
                     if channels_last:
                         view_a = view_a.contiguous(memory_format=torch.channels_last)

@@ -149,6 +149,38 @@ def test_one_epoch_on_cifar10_jpeg_subset(tmp_path: Path):
     assert report["linear_probe"]["top1"] > 10.0   # above chance on real CIFAR-10 test images
 
 
+MODEL = [o for o in TINY if not o.startswith("dataset.")]   # TINY without the shapes-only keys
+
+
+@pytest.mark.parametrize("dataset, extra", [
+    ("cifar10", []),
+    ("stl10", ["dataset.image_size=32"]),
+    ("imagefolder", ["dataset.in_memory=false", "dataset.workers=2"]),   # streamed through workers
+])
+def test_one_epoch_on_each_dataset_format(tmp_path: Path, dataset: str, extra):
+    from fake_datasets import write_cifar, write_stl10
+    from PIL import Image
+    root = tmp_path / "data"
+    if dataset == "cifar10":
+        write_cifar(root, per_batch=16, test=32)
+    elif dataset == "stl10":
+        write_stl10(root, train=40, test=20, unlabeled=64)
+    else:
+        for split in ("train", "val"):
+            for c in range(2):
+                (root / split / str(c)).mkdir(parents=True)
+                for i in range(40):
+                    Image.new("RGB", (24 + i % 5, 20), (100 * c, i * 6, 50)).save(root / split / str(c) / f"{i}.png")
+    run_dir = tmp_path / "run"
+    proc = run_cli("train", f"dataset={dataset}", f"dataset.root={root}", *extra, *MODEL,
+                   "trainer.batch_size=32", "eval.knn_k=5", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["run"]["dataset"] == dataset and 0.0 <= report["linear_probe"]["top1"] <= 100.0
+    log = (run_dir / "train.log").read_text()
+    assert ("streamed from files by 2 DataLoader workers" in log) == (dataset == "imagefolder")
+
+
 def test_wheel_ships_every_config(tmp_path: Path):
     build = pytest.importorskip("build", reason="the `build` package (pip install -e '.[test]') is needed")
     import subprocess

@@ -18,7 +18,7 @@ CONF = Path(__file__).resolve().parents[1] / "conf"
 GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and not p.name.startswith("_"))
 OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml"))]
 SMALL = ["encoder.width=4", "encoder.projector_hidden_dim=16", "encoder.projector_out_dim=8",
-         "dataset.num_train=32", "dataset.num_test=16", "trainer.batch_size=8"]
+         "trainer.batch_size=8"]
 
 config.register()
 
@@ -26,6 +26,26 @@ config.register()
 def compose_train(overrides):
     with initialize_config_module(config_module="specrep_cli.conf", version_base="1.3"):
         return compose(config_name="train", overrides=overrides)
+
+
+@pytest.fixture(scope="module")
+def fake_root(tmp_path_factory) -> Path:
+    """CIFAR-10, CIFAR-100 and STL-10 in torchvision's on-disk formats, a few images each."""
+    from fake_datasets import write_cifar, write_stl10
+    root = tmp_path_factory.mktemp("datasets")
+    write_cifar(root, "cifar10")
+    write_cifar(root, "cifar100")
+    write_stl10(root)
+    return root
+
+
+def dataset_overrides(option: str, tiny_folder: Path, fake_root: Path):
+    """What each dataset option needs to load a few images here."""
+    if option == "imagefolder":
+        return [f"dataset.root={tiny_folder}", "dataset.image_size=16"]
+    if option in ("cifar10", "cifar100", "stl10"):
+        return [f"dataset.root={fake_root}"] + (["dataset.image_size=32"] if option == "stl10" else [])
+    return ["dataset.num_train=32", "dataset.num_test=16"]
 
 
 @pytest.fixture(scope="module")
@@ -54,12 +74,10 @@ def test_every_yaml_opens_with_a_command_that_uses_it():
 
 
 @pytest.mark.parametrize("group, option", OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
-def test_option_composes_validates_and_builds(group, option, tiny_folder, tmp_path, monkeypatch):
+def test_option_composes_validates_and_builds(group, option, tiny_folder, fake_root, tmp_path, monkeypatch):
     monkeypatch.setenv("SPECREP_CACHE", str(tmp_path))
-    overrides = [f"{group}={option}"] + ([f"dataset.root={tiny_folder}"] if option == "imagefolder" else [])
-    if option == "imagefolder":
-        overrides += ["dataset.image_size=16"]
-    cfg = compose_train(overrides + [o for o in SMALL if not (option == "imagefolder" and "num_" in o)])
+    data_option = option if group == "dataset" else "shapes"
+    cfg = compose_train([f"{group}={option}", *SMALL, *dataset_overrides(data_option, tiny_folder, fake_root)])
     typed = config.validate(cfg)
     if "name" in cfg[group]:   # eval and trainer have a single option, `default`, and no name
         assert cfg[group].name == option
@@ -68,7 +86,7 @@ def test_option_composes_validates_and_builds(group, option, tiny_folder, tmp_pa
     assert data.train_images.dtype == torch.uint8 and data.train_images.ndim == 4
     method = build_method(cfg.objective, lambda: build_encoder(cfg.encoder, data.in_channels), 8)
     optimizer = build_optimizer(method, cfg.optim, 0.01)
-    view_a, view_b = make_views(data.train_images[:8], cfg.augmentation, data.mean, data.std)
+    view_a, view_b = make_views(data.ssl_images[:8], cfg.augmentation, data.mean, data.std)
     terms = method(view_a, view_b)
     terms["loss"].backward()
     optimizer.step()

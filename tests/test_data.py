@@ -86,3 +86,85 @@ def test_subset_is_a_fixed_balanced_draw(tmp_path: Path):
     assert a.train_images.shape[0] == 300 and torch.equal(a.train_images, b.train_images)
     counts = torch.bincount(a.train_labels, minlength=10)
     assert counts.min() >= 15   # not the first 300 images of one class
+
+
+# ------------------------------------------------------------------ torchvision's on-disk formats
+def dataset_cfg(schema, **kw):
+    return OmegaConf.merge(OmegaConf.structured(schema), kw)
+
+
+@pytest.mark.parametrize("name", ["cifar10", "cifar100"])
+def test_cifar_loader_reads_torchvisions_format(tmp_path: Path, name: str):
+    from fake_datasets import write_cifar
+    written = write_cifar(tmp_path, name)
+    data = load_dataset(dataset_cfg(config.CIFARConfig, name=name, root=str(tmp_path)))
+    for split in ("train", "test"):
+        x, y = written[split]
+        assert torch.equal(getattr(data, f"{split}_images"), torch.from_numpy(x))
+        assert getattr(data, f"{split}_labels").tolist() == y.tolist()
+    assert data.classes == written["classes"] and data.ssl_images is data.train_images
+    assert data.train_images.shape == (20, 3, 32, 32)
+
+
+def test_stl10_trains_on_the_unlabelled_split_and_probes_on_the_labelled_ones(tmp_path: Path):
+    from fake_datasets import write_stl10
+    written = write_stl10(tmp_path)
+    data = load_dataset(dataset_cfg(config.STL10Config, root=str(tmp_path)))
+    assert torch.equal(data.ssl_images, torch.from_numpy(written["unlabeled"][0]))   # not transposed
+    assert torch.equal(data.train_images, torch.from_numpy(written["train"][0]))
+    assert data.train_labels.tolist() == written["train"][1].tolist()                 # 1..10 -> 0..9
+    assert data.test_labels.tolist() == written["test"][1].tolist()
+    assert data.classes[0] == "airplane" and len(data.classes) == 10
+    both = load_dataset(dataset_cfg(config.STL10Config, root=str(tmp_path), ssl_split="train+unlabeled"))
+    assert both.ssl_images.shape[0] == 6 + 8
+    small = load_dataset(dataset_cfg(config.STL10Config, root=str(tmp_path), image_size=48))
+    assert small.ssl_images.shape == (8, 3, 48, 48) and small.test_images.shape == (4, 3, 48, 48)
+
+
+@pytest.mark.parametrize("schema, name, folder", [(config.CIFARConfig, "cifar10", "cifar-10-batches-py"),
+                                                  (config.CIFARConfig, "cifar100", "cifar-100-python"),
+                                                  (config.STL10Config, "stl10", "stl10_binary")])
+def test_a_missing_dataset_says_how_to_get_it(tmp_path: Path, schema, name, folder):
+    with pytest.raises(DatasetError, match=rf"{folder} does not exist; download it with dataset.download=true"):
+        load_dataset(dataset_cfg(schema, name=name, root=str(tmp_path)))
+
+
+def test_a_damaged_cifar_file_is_named(tmp_path: Path):
+    from fake_datasets import write_cifar
+    write_cifar(tmp_path)
+    (tmp_path / "cifar-10-batches-py" / "data_batch_3").write_bytes(b"not a pickle")
+    with pytest.raises(DatasetError, match=r"data_batch_3 .*damaged"):
+        load_dataset(dataset_cfg(config.CIFARConfig, root=str(tmp_path)))
+
+
+# ------------------------------------------------------------------- placement and streaming
+def test_image_folder_uses_val_when_there_is_no_test_split(tmp_path: Path):
+    root = make_folder(tmp_path / "data")
+    (root / "test").rename(root / "val")
+    assert load_dataset(folder_cfg(root, tmp_path / "cache")).test_images.shape[0] == 6
+
+
+def test_a_folder_over_the_memory_budget_is_streamed_with_the_same_images(tmp_path: Path):
+    from specrep_cli.data import ImageFiles, batches
+    root = make_folder(tmp_path / "data")
+    in_memory = load_dataset(folder_cfg(root, tmp_path / "cache"))
+    streamed = load_dataset(folder_cfg(root, tmp_path / "cache", memory_budget_gib=1e-6, workers=2))
+    assert isinstance(streamed.train_images, ImageFiles) and isinstance(streamed.test_images, ImageFiles)
+    assert streamed.train_images.shape == in_memory.train_images.shape
+    order = torch.tensor([5, 0, 3, 1, 4, 2])
+    for stream in (streamed.train_images, in_memory.train_images):
+        got = torch.cat(list(batches(stream, order, 4, torch.device("cpu"))))
+        assert torch.equal(got, in_memory.train_images[order])
+    assert len(list(batches(streamed.train_images, order, 4, torch.device("cpu"), drop_last=True))) == 1
+    assert torch.allclose(streamed.mean, in_memory.mean) and torch.allclose(streamed.std, in_memory.std)
+    forced = load_dataset(folder_cfg(root, tmp_path / "cache", memory_budget_gib=1e-6, in_memory=True))
+    assert isinstance(forced.train_images, torch.Tensor)
+    never = load_dataset(folder_cfg(root, tmp_path / "cache", in_memory=False, workers=0))
+    assert isinstance(never.train_images, ImageFiles)
+
+
+def test_in_memory_accepts_yaml_booleans_and_rejects_other_words():
+    assert dataset_cfg(config.ShapesConfig, in_memory=True).in_memory == "True"
+    assert OmegaConf.to_object(dataset_cfg(config.ShapesConfig, in_memory=True)).in_memory == "true"
+    with pytest.raises(config.ConfigError, match="in_memory must be auto, true or false"):
+        OmegaConf.to_object(dataset_cfg(config.ShapesConfig, in_memory="sometimes"))

@@ -146,6 +146,9 @@ def test_sigkill_at_random_moments_then_resume_ends_identical(tmp_path, uninterr
         proc = _start([*LONG, *resume, f"hydra.run.dir={tmp_path / f'inv{attempt}' if resume else run}"],
                       tmp_path)
         _wait_for(proc, "steps/epoch")   # the last line before the training loop
+        deadline = time.monotonic() + 120
+        while not resume and not (run / "checkpoints" / "last.pt").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)   # the first kill needs a checkpoint to resume from, however busy the CPU
         time.sleep(rng.uniform(0.0, 1.5))
         proc.kill()
         proc.communicate()

@@ -1,0 +1,63 @@
+"""Tiny datasets written in torchvision's on-disk formats (CIFAR-10/100 pickles, STL-10 binaries).
+
+Each writer returns the images (uint8, N x 3 x H x W) and labels it wrote, so a loader's output can be
+compared with what went in.
+"""
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Dict, Tuple
+
+import numpy as np
+
+
+def _images(n: int, size: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (n, 3, size, size), dtype=np.uint8)
+
+
+def write_cifar(root: Path, name: str = "cifar10", per_batch: int = 4, test: int = 6) -> Dict[str, Tuple]:
+    """<root>/cifar-10-batches-py/ (5 train batches + test_batch + batches.meta) or
+    <root>/cifar-100-python/ (train, test, meta), as torchvision downloads them."""
+    hundred = name == "cifar100"
+    folder = root / ("cifar-100-python" if hundred else "cifar-10-batches-py")
+    folder.mkdir(parents=True)
+    classes = [f"class{i}" for i in range(100 if hundred else 10)]
+    label_key = "fine_labels" if hundred else "labels"
+    written = {"train": ([], []), "test": ([], [])}
+    files = [("train", "train", 5 * per_batch)] if hundred else \
+        [("train", f"data_batch_{i}", per_batch) for i in range(1, 6)]
+    files.append(("test", "test" if hundred else "test_batch", test))
+    for seed, (split, filename, n) in enumerate(files):
+        x = _images(n, 32, seed)
+        y = [(seed * 7 + i) % len(classes) for i in range(n)]
+        entry = {"data": x.reshape(n, -1), label_key: y, "filenames": [f"{i}.png" for i in range(n)]}
+        if hundred:
+            entry["coarse_labels"] = [0] * n
+        with (folder / filename).open("wb") as f:
+            pickle.dump(entry, f)
+        written[split][0].append(x)
+        written[split][1].extend(y)
+    meta = {"fine_label_names": classes, "coarse_label_names": ["c"]} if hundred else {"label_names": classes}
+    with (folder / ("meta" if hundred else "batches.meta")).open("wb") as f:
+        pickle.dump(meta, f)
+    return {split: (np.concatenate(xs), np.array(ys)) for split, (xs, ys) in written.items()} | {"classes": classes}
+
+
+def write_stl10(root: Path, train: int = 6, test: int = 4, unlabeled: int = 8) -> Dict[str, Tuple]:
+    """<root>/stl10_binary/: {train,test,unlabeled}_X.bin stored column-major like the real files,
+    {train,test}_y.bin with labels 1..10, class_names.txt."""
+    folder = root / "stl10_binary"
+    folder.mkdir(parents=True)
+    written = {}
+    for seed, (split, n) in enumerate((("train", train), ("test", test), ("unlabeled", unlabeled))):
+        x = _images(n, 96, 100 + seed)
+        (folder / f"{split}_X.bin").write_bytes(np.ascontiguousarray(x.transpose(0, 1, 3, 2)).tobytes())
+        y = np.arange(n) % 10
+        if split != "unlabeled":
+            (folder / f"{split}_y.bin").write_bytes((y + 1).astype(np.uint8).tobytes())
+        written[split] = (x, y)
+    classes = ["airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship", "truck"]
+    (folder / "class_names.txt").write_text("\n".join(classes) + "\n")
+    written["classes"] = classes
+    return written
