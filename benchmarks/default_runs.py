@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import subprocess
 import sys
 import tempfile
@@ -22,17 +21,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from common import hardware
+
 CONF = Path(__file__).resolve().parents[1] / "conf"
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:
@@ -46,8 +37,8 @@ def main() -> None:
         objectives = sorted(p.stem for p in (CONF / "objective").glob("*.yaml"))
 
     import torch
-    hardware = torch.cuda.get_device_name() if torch.cuda.is_available() else f"{cpu_name()}, {torch.get_num_threads()} threads"
-    table = Table(title=f"default runs on {hardware}")
+    machine = hardware(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+    table = Table(title=f"default runs on {machine}")
     for col in ("objective", "wall s", "train s", "probe top-1", "kNN top-1", "random-init top-1", "margin"):
         table.add_column(col, justify="right" if col != "objective" else "left")
     with tempfile.TemporaryDirectory() as tmp:

@@ -246,16 +246,10 @@ def train(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
                 task = progress.add_task("train", total=steps_per_epoch, completed=first, info="")
                 epoch_batches = batches(images, perm[first * tr.batch_size:], tr.batch_size, device, drop_last=True)
                 for i, batch in enumerate(epoch_batches, start=first):                # (B, C, H, W) uint8
-                    view_a, view_b = make_views(batch, cfg.augmentation, mean, std)    # (B, C, H, W) float
-                    if channels_last:
-                        view_a = view_a.contiguous(memory_format=torch.channels_last)
-                        view_b = view_b.contiguous(memory_format=torch.channels_last)
                     for group in optimizer.param_groups:
                         group["lr"] = lrs[step]
-                    with autocast(device, bf16):
-                        terms = method(view_a, view_b)
-                    optimizer.zero_grad(set_to_none=True)
-                    terms["loss"].backward()
+                    terms = forward_backward(method, optimizer, batch, cfg.augmentation, mean, std,
+                                             channels_last, bf16)
                     step += 1
                     if tr.max_bad_steps and not torch.isfinite(terms["loss"]).item():   # opt-in sync
                         bad_steps += 1   # skip the update; the batch is spent
@@ -339,6 +333,21 @@ def train(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
     print_report(report, console)
     log.info(f"report: {run_dir / 'report.md'}")
     return report
+
+
+def forward_backward(method: Method, optimizer, batch: torch.Tensor, augmentation: Any, mean: torch.Tensor,
+                     std: torch.Tensor, channels_last: bool, bf16: bool) -> Dict[str, torch.Tensor]:
+    """The step up to the optimizer: two views of a uint8 batch (B, C, H, W) augmented on its device,
+    the method's loss terms under autocast, gradients. No host sync."""
+    view_a, view_b = make_views(batch, augmentation, mean, std)       # (B, C, H, W) float, normalised
+    if channels_last:
+        view_a = view_a.contiguous(memory_format=torch.channels_last)
+        view_b = view_b.contiguous(memory_format=torch.channels_last)
+    with autocast(batch.device, bf16):
+        terms = method(view_a, view_b)
+    optimizer.zero_grad(set_to_none=True)
+    terms["loss"].backward()
+    return terms
 
 
 def _progress(console: Console, epoch: int, epochs: int) -> Progress:
