@@ -208,6 +208,27 @@ def clip_loss(z_x: Tensor, z_y: Tensor, logit_scale, *, return_terms: bool = Fal
 
 
 @_fp32
+def siglip_loss(z_x: Tensor, z_y: Tensor, log_t, bias, *, return_terms: bool = False):
+    """SigLIP (Zhai et al. 2023): all-pairs binary NCE across two modalities. Normalized. O(B^2 d).
+
+    logits_ij = exp(log_t) u_x_i . u_y_j + bias  (B, B), u = rows normalized
+    z_ij = +1 if i == j else -1
+    positive = -(1/B) sum_i log sigmoid(logits_ii)
+    negative = -(1/B) sum_{i != j} log sigmoid(-logits_ij)
+    loss = positive + negative = -(1/B) sum_ij log sigmoid(z_ij logits_ij)
+    Symmetric in (z_x, z_y). ``log_t`` (the log of the multiplier t) and ``bias`` may be floats or
+    0-dim tensors (gradients flow to them); no cap on t. Equals binary_nce(z_x, z_y, 1/t, bias).
+    """
+    t = torch.as_tensor(log_t, dtype=z_x.dtype, device=z_x.device).exp()
+    logits = (t * F.normalize(z_x, dim=1)) @ F.normalize(z_y, dim=1).T + bias  # (B, B)
+    B = logits.shape[0]
+    # -log sigmoid(x) = softplus(-x), -log sigmoid(-x) = softplus(x)
+    positive = F.softplus(-logits.diagonal()).sum() / B
+    negative = F.softplus(logits.fill_diagonal_(float("-inf"))).sum() / B  # softplus(-inf) = 0
+    return _result(positive + negative, {"positive": positive, "negative": negative}, return_terms)
+
+
+@_fp32
 def byol_loss(p_a: Tensor, t_b: Tensor, *, return_terms: bool = False):
     """BYOL: loss = (1/B) sum_i (2 - 2 cos(p_a_i, sg(t_b_i)))."""
     cos = (F.normalize(p_a, dim=1) * F.normalize(t_b.detach(), dim=1)).sum(1)  # (B,)
