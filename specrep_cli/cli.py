@@ -2,8 +2,9 @@
 
     specrep train [overrides...]       -> train_app   (conf/train.yaml)
     specrep eval checkpoint=PATH ...   -> eval_app    (conf/eval.yaml)
+    specrep report PATH...             -> report      (a plain command, not a Hydra app: summary.py)
 
-Everything after the subcommand goes to Hydra untouched: overrides, --multirun, --cfg job, --help,
+Everything after train or eval goes to Hydra untouched: overrides, --multirun, --cfg job, --help,
 --info. The command line is checked before Hydra starts a job, so that a mistyped key or option,
 a wrong type or value, or an unwritable output directory is one line and no run directory. Shell completion (`eval "$(specrep -sc install=bash)"`) is routed to the subcommand's
 app. A SpecrepError (bad config value, missing data, unusable checkpoint, diverged run) is
@@ -29,8 +30,10 @@ config.register()
 COMMANDS = {
     "train": "train an encoder with an objective; writes checkpoints and a probe report "
              "(Hydra: overrides, --multirun, --cfg job, --help)",
-    "eval": "score a checkpoint: linear probe, kNN and the random-init baseline "
+    "eval": "score a checkpoint: linear probe, kNN, random-init baseline, spectra "
             "(specrep eval checkpoint=PATH)",
+    "report": "compare runs: one row per configuration, seeds pooled (mean ± std); writes summary.md, "
+              "summary.csv and summary.png (specrep report SWEEP_OR_RUN_DIR...)",
 }
 CONF = "pkg://specrep_cli.conf"
 
@@ -60,6 +63,37 @@ def eval_app(cfg: DictConfig) -> None:
 
 
 APPS = {"train": train_app, "eval": eval_app}
+REPORT_USAGE = """usage: specrep report PATH [PATH...]
+
+Reads every run below the given directories (a run: a directory with report.json and
+.hydra/config.yaml, e.g. the jobs of a --multirun sweep), groups the runs whose configs differ only
+in `seed` (and `resume`), and prints one row per group: the settings that differ, probe and kNN
+top-1 as mean ± std over the group's runs with n, effective rank, images/s and training time.
+Writes summary.md, summary.csv and summary.png into the common parent of the paths (for one path,
+that path).
+
+example: specrep report outputs/multirun/2026-12-01/10-00-00"""
+
+
+def report_command(args: list[str]) -> int:
+    """`specrep report PATH...`: the exit status; a problem is one line on stderr."""
+    if any(a in ("-h", "--help") for a in args):
+        print(REPORT_USAGE)
+        return 0
+    from .summary import ReportError, summarize
+    try:
+        flags = [a for a in args if a.startswith("-")]
+        if flags:
+            raise ReportError(f"specrep report takes directories, not options ({flags[0]}); "
+                              "see specrep report --help")
+        summarize(args)
+    except SpecrepError as err:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
 NO_OUTPUT_FLAGS = ("--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--resolve")
 OTHER_CONFIG_FLAGS = ("-cn", "--config-name", "-cp", "--config-path", "-cd", "--config-dir")
 
@@ -140,12 +174,14 @@ def complete(args: list[str]) -> None:
     line = os.environ.get("COMP_LINE", "")
     words = line.split()
     querying = any(a.startswith("query") for a in args)
+    if querying and len(words) >= 2 and words[1] == "report" and (len(words) > 2 or line.endswith(" ")):
+        return   # paths: the shell's own file completion (-o default)
     if querying and len(words) >= 2 and words[1] in APPS and (len(words) > 2 or line.endswith(" ")):
         os.environ["COMP_LINE"] = " ".join([words[0], *words[2:]]) + (" " if line.endswith(" ") else "")
         command = words[1]
     elif querying:   # still typing the subcommand
         prefix = words[1] if len(words) > 1 else ""
-        print(" ".join(name for name in APPS if name.startswith(prefix)))
+        print(" ".join(name for name in COMMANDS if name.startswith(prefix)))
         return
     else:
         command = "train"
@@ -159,6 +195,8 @@ def main(argv: list[str] | None = None) -> None:
         print(usage())
         sys.exit(0)
     command = args[0]
+    if command == "report":
+        sys.exit(report_command(args[1:]))
     if "-sc" in args or "--shell-completion" in args:
         complete([a for a in args if a not in APPS])
         return

@@ -357,8 +357,22 @@ class EvalConfig:
     every_n_epochs: int = 5
     monitor_images: int = 2000
     collapse_fraction: float = 0.05
+    protocol: str = "fast"
+    standard_epochs: int = 100
+    standard_batch_size: int = 256
+    standard_lr: float = 0.03
+    standard_weight_decay: float = 0.0
+    alignment_images: int = 1000
 
     def __post_init__(self) -> None:
+        _require(self.protocol in ("fast", "standard"),
+                 f"eval.protocol must be fast or standard, got {self.protocol!r}")
+        _require(self.standard_epochs > 0, "eval.standard_epochs must be > 0")
+        _require(self.standard_batch_size > 0, "eval.standard_batch_size must be > 0")
+        _require(self.standard_lr > 0, "eval.standard_lr must be > 0")
+        _require(self.standard_weight_decay >= 0, "eval.standard_weight_decay must be >= 0")
+        _require(self.alignment_images == 0 or self.alignment_images >= 2,
+                 "eval.alignment_images must be 0 (skip alignment and uniformity) or >= 2")
         _require(self.every_n_epochs >= 0, "eval.every_n_epochs must be >= 0 (0: no monitoring)")
         _require(self.monitor_images > 0, "eval.monitor_images must be > 0")
         _require(0 <= self.collapse_fraction <= 1, "eval.collapse_fraction must be in [0, 1]")

@@ -57,6 +57,21 @@ Images = Union[Tensor, ImageFiles]
 
 
 @dataclass
+class Captions:
+    """The captions of a split: texts[j] describes image image_index[j]; an image may have several."""
+    texts: List[str]
+    image_index: Tensor    # int64 (M,), sorted
+
+    def subset(self, keep: Tensor) -> "Captions":
+        """The captions of images `keep` (sorted indices), re-indexed to the kept images."""
+        new_index = torch.full((int(self.image_index.max()) + 1 if len(self.texts) else 0,), -1)
+        new_index[keep] = torch.arange(len(keep))
+        mapped = new_index[self.image_index]
+        chosen = (mapped >= 0).nonzero().squeeze(1)
+        return Captions([self.texts[j] for j in chosen.tolist()], mapped[chosen])
+
+
+@dataclass
 class ImageData:
     train_images: Images   # uint8 (N, C, H, W): the probe's train split (and the SSL set, by default)
     train_labels: Tensor   # int64 (N,)
@@ -64,6 +79,8 @@ class ImageData:
     test_labels: Tensor    # int64 (M,)
     classes: List[str]
     unlabelled_images: Images | None = None   # the SSL training set when it is not the train split
+    train_captions: Captions | None = None    # image-text pairs (the train split's images)
+    test_captions: Captions | None = None
     mean: Tensor | None = None   # (C,) per-channel mean of the SSL training images, in [0, 1]
     std: Tensor | None = None    # (C,) per-channel std of the SSL training images, in [0, 1]
 
@@ -232,13 +249,19 @@ def _download(tv_class, name: str, root: Path) -> None:
 @register_dataset("shapes")
 def _load_shapes(cfg: Any, fits: Fits) -> ImageData:
     from . import shapes
+    from .captions import shapes_captions
     train = shapes.generate(cfg.num_train, seed=cfg.seed, image_size=cfg.image_size)
     test = shapes.generate(cfg.num_test, seed=cfg.seed + 1_000_003, image_size=cfg.image_size)
-    x, y = train.images, train.labels
+
+    def captions(split, seed: int) -> Captions:   # one caption per image, from its factors
+        return Captions(shapes_captions(split.factors, seed), torch.arange(split.labels.numel()))
+
+    x, y, train_captions = train.images, train.labels, captions(train, cfg.seed)
     keep = subset_indices(len(y), cfg.subset)
     if keep is not None:
-        x, y = x[keep], y[keep]
-    return ImageData(x, y, test.images, test.labels, list(shapes.CLASSES))
+        x, y, train_captions = x[keep], y[keep], train_captions.subset(keep)
+    return ImageData(x, y, test.images, test.labels, list(shapes.CLASSES), train_captions=train_captions,
+                     test_captions=captions(test, cfg.seed + 1_000_003))
 
 
 # ------------------------------------------------------------------------------------- cifar10/100
@@ -374,7 +397,7 @@ def _decode(path: Path, size: int) -> np.ndarray:
         im = im.convert("RGB")
         if im.size != (size, size):
             im = im.resize((size, size), Image.BILINEAR)  # PIL's bilinear antialiases when shrinking
-        return np.asarray(im, dtype=np.uint8)
+        return np.array(im, dtype=np.uint8)   # a writable copy (torch.from_numpy needs one)
 
 
 def decode_images(files: Sequence[Path], size: int) -> Tensor:

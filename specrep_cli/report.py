@@ -1,9 +1,17 @@
-"""Reports: report.json for machines, report.md and a rich table for people.
+"""Reports of one run: report.json for machines, report.md (with plots) and a rich table for people.
 
 The report is a plain dict:
-    {"run": {...settings...}, "linear_probe": {"top1", "top5"}, "knn": {"top1", "k"},
-     "random_init": {"linear_probe_top1", "knn_top1"}, "timing": {"train_seconds", ...}}
-Accuracies are percentages (0 to 100).
+    {"run": {...settings...},
+     "linear_probe": {"top1", "top5", "protocol", ...}, "knn": {"top1", "k", "temperature"},
+     "random_init": {"linear_probe_top1", "knn_top1"},
+     "spectrum": {"representation" | "projection": {"eigenvalues", "effective_rank",
+                                                      "top_variance_share": {"1", "10", "100"},
+                                                      "orthonormality_error"}},
+     "alignment": {"representation", "projection"}, "uniformity": {"representation", "projection"},
+     "history": [{"epoch", "knn_top1", "effective_rank_representation", ...}, ...],
+     "timing": {"train_seconds", "train_images_per_second", "eval_seconds"}}
+Accuracies and variance shares are percentages in the tables, accuracies percentages in the json
+(0 to 100); every key but run, linear_probe and knn may be absent.
 """
 from __future__ import annotations
 
@@ -14,10 +22,15 @@ from typing import Any, Dict, List, Tuple
 from rich.console import Console
 from rich.table import Table
 
+SIDES = ("representation", "projection")
+
 
 def _rows(report: Dict[str, Any]) -> List[Tuple[str, str]]:
+    """(metric, value) rows of the main table."""
     probe, knn = report["linear_probe"], report["knn"]
-    rows = [("linear probe top-1", f"{probe['top1']:.2f} %"), ("linear probe top-5", f"{probe['top5']:.2f} %"),
+    protocol = f" ({probe['protocol']})" if "protocol" in probe else ""
+    rows = [(f"linear probe top-1{protocol}", f"{probe['top1']:.2f} %"),
+            (f"linear probe top-5{protocol}", f"{probe['top5']:.2f} %"),
             (f"kNN top-1 (k={knn['k']})", f"{knn['top1']:.2f} %")]
     rand = report.get("random_init")
     if rand:
@@ -31,22 +44,59 @@ def _rows(report: Dict[str, Any]) -> List[Tuple[str, str]]:
     return rows
 
 
+def _diagnostic_rows(report: Dict[str, Any]) -> List[Tuple[str, str, str]]:
+    """(diagnostic, representation, projection) rows; empty without a spectrum."""
+    spectra = report.get("spectrum")
+    if not spectra:
+        return []
+
+    def both(fmt) -> Tuple[str, str]:
+        return tuple(fmt(spectra[side]) if side in spectra else "-" for side in SIDES)
+
+    rows = [("dimension", *both(lambda s: str(len(s["eigenvalues"])))),
+            ("effective rank", *both(lambda s: f"{s['effective_rank']:.1f}"))]
+    for top in spectra[SIDES[0]]["top_variance_share"]:
+        rows.append((f"variance in the top {top} direction{'s' if top != '1' else ''}",
+                     *both(lambda s: f"{100 * s['top_variance_share'][top]:.1f} %")))
+    rows.append(("orthonormality error", *both(lambda s: f"{s['orthonormality_error']:.3g}")))
+    for key, text in (("alignment", "alignment (lower: views closer)"),
+                      ("uniformity", "uniformity (lower: more uniform)")):
+        if key in report:
+            rows.append((text, *(f"{report[key][side]:.3f}" for side in SIDES)))
+    return rows
+
+
 def _settings(report: Dict[str, Any]) -> List[Tuple[str, str]]:
     return [(k, str(v)) for k, v in report["run"].items() if v is not None]
 
 
 def write_report(run_dir: Path, report: Dict[str, Any]) -> None:
-    """Write report.json and report.md into run_dir."""
+    """Write report.json, the plots (plots.write_run_plots) and report.md, which embeds them, into run_dir."""
+    from .plots import write_run_plots
+
     run_dir = Path(run_dir)
     (run_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    plots = write_run_plots(run_dir, report)
     lines = ["# specrep report", "", "| metric | value |", "| --- | --- |"]
     lines += [f"| {k} | {v} |" for k, v in _rows(report)]
+    diagnostics = _diagnostic_rows(report)
+    if diagnostics:
+        lines += ["", "## Spectral diagnostics", "",
+                  "Covariance eigenvalues of the train split's features; alignment and uniformity "
+                  "(Wang & Isola 2020) of two augmented views of test images.", "",
+                  "| diagnostic | representation | projection |", "| --- | --- | --- |"]
+        lines += [f"| {name} | {rep} | {proj} |" for name, rep, proj in diagnostics]
+    if plots:
+        lines += ["", "## Plots", ""]
+        lines += [f"![{caption}]({path})\n" for caption, path in plots]
     lines += ["", "## Run", "", "| setting | value |", "| --- | --- |"]
     lines += [f"| {k} | {v} |" for k, v in _settings(report)]
     (run_dir / "report.md").write_text("\n".join(lines) + "\n")
 
 
 def print_report(report: Dict[str, Any], console: Console | None = None) -> None:
+    """The main metrics, and the spectral diagnostics when there are any, as rich tables."""
+    console = console or Console()
     run = report["run"]
     title = f"{run.get('objective')} / {run.get('encoder')} on {run.get('dataset')}"
     table = Table(title=title, show_header=True, header_style="bold")
@@ -54,4 +104,13 @@ def print_report(report: Dict[str, Any], console: Console | None = None) -> None
     table.add_column("value", justify="right")
     for k, v in _rows(report):
         table.add_row(k, v)
-    (console or Console()).print(table)
+    console.print(table)
+    diagnostics = _diagnostic_rows(report)
+    if diagnostics:
+        table = Table(title="spectral diagnostics", show_header=True, header_style="bold")
+        table.add_column("diagnostic")
+        table.add_column("representation", justify="right")
+        table.add_column("projection", justify="right")
+        for row in diagnostics:
+            table.add_row(*row)
+        console.print(table)

@@ -270,7 +270,9 @@ def train(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
                         metrics.write({"step": step, "epoch": epoch, "lr": lrs[step - 1], **shown})
                         progress.update(task, info="  ".join(f"{k} {v:.4f}" for k, v in shown.items())
                                         + f"  lr {lrs[step - 1]:.3g}  "
-                                        f"{(i + 1 - first) * tr.batch_size / elapsed:.0f} img/s")
+                                        f"{(i + 1 - first) * tr.batch_size / elapsed:.0f} img/s"
+                                        + (f"  kNN {history[-1]['knn_top1']:.1f} %  rank "
+                                           f"{history[-1]['effective_rank_representation']:.1f}" if history else ""))
                         log_sum, log_count = {}, 0
                     progress.advance(task)
                     if stop.signum is not None and i + 1 < steps_per_epoch:   # a mid-epoch checkpoint
@@ -312,11 +314,12 @@ def train(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
             if stop.signum is not None and epoch < tr.epochs:
                 raise _interrupted(stop.signum, step, last_ckpt, run_dir)
 
-    # Evaluation of the trained encoder and of its random initialisation.
+    # Evaluation of the trained encoder and of its random initialisation; alignment and uniformity
+    # compare two views drawn with the run's own augmentation.
     t0 = time.perf_counter()
     results = evaluate_with_baseline(
         method.encoder, lambda: seeded_encoder(cfg.encoder, data.in_channels, cfg.seed).to(device),
-        data, cfg.eval, device, bf16, cfg.seed)
+        data, cfg.eval, device, bf16, cfg.seed, views=cfg.augmentation)
     report = {
         "run": {"objective": cfg.objective.name, "encoder": cfg.encoder.name,
                 "augmentation": cfg.augmentation.name, "dataset": cfg.dataset.name,
@@ -329,7 +332,7 @@ def train(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
                    "train_images_per_second": total_steps * tr.batch_size / max(train_seconds, 1e-9),
                    "eval_seconds": time.perf_counter() - t0},
     }
-    write_report(run_dir, report)
+    write_report(run_dir, report)   # report.json, plots/ (from metrics.jsonl and the report), report.md
     print_report(report, console)
     log.info(f"report: {run_dir / 'report.md'}")
     return report

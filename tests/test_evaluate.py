@@ -1,4 +1,5 @@
-"""Evaluation pieces against hand-made cases: probe, kNN, effective rank, the probe's held-out split."""
+"""Evaluation pieces against hand-made cases and their formulas: the probes, kNN, the spectral
+diagnostics, the probe's held-out split, and evaluate_encoder on tiny images in memory and streamed."""
 from __future__ import annotations
 
 import math
@@ -6,7 +7,8 @@ import math
 import pytest
 import torch
 
-from specrep_cli.evaluate import effective_rank, knn_top1, linear_probe, probe_split
+from specrep_cli.evaluate import (alignment, effective_rank, knn_top1, linear_probe, orthonormality_error,
+                                  probe_split, spectrum, standard_lr, standard_probe_on_features, uniformity)
 
 
 def test_probe_recovers_a_linearly_separable_labelling_and_is_at_chance_on_random_labels():
@@ -43,3 +45,164 @@ def test_effective_rank_of_known_spectra():
     two = torch.cat([torch.randn(100000, 2, generator=g), torch.zeros(100000, 6)], dim=1)
     assert effective_rank(two) == pytest.approx(2.0, rel=1e-2)
     assert not math.isnan(effective_rank(torch.zeros(10, 4)))
+
+
+# ------------------------------------------------------------------------------- issue #5 additions
+def whitened(n: int, d: int, seed: int = 0) -> torch.Tensor:
+    """n x d features with mean exactly 0 and covariance exactly I (up to float64 rounding)."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, d, generator=g, dtype=torch.float64)
+    q, _ = torch.linalg.qr(x - x.mean(0))
+    return q * math.sqrt(n - 1)
+
+
+def test_spectrum_of_a_known_covariance():
+    scales = torch.tensor([2.0, 1.0, 1.0, 0.0], dtype=torch.float64)   # covariance diag(4, 1, 1, 0)
+    spec = spectrum(whitened(500, 4) * scales)
+    assert spec["eigenvalues"] == pytest.approx([4.0, 1.0, 1.0, 0.0], abs=1e-9)
+    p = [4 / 6, 1 / 6, 1 / 6]
+    assert spec["effective_rank"] == pytest.approx(math.exp(-sum(q * math.log(q) for q in p)), rel=1e-9)
+    assert spec["top_variance_share"] == pytest.approx({"1": 4 / 6, "10": 1.0, "100": 1.0})
+    identity = spectrum(whitened(300, 16, seed=1))
+    assert identity["effective_rank"] == pytest.approx(16.0, rel=1e-9)
+    assert identity["top_variance_share"]["1"] == pytest.approx(1 / 16) and identity["top_variance_share"]["10"] == pytest.approx(10 / 16)
+    g = torch.Generator().manual_seed(2)
+    rank_one = torch.randn(300, 1, generator=g) * torch.randn(1, 16, generator=g)
+    assert spectrum(rank_one)["effective_rank"] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_orthonormality_error_of_orthonormal_and_scaled_features():
+    n, d = 400, 8
+    q, _ = torch.linalg.qr(torch.randn(n, d, generator=torch.Generator().manual_seed(0), dtype=torch.float64))
+    psi = q * math.sqrt(n)                        # (1/n) psi^T psi = I
+    assert orthonormality_error(psi) == pytest.approx(0.0, abs=1e-9)
+    assert spectrum(psi)["orthonormality_error"] == pytest.approx(0.0, abs=1e-9)
+    # (1/n) (2 psi)^T (2 psi) = 4 I: ||3 I||_F / sqrt(d) = 3
+    assert orthonormality_error(2 * psi) == pytest.approx(3.0, rel=1e-9)
+
+
+def test_alignment_and_uniformity_on_hand_made_points():
+    f_a = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    f_b = torch.tensor([[0.0, 3.0], [0.0, 1.0]])   # normalised: (0, 1) and (0, 1)
+    assert alignment(f_a, f_b) == pytest.approx((2.0 + 0.0) / 2)
+    assert alignment(f_a, 5 * f_a) == pytest.approx(0.0)
+    points = torch.tensor([[2.0, 0.0], [-1.0, 0.0], [0.0, 3.0]])   # squared distances 4, 2, 2
+    expected = math.log((math.exp(-2 * 4) + 2 * math.exp(-2 * 2)) / 3)
+    assert uniformity(points) == pytest.approx(expected, rel=1e-9)
+    assert uniformity(torch.ones(5, 3)) == pytest.approx(0.0)
+
+
+def test_knn_votes_are_weighted_by_exp_similarity_over_temperature():
+    # cosine similarity to the test point: 1 for the one class-0 neighbour, 0.5 for the two of class 1
+    train = torch.tensor([[1.0, 0.0], [0.5, math.sqrt(3) / 2], [0.5, -math.sqrt(3) / 2]])
+    labels = torch.tensor([0, 1, 1])
+    test, test_y = torch.tensor([[1.0, 0.0]]), torch.tensor([0])
+    # class 0: exp(1 / t); class 1: 2 exp(0.5 / t); class 0 wins iff exp(0.5 / t) > 2, i.e. t < 0.5 / ln 2
+    assert knn_top1(train, labels, test, test_y, 2, k=3, temperature=0.07) == 100.0
+    assert knn_top1(train, labels, test, test_y, 2, k=3, temperature=1.0) == 0.0
+    assert knn_top1(train, labels, test, test_y, 2, k=1, temperature=1.0) == 100.0   # only the nearest votes
+
+
+def test_the_l2_choice_never_looks_at_the_test_split():
+    g = torch.Generator().manual_seed(1)
+    w = torch.randn(6, 3, generator=g)
+    x = torch.randn(600, 6, generator=g)
+    y = (x @ w + 2.0 * torch.randn(600, 3, generator=g)).argmax(1)   # noisy: the L2 strength matters
+    decays = [0.0, 1e-2, 1e-1, 1.0, 10.0]
+    test_x, test_y = torch.randn(200, 6, generator=g), torch.randint(0, 3, (200,), generator=g)
+    first = linear_probe(x, y, test_x, test_y, 3, decays, steps=50)
+    # any other test split, even the train split's own held-out part: the same choice
+    fit, held = probe_split(600, 0.1, seed=0)
+    for tx, ty in ((test_x * 100, 2 - test_y), (x[held], y[held]), (x[fit], y[fit])):
+        other = linear_probe(x, y, tx, ty, 3, decays, steps=50)
+        assert (other["weight_decay"], other["val_top1"]) == (first["weight_decay"], first["val_top1"])
+
+
+def test_standard_lr_steps_at_60_and_80_percent():
+    assert [standard_lr(1.0, e, 100) for e in (0, 59, 60, 79, 80, 99)] == \
+        pytest.approx([1.0, 1.0, 0.1, 0.1, 0.01, 0.01])
+    assert [standard_lr(0.5, e, 10) for e in range(10)] == pytest.approx([0.5] * 6 + [0.05] * 2 + [0.005] * 2)
+
+
+def test_standard_protocol_on_features_recovers_a_separable_labelling_and_is_at_chance_on_noise():
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(8, 4, generator=g)
+    x, xt = torch.randn(4000, 8, generator=g), torch.randn(1000, 8, generator=g)
+    y, yt = (x @ w).argmax(1), (xt @ w).argmax(1)
+    assert standard_probe_on_features(x, y, xt, yt, 4, epochs=20, lr=1.0)["top1"] > 98.0   # SGD: slower than L-BFGS
+    noise, noise_test = torch.randint(0, 4, (4000,), generator=g), torch.randint(0, 4, (1000,), generator=g)
+    assert abs(standard_probe_on_features(x, noise, xt, noise_test, 4, epochs=5)["top1"] - 25.0) < 5.0
+
+
+# --------------------------------------------------------------- evaluate_encoder on tiny images
+def tiny_data(tmp_path, streamed: bool):
+    """16 train and 8 test 16x16 RGB images of two classes (dark and bright), in memory or as files."""
+    from PIL import Image
+    from specrep_cli.data import ImageData, ImageFiles
+    g = torch.Generator().manual_seed(0)
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    splits = {}
+    for split, n in (("train", 16), ("test", 8)):
+        labels = torch.arange(n) % 2
+        images = (torch.rand(n, 3, 16, 16, generator=g) * 100 + 120 * labels[:, None, None, None]).to(torch.uint8)
+        files = []
+        for i, img in enumerate(images):
+            files.append(tmp_path / f"{split}{i}.png")
+            Image.fromarray(img.permute(1, 2, 0).numpy()).save(files[-1])
+        splits[split] = (ImageFiles(files, 16, 0) if streamed else images, labels)
+    x = splits["train"][0]
+    return ImageData(train_images=x, train_labels=splits["train"][1], test_images=splits["test"][0],
+                     test_labels=splits["test"][1], classes=["dark", "bright"],
+                     mean=torch.full((3,), 0.5), std=torch.full((3,), 0.25))
+
+
+def eval_cfg(**kw):
+    from omegaconf import OmegaConf
+    from specrep_cli.config import EvalConfig
+    return OmegaConf.merge(OmegaConf.structured(EvalConfig),
+                           {"batch_size": 5, "probe_steps": 20, "knn_k": 4, "alignment_images": 6,
+                            "standard_epochs": 2, "standard_batch_size": 4, **kw})
+
+
+def tiny_encoder():
+    from omegaconf import OmegaConf
+    from specrep_cli.config import EncoderConfig
+    from specrep_cli.encoders import build_encoder
+    torch.manual_seed(0)
+    return build_encoder(OmegaConf.merge(OmegaConf.structured(EncoderConfig),
+                                         {"name": "convnet", "width": 4, "projector_hidden_dim": 16,
+                                          "projector_out_dim": 8}), 3)
+
+
+def none_views():
+    from omegaconf import OmegaConf
+    from specrep_cli.config import AugmentationConfig
+    flat = {"crop_scale": [1.0, 1.0], "crop_ratio": [1.0, 1.0], "flip_p": 0.0, "jitter_p": 0.0, "grayscale_p": 0.0}
+    return OmegaConf.merge(OmegaConf.structured(AugmentationConfig),
+                           {"name": "none", "view_a": flat, "view_b": flat})
+
+
+@pytest.mark.parametrize("protocol", ["fast", "standard"])
+def test_evaluate_encoder_reads_streamed_splits_like_tensors(tmp_path, protocol):
+    from specrep_cli.evaluate import evaluate_encoder
+    device = torch.device("cpu")
+    encoder, cfg = tiny_encoder(), eval_cfg(protocol=protocol)
+    in_memory = evaluate_encoder(encoder, tiny_data(tmp_path / "a", False), cfg, device, False, 0, none_views())
+    streamed = evaluate_encoder(encoder, tiny_data(tmp_path / "b", True), cfg, device, False, 0, none_views())
+    assert in_memory["linear_probe"]["protocol"] == protocol
+    assert 0 <= in_memory["linear_probe"]["top1"] <= in_memory["linear_probe"]["top5"] <= 100
+    for key in ("linear_probe", "knn", "alignment", "uniformity"):
+        got = {k: v for k, v in streamed[key].items() if k != "seconds"}
+        assert got == pytest.approx({k: v for k, v in in_memory[key].items() if k != "seconds"}), key
+    assert len(in_memory["spectrum"]["representation"]["eigenvalues"]) == 32   # convnet: 8 * width
+    assert len(in_memory["spectrum"]["projection"]["eigenvalues"]) == 8
+    # identical views (augmentation none): the two views' features coincide
+    assert in_memory["alignment"] == pytest.approx({"representation": 0.0, "projection": 0.0}, abs=1e-9)
+
+
+def test_no_views_no_alignment_and_the_baseline_is_probe_and_knn_only(tmp_path):
+    from specrep_cli.evaluate import evaluate_with_baseline
+    data = tiny_data(tmp_path, False)
+    results = evaluate_with_baseline(tiny_encoder(), tiny_encoder, data, eval_cfg(), torch.device("cpu"), False, 0)
+    assert "alignment" not in results and "uniformity" not in results and "spectrum" in results
+    assert set(results["random_init"]) == {"linear_probe_top1", "knn_top1"}

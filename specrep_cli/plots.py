@@ -1,0 +1,163 @@
+"""Plots for people, as PNG files drawn on matplotlib's Agg canvas (headless: no display, no pyplot state).
+
+    write_run_plots(run_dir, report)    # run_dir/plots/{loss,lr,monitor,spectrum}.png, those with data
+    write_bar_plot(path, labels, bars)  # grouped horizontal bars with error bars (specrep report)
+
+Inputs are plain data: the records of metrics.jsonl and the report dict (report.py). matplotlib is
+imported when a plot is drawn, so commands that draw nothing never pay for it.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any, Dict, List, Sequence, Tuple
+
+NOT_TERMS = {"step", "epoch", "lr"}   # keys of a step record of metrics.jsonl that are not loss terms
+
+
+def read_step_records(metrics_path: Path) -> List[Dict[str, Any]]:
+    """The per-step records of metrics.jsonl (those with an `lr`), by step; a step logged twice (a
+    resumed run redoes the steps after its last checkpoint) keeps its last record; unreadable lines
+    (a run killed mid-write) are skipped."""
+    by_step: Dict[int, Dict[str, Any]] = {}
+    if not Path(metrics_path).is_file():
+        return []
+    for line in Path(metrics_path).read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and "lr" in record and "step" in record:
+            by_step[record["step"]] = record
+    return [by_step[s] for s in sorted(by_step)]
+
+
+def _figure(width: float, height: float, rows: int = 1, sharex: bool = True):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(rows, 1, sharex=sharex, squeeze=False)[:, 0]
+    return fig, list(axes)
+
+
+def _save(fig, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100, format="png")
+    return path
+
+
+def plot_losses(records: Sequence[Dict[str, Any]], path: Path) -> Path | None:
+    """One panel per loss term against the step (mean over each logging interval)."""
+    terms = [k for k in records[0] if k not in NOT_TERMS] if records else []
+    if not terms:
+        return None
+    steps = [r["step"] for r in records]
+    fig, axes = _figure(7, 1.0 + 1.8 * len(terms), rows=len(terms))
+    for ax, term in zip(axes, terms):
+        ax.plot(steps, [r.get(term, math.nan) for r in records], marker="." if len(steps) < 30 else None)
+        ax.set_ylabel(term)
+        ax.grid(alpha=0.3)
+    axes[0].set_title("loss terms per step")
+    axes[-1].set_xlabel("step")
+    return _save(fig, path)
+
+
+def plot_lr(records: Sequence[Dict[str, Any]], path: Path) -> Path | None:
+    """The learning rate against the step."""
+    if not records:
+        return None
+    fig, (ax,) = _figure(7, 2.6)
+    steps = [r["step"] for r in records]
+    ax.plot(steps, [r["lr"] for r in records], marker="." if len(steps) < 30 else None)
+    ax.set(title="learning rate per step", xlabel="step", ylabel="lr")
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_monitor(history: Sequence[Dict[str, Any]], path: Path) -> Path | None:
+    """kNN top-1 (monitoring subset) and the effective rank of h and z against the epoch."""
+    if not history:
+        return None
+    epochs = [h["epoch"] for h in history]
+    fig, (top, bottom) = _figure(7, 4.6, rows=2)
+    top.plot(epochs, [h["knn_top1"] for h in history], marker="o")
+    top.set(title="monitoring subset, per epoch", ylabel="kNN top-1 (%)")
+    bottom.plot(epochs, [h["effective_rank_representation"] for h in history], marker="o",
+                label="representation h")
+    bottom.plot(epochs, [h["effective_rank_projection"] for h in history], marker="o", label="projection z")
+    bottom.set(xlabel="epoch", ylabel="effective rank")
+    bottom.legend()
+    from matplotlib.ticker import MaxNLocator
+    bottom.xaxis.set_major_locator(MaxNLocator(integer=True))
+    for ax in (top, bottom):
+        ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_spectrum(spectra: Dict[str, Dict[str, Any]], path: Path) -> Path | None:
+    """Share of variance lambda_i / sum_j lambda_j of each covariance eigenvalue, descending, log scale."""
+    fig, (ax,) = _figure(7, 3.6)
+    drawn = False
+    for name, spec in spectra.items():
+        eig = spec.get("eigenvalues") or []
+        total = sum(eig)
+        points = [(i + 1, v / total) for i, v in enumerate(eig) if total > 0 and v > 0]
+        if points:
+            ax.plot(*zip(*points), label=f"{name} (D={len(eig)}, effective rank {spec['effective_rank']:.1f})")
+            drawn = True
+    if not drawn:
+        return None
+    ax.set_yscale("log")
+    ax.set(title="covariance spectrum (train split)", xlabel="eigenvalue index (descending)",
+           ylabel="share of variance")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    return _save(fig, path)
+
+
+def write_run_plots(run_dir: Path, report: Dict[str, Any]) -> List[Tuple[str, str]]:
+    """Draw every plot the run has data for into run_dir/plots; (caption, path relative to run_dir) each.
+
+    A plot that cannot be drawn is a warning, not an error: the run's numbers are in report.json already.
+    """
+    run_dir = Path(run_dir)
+    records = read_step_records(run_dir / "metrics.jsonl")
+    plots = [("loss terms per step", plot_losses, records, "loss.png"),
+             ("learning rate per step", plot_lr, records, "lr.png"),
+             ("kNN top-1 and effective rank per epoch (monitoring subset)", plot_monitor,
+              report.get("history") or [], "monitor.png"),
+             ("covariance spectrum of the representation and the projection", plot_spectrum,
+              report.get("spectrum") or {}, "spectrum.png")]
+    drawn = []
+    for caption, draw, data, name in plots:
+        try:
+            path = draw(data, run_dir / "plots" / name)
+        except Exception as err:   # matplotlib's errors have many types
+            logging.getLogger("specrep").warning(f"could not draw plots/{name}: {err}")
+            continue
+        if path is not None:
+            drawn.append((caption, path.relative_to(run_dir).as_posix()))
+    return drawn
+
+
+def write_bar_plot(path: Path, labels: Sequence[str], bars: Dict[str, Tuple[Sequence[float], Sequence[float]]],
+                   xlabel: str = "top-1 (%)") -> Path:
+    """Horizontal grouped bars, one group per label, one bar per series name -> (means, stds), with
+    error bars of one std (none where the std is nan: a single run)."""
+    n, k = len(labels), len(bars)
+    fig, (ax,) = _figure(8, 1.2 + 0.35 * n * k + 0.2 * n)
+    height = 0.8 / k
+    for j, (name, (means, stds)) in enumerate(bars.items()):
+        ys = [i + (j - (k - 1) / 2) * height for i in range(n)]
+        errors = [0.0 if s is None or math.isnan(s) else s for s in stds]
+        ax.barh(ys, means, height=height, xerr=errors, capsize=3, label=name)
+    ax.set_yticks(range(n), [label if len(label) <= 60 else label[:57] + "..." for label in labels])
+    ax.invert_yaxis()
+    ax.set(xlabel=xlabel, title="mean ± std over seeds")
+    ax.grid(alpha=0.3, axis="x")
+    ax.legend(loc="lower right")
+    return _save(fig, Path(path))

@@ -1,0 +1,287 @@
+"""`specrep report PATH...`: compare runs, one row per configuration with its seeds pooled.
+
+    runs = find_runs(paths)       # every directory below the paths with report.json and .hydra/config.yaml
+    groups = group_runs(runs)     # same resolved config once `seed` and `resume` are removed
+    summarize(paths)              # prints the table; writes summary.md, summary.csv, summary.png
+
+A group's label is the config keys whose values differ across groups, written as overrides
+(`objective=simclr` for a group option, `key=value` otherwise; a key that only follows from a group
+option, such as objective.temperature under objective=simclr, is left out). Each metric is shown as
+mean ± std over the group's runs (std with n - 1; none for a single run). The files go next to the
+sweep: into the common parent directory of the paths given (for one path, that path).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Sequence, Tuple
+
+from rich.console import Console
+from rich.table import Table
+
+from .errors import SpecrepError
+
+RUN_SPECIFIC_KEYS = ("seed", "resume")   # top-level keys that differ between runs of one configuration
+METRICS = (   # (column, heading, where in report.json)
+    ("probe_top1", "probe top-1 %", ("linear_probe", "top1")),
+    ("knn_top1", "kNN top-1 %", ("knn", "top1")),
+    ("effective_rank", "eff. rank", ("spectrum", "representation", "effective_rank")),
+    ("images_per_second", "img/s", ("timing", "train_images_per_second")),
+    ("train_seconds", "train s", ("timing", "train_seconds")),
+)
+FORMATS = {"probe_top1": "{:.2f}", "knn_top1": "{:.2f}", "effective_rank": "{:.1f}",
+           "images_per_second": "{:.0f}", "train_seconds": "{:.1f}"}
+
+
+class ReportError(SpecrepError):
+    """The paths hold no runs, or a run's files cannot be read."""
+
+
+@dataclass
+class Run:
+    path: Path
+    report: Dict[str, Any]
+    config: Dict[str, Any]   # the resolved config, flattened to dotted keys, without RUN_SPECIFIC_KEYS
+
+
+@dataclass
+class Group:
+    runs: List[Run]
+    settings: Dict[str, Any] = field(default_factory=dict)   # label key -> value
+    label: str = ""
+
+
+def flatten(node: Any, prefix: str = "") -> Dict[str, Any]:
+    """{"a": {"b": 1}} -> {"a.b": 1}; lists stay values."""
+    if isinstance(node, dict) and node:
+        return {k: v for key, child in node.items() for k, v in flatten(child, f"{prefix}{key}.").items()}
+    return {prefix[:-1]: node}
+
+
+def _natural(path: Path) -> List[Any]:
+    """Sort key: sweep job 10 after job 9."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", str(path))]
+
+
+def _read_run(run_dir: Path) -> Run:
+    import yaml
+
+    report_path, config_path = run_dir / "report.json", run_dir / ".hydra" / "config.yaml"
+    try:
+        report = json.loads(report_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ReportError(f"{report_path} is not a readable report ({str(err).splitlines()[0]}): "
+                          "remove it or the run, or rerun `specrep eval` on its checkpoint") from None
+    if not (isinstance(report, dict) and isinstance(report.get("run"), dict)
+            and _metric(report, ("linear_probe", "top1")) is not None
+            and _metric(report, ("knn", "top1")) is not None):
+        raise ReportError(f"{report_path} lacks run, linear_probe.top1 or knn.top1: not a specrep report")
+    try:
+        config = yaml.safe_load(config_path.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        raise ReportError(f"{config_path} is not readable YAML ({str(err).splitlines()[0]})") from None
+    if not isinstance(config, dict):
+        raise ReportError(f"{config_path} does not hold a config (a mapping of keys)")
+    flat = {k: v for k, v in flatten(config).items() if k not in RUN_SPECIFIC_KEYS}
+    return Run(run_dir, report, flat)
+
+
+def find_runs(paths: Sequence[str | Path]) -> Tuple[List[Run], List[Path]]:
+    """(runs, unfinished): every directory at or below `paths` with report.json and .hydra/config.yaml,
+    and those with .hydra/config.yaml but no report.json (still running, failed or stopped)."""
+    run_dirs, unfinished = set(), set()
+    for path in map(Path, paths):
+        if not path.is_dir():
+            raise ReportError(f"{path}: no such directory (give run or sweep directories, e.g. "
+                              "outputs/multirun/2026-12-01/10-00-00)")
+        for config in [*path.glob(".hydra/config.yaml"), *path.rglob("*/.hydra/config.yaml")]:
+            run_dir = config.parent.parent.resolve()
+            (run_dirs if (run_dir / "report.json").is_file() else unfinished).add(run_dir)
+        for report in [*path.glob("report.json"), *path.rglob("*/report.json")]:
+            if not (report.parent / ".hydra" / "config.yaml").is_file():
+                raise ReportError(f"{report} has no .hydra/config.yaml beside it: specrep report compares "
+                                  "run directories written by specrep train or specrep eval")
+    return [_read_run(d) for d in sorted(run_dirs, key=_natural)], sorted(unfinished, key=_natural)
+
+
+def _canon(value: Any) -> str:
+    return json.dumps(value, sort_keys=True)
+
+
+def _label_keys(configs: Sequence[Dict[str, Any]]) -> List[str]:
+    """The keys whose values differ across configs, less those that only follow from a group option
+    (a key under `g.` where g.name differs, constant among the configs sharing a g.name)."""
+    keys = sorted(set().union(*configs))
+    differ = [k for k in keys if len({_canon(c.get(k)) for c in configs}) > 1]
+    options = {k[:-len(".name")] for k in differ if k.endswith(".name")}
+
+    def follows_from_option(key: str) -> bool:
+        group = next((g for g in options if key.startswith(g + ".") and key != g + ".name"), None)
+        if group is None:
+            return False
+        values: Dict[str, set] = {}
+        for c in configs:
+            values.setdefault(_canon(c.get(f"{group}.name")), set()).add(_canon(c.get(key)))
+        return all(len(v) == 1 for v in values.values())
+
+    return [k for k in differ if not follows_from_option(k)]
+
+
+def _override(key: str, value: Any) -> str:
+    key = key[:-len(".name")] if key.endswith(".name") else key
+    text = json.dumps(value) if isinstance(value, (list, dict)) else ("null" if value is None else str(value))
+    return f"{key}={text}"
+
+
+def group_runs(runs: Sequence[Run]) -> List[Group]:
+    """Runs with the same config (seed and resume removed), in the order of their first run, labelled."""
+    by_config: Dict[str, Group] = {}
+    for run in runs:
+        by_config.setdefault(_canon(run.config), Group([])).runs.append(run)
+    groups = list(by_config.values())
+    keys = _label_keys([g.runs[0].config for g in groups])
+    for g in groups:
+        g.settings = {k: g.runs[0].config.get(k) for k in keys}
+        g.label = " ".join(_override(k, v) for k, v in g.settings.items() if k in g.runs[0].config)
+        if not g.label:   # one group: say what it is
+            run = g.runs[0].report["run"]
+            g.label = " / ".join(str(run[k]) for k in ("objective", "encoder", "dataset") if run.get(k))
+    return groups
+
+
+def _metric(report: Dict[str, Any], where: Sequence[str]) -> float | None:
+    node: Any = report
+    for key in where:
+        if not isinstance(node, dict) or key not in node:
+            return None
+        node = node[key]
+    return float(node) if isinstance(node, (int, float)) and not isinstance(node, bool) else None
+
+
+def mean_std(values: Sequence[float | None]) -> Tuple[float, float, int]:
+    """(mean, sample std sqrt(sum (x - mean)^2 / (n - 1)), n) over the values that are not None;
+    std is nan for n = 1; (nan, nan, 0) for none."""
+    xs = [v for v in values if v is not None]
+    n = len(xs)
+    if n == 0:
+        return math.nan, math.nan, 0
+    mean = sum(xs) / n
+    std = math.sqrt(sum((x - mean) ** 2 for x in xs) / (n - 1)) if n > 1 else math.nan
+    return mean, std, n
+
+
+def group_stats(group: Group) -> Dict[str, Tuple[float, float, int]]:
+    """column -> (mean, std, n) of each metric over the group's runs."""
+    return {col: mean_std([_metric(r.report, where) for r in group.runs]) for col, _, where in METRICS}
+
+
+def _cell(col: str, stat: Tuple[float, float, int], with_std: bool) -> str:
+    mean, std, n = stat
+    if n == 0:
+        return "-"
+    fmt = FORMATS[col]
+    return fmt.format(mean) + (f" ± {fmt.format(std)}" if with_std and n > 1 else "")
+
+
+def _rows(groups: Sequence[Group]) -> List[List[str]]:
+    """Table rows: label, n, then each metric (mean ± std for the accuracies, mean for the rest)."""
+    rows = []
+    for g in groups:
+        stats = group_stats(g)
+        rows.append([g.label, str(len(g.runs))]
+                    + [_cell(col, stats[col], col in ("probe_top1", "knn_top1")) for col, _, _ in METRICS])
+    return rows
+
+
+HEADINGS = ["group", "n", *(heading for _, heading, _ in METRICS)]
+
+
+def write_summary(out_dir: Path, groups: Sequence[Group]) -> List[Path]:
+    """summary.csv (one row per group, mean and std columns), summary.md (the table, the bar plot, the
+    runs of each group) and summary.png (probe and kNN top-1, mean ± std) in out_dir."""
+    from .plots import write_bar_plot
+
+    out_dir = Path(out_dir)
+    keys = list(groups[0].settings) if groups else []
+    csv_path, md_path, png_path = out_dir / "summary.csv", out_dir / "summary.md", out_dir / "summary.png"
+    with csv_path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["group", *keys, "n", *(f"{col}_{s}" for col, _, _ in METRICS for s in ("mean", "std")),
+                         "runs"])
+        for g in groups:
+            stats = group_stats(g)
+            values = [v for col, _, _ in METRICS for v in stats[col][:2]]
+            writer.writerow([g.label, *(_canon(g.settings[k]) if isinstance(g.settings[k], (list, dict))
+                                        else g.settings[k] for k in keys), len(g.runs),
+                             *("" if math.isnan(v) else f"{v:.6g}" for v in values),
+                             ";".join(os.path.relpath(r.path, out_dir) for r in g.runs)])
+    stats = [group_stats(g) for g in groups]
+    try:
+        write_bar_plot(png_path, [g.label for g in groups],
+                       {"linear probe top-1": ([s["probe_top1"][0] for s in stats], [s["probe_top1"][1] for s in stats]),
+                        "kNN top-1": ([s["knn_top1"][0] for s in stats], [s["knn_top1"][1] for s in stats])})
+    except OSError:
+        raise
+    except Exception as err:   # matplotlib's errors have many types; the table is what matters
+        print(f"note: could not draw {png_path.name}: {err}", file=sys.stderr)
+    lines = ["# specrep summary", "",
+             f"{sum(len(g.runs) for g in groups)} runs in {len(groups)} groups; accuracies are mean ± std "
+             "over the runs of a group (seeds), the other columns means.", "",
+             "| " + " | ".join(HEADINGS) + " |", "|" + " --- |" * len(HEADINGS)]
+    lines += ["| " + " | ".join(row) + " |" for row in _rows(groups)]
+    lines += ["", f"![probe and kNN top-1 per group]({png_path.name})", "", "## Runs", ""]
+    for g in groups:
+        lines.append(f"- {g.label}: " + ", ".join(f"[{os.path.relpath(r.path, out_dir)}]"
+                                                  f"({os.path.relpath(r.path / 'report.md', out_dir)})"
+                                                  for r in g.runs))
+    md_path.write_text("\n".join(lines) + "\n")
+    return [md_path, csv_path] + ([png_path] if png_path.is_file() else [])
+
+
+def print_summary(groups: Sequence[Group], console: Console | None = None) -> None:
+    from rich import box
+
+    table = Table(title=f"{sum(len(g.runs) for g in groups)} runs in {len(groups)} groups (mean ± std over seeds)",
+                  show_header=True, header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    label_width = min(max(len(g.label) for g in groups), 60)   # labels stay whole on a narrow terminal
+    table.add_column(HEADINGS[0], min_width=label_width, overflow="fold")
+    for heading in HEADINGS[1:]:
+        table.add_column(heading, justify="right", no_wrap=True)
+    for row in _rows(groups):
+        table.add_row(*row)
+    (console or Console()).print(table)
+
+
+def output_dir(paths: Sequence[str | Path]) -> Path:
+    """The common parent directory of the paths (for one path, that path)."""
+    return Path(os.path.commonpath([str(Path(p).resolve()) for p in paths]))
+
+
+def summarize(paths: Sequence[str | Path], console: Console | None = None) -> List[Group]:
+    """`specrep report`: find, group, print, write. Raises ReportError when there is nothing to report."""
+    if not paths:
+        raise ReportError("specrep report needs at least one run or sweep directory, e.g. "
+                          "specrep report outputs/multirun/2026-12-01/10-00-00")
+    runs, unfinished = find_runs(paths)
+    if not runs:
+        raise ReportError(f"no finished runs below {', '.join(map(str, paths))} (a run is a directory "
+                          "with report.json and .hydra/config.yaml)"
+                          + (f"; {len(unfinished)} without report.json" if unfinished else ""))
+    if unfinished:
+        print(f"note: skipped {len(unfinished)} run(s) without report.json (running, failed or stopped): "
+              + ", ".join(map(str, unfinished[:3])) + (" ..." if len(unfinished) > 3 else ""), file=sys.stderr)
+    groups = group_runs(runs)
+    out = output_dir(paths)
+    try:
+        written = write_summary(out, groups)
+    except OSError as err:
+        raise ReportError(f"cannot write the summary into {out} ({err.strerror})") from None
+    print_summary(groups, console)
+    print("wrote " + ", ".join(str(p) for p in written))
+    return groups
