@@ -119,10 +119,49 @@ class PCAConfig(ObjectiveConfig):
 
 
 @dataclass
+class TextTowerConfig:
+    level: str = "word"
+    context_length: int = 32
+    width: int = 128
+    layers: int = 2
+    heads: int = 4
+
+    def __post_init__(self) -> None:
+        _require(self.level in ("word", "char"), f"objective.text.level must be word or char, got {self.level!r}")
+        _require(self.context_length >= 2, "objective.text.context_length must be >= 2")
+        _require(self.width > 0 and self.layers >= 0 and self.heads > 0,
+                 "objective.text.width and heads must be > 0, layers >= 0")
+        _require(self.width % self.heads == 0,
+                 f"objective.text.width ({self.width}) must be divisible by objective.text.heads ({self.heads})")
+
+
+def _check_pairs(pairs: str) -> None:
+    _require(pairs in ("auto", "views", "text"), f"objective.pairs must be auto, views or text, got {pairs!r}")
+
+
+@dataclass
 class CLIPConfig(ObjectiveConfig):
     name: str = "clip"
+    pairs: str = "auto"
     logit_scale_init: float = 2.6592600369262695  # log(1 / 0.07)
     learn_logit_scale: bool = True
+    text: TextTowerConfig = field(default_factory=TextTowerConfig)
+
+    def __post_init__(self) -> None:
+        _check_pairs(self.pairs)
+
+
+@dataclass
+class SigLIPConfig(ObjectiveConfig):
+    name: str = "siglip"
+    pairs: str = "auto"
+    log_t_init: float = 2.302585092994046   # log(10)
+    bias_init: float = -10.0
+    learn_t_and_bias: bool = True
+    text: TextTowerConfig = field(default_factory=TextTowerConfig)
+
+    def __post_init__(self) -> None:
+        _check_pairs(self.pairs)
 
 
 @dataclass
@@ -157,7 +196,7 @@ class VICRegConfig(ObjectiveConfig):
 
 
 OBJECTIVE_SCHEMAS = {c().name: c for c in (SimCLRConfig, BinaryNCEConfig, SpectralConfig,
-                                            SpectralBYOLConfig, PCAConfig, CLIPConfig, BYOLConfig,
+                                            SpectralBYOLConfig, PCAConfig, CLIPConfig, SigLIPConfig, BYOLConfig,
                                             BarlowTwinsConfig, VICRegConfig)}
 
 
@@ -363,6 +402,8 @@ class EvalConfig:
     standard_lr: float = 0.03
     standard_weight_decay: float = 0.0
     alignment_images: int = 1000
+    zero_shot_templates: List[str] = field(default_factory=lambda: [
+        "a {}", "a picture of a {}", "there is a {}", "an image showing a {}"])
 
     def __post_init__(self) -> None:
         _require(self.protocol in ("fast", "standard"),
@@ -371,6 +412,8 @@ class EvalConfig:
         _require(self.standard_batch_size > 0, "eval.standard_batch_size must be > 0")
         _require(self.standard_lr > 0, "eval.standard_lr must be > 0")
         _require(self.standard_weight_decay >= 0, "eval.standard_weight_decay must be >= 0")
+        _require(len(self.zero_shot_templates) > 0 and all("{}" in t for t in self.zero_shot_templates),
+                 "eval.zero_shot_templates must be a non-empty list of prompts with {} for the class name")
         _require(self.alignment_images == 0 or self.alignment_images >= 2,
                  "eval.alignment_images must be 0 (skip alignment and uniformity) or >= 2")
         _require(self.every_n_epochs >= 0, "eval.every_n_epochs must be >= 0 (0: no monitoring)")

@@ -457,6 +457,21 @@ def _views_config(cfg: Any, trained: Dict[str, Any]) -> Any:
     return OmegaConf.merge(OmegaConf.structured(AugmentationConfig), trained["augmentation"])
 
 
+def _load_strict(module: nn.Module, state: Dict[str, Any], path: Path, what: str) -> nn.Module:
+    """module with `state` loaded strictly; a CheckpointError naming what does not fit otherwise."""
+    from .checkpoint import CheckpointError
+    missing, unexpected = _state_mismatch(module.state_dict(), state)
+    if missing or unexpected:
+        raise CheckpointError(f"{path}: the weights do not fit the {what} its config describes "
+                              f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as err:   # same keys, other shapes
+        raise CheckpointError(f"{path}: the weights do not fit the {what} its config describes "
+                              f"({str(err).strip().splitlines()[-1].strip()})") from None
+    return module
+
+
 def evaluate_checkpoint(cfg: Any, run_dir: Path) -> Dict[str, Any]:
     """`specrep eval`: rebuild the encoder from the checkpoint's own config, load it strictly, probe it.
 
@@ -488,17 +503,18 @@ def evaluate_checkpoint(cfg: Any, run_dir: Path) -> Dict[str, Any]:
         raise CheckpointError(f"{path} holds a config this specrep cannot read "
                               f"({str(err).splitlines()[0]})") from None
     in_channels = ckpt["data"]["in_channels"]
-    encoder = build_encoder(enc_cfg, in_channels)
-    missing, unexpected = _state_mismatch(encoder.state_dict(), ckpt["encoder"])
-    if missing or unexpected:
-        raise CheckpointError(f"{path}: the weights do not fit the encoder its config describes "
-                              f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
-    try:
-        encoder.load_state_dict(ckpt["encoder"], strict=True)
-    except RuntimeError as err:   # same keys, other shapes
-        raise CheckpointError(f"{path}: the weights do not fit the encoder its config describes "
-                              f"({str(err).strip().splitlines()[-1].strip()})") from None
-    encoder.to(device)
+    encoder = _load_strict(build_encoder(enc_cfg, in_channels), ckpt["encoder"], path, "encoder").to(device)
+    text_tower = None
+    if "tokenizer" in ckpt:   # an image-text run: its text tower comes back for zero-shot and retrieval
+        from .text import Tokenizer, text_encoder
+        try:
+            tokenizer = Tokenizer.from_state(ckpt["tokenizer"])
+            text_cfg = OmegaConf.create(trained["objective"]["text"])
+        except (ValueError, KeyError) as err:
+            raise CheckpointError(f"{path}: its tokenizer or text-tower config cannot be read ({err})") from None
+        weights = {k[len("encoder_y."):]: v for k, v in ckpt["objective"].items() if k.startswith("encoder_y.")}
+        text_tower = _load_strict(text_encoder(text_cfg, enc_cfg, len(tokenizer)), weights, path,
+                                  "text tower").to(device)
     data = load_dataset(data_cfg, device)
     if data.in_channels != in_channels:
         raise DatasetError(f"dataset {data_cfg.name} has {data.in_channels}-channel images but the "
@@ -507,6 +523,10 @@ def evaluate_checkpoint(cfg: Any, run_dir: Path) -> Dict[str, Any]:
     t0 = time.perf_counter()
     results = evaluate_with_baseline(encoder, lambda: seeded_encoder(enc_cfg, in_channels, cfg.seed).to(device),
                                      data, cfg.eval, device, bf16, cfg.seed, views)
+    if text_tower is not None:
+        from .zeroshot import evaluate_two_towers
+        results.update(evaluate_two_towers(encoder, text_tower, tokenizer, text_cfg.context_length, data,
+                                           cfg.eval, device, bf16))
     report = {
         "run": {"checkpoint": str(path), "objective": trained["objective"]["name"],
                 "encoder": enc_cfg.name, "augmentation": trained["augmentation"]["name"],

@@ -9,6 +9,9 @@ The training loop knows nothing else about it:
     terms["loss"].backward(); optimizer.step()
     method.after_step(progress)                          # EMA updates; progress in [0, 1]
 
+Two-tower objectives (clip, siglip) build their second tower nu with `make_encoder("y")`: an image
+encoder like phi for two views, a text encoder for image-text pairs (train.py decides).
+
 Its whole state_dict (encoder included) is the objective's state in a checkpoint. To add an objective,
 write a Method subclass and register a builder with `@register_objective("name")` next to a schema in
 config.py and a YAML under conf/objective/.
@@ -37,7 +40,7 @@ def register_objective(name: str):
     return wrap
 
 
-def build_method(cfg: Any, make_encoder: Callable[[], Encoder], batch_size: int) -> "Method":
+def build_method(cfg: Any, make_encoder: Callable[..., Encoder], batch_size: int) -> "Method":
     """The objective `cfg.name`; batch_size is the number of samples one loss sees."""
     if cfg.name not in METHODS:
         raise KeyError(f"unknown objective {cfg.name!r}; known: {', '.join(sorted(METHODS))}")
@@ -246,21 +249,40 @@ def _pca(cfg, make_encoder, batch_size):
 
 
 class CLIP(Method):
-    """Two encoders phi (view a, the probed one) and nu (view b), learnable logit scale capped at 100."""
+    """Two encoders phi (x, the probed one) and nu (y), learnable logit scale capped at 100."""
 
     def __init__(self, encoder: Encoder, encoder_y: Encoder, logit_scale_init: float, learn: bool):
         super().__init__(encoder)
         self.encoder_y = encoder_y
         self.logit_scale = nn.Parameter(torch.tensor(float(logit_scale_init)), requires_grad=learn)
 
-    def forward(self, view_a, view_b):
-        z_x, z_y = self.encoder(view_a), self.encoder_y(view_b)
+    def forward(self, x, y):
+        z_x, z_y = self.encoder(x), self.encoder_y(y)
         return {"loss": O.clip_loss(z_x, z_y, self.logit_scale), "logit_scale": self.logit_scale.detach()}
 
 
 @register_objective("clip")
 def _clip(cfg, make_encoder, batch_size):
-    return CLIP(make_encoder(), make_encoder(), cfg.logit_scale_init, cfg.learn_logit_scale)
+    return CLIP(make_encoder(), make_encoder("y"), cfg.logit_scale_init, cfg.learn_logit_scale)
+
+
+class SigLIP(Method):
+    """Two encoders phi (x, the probed one) and nu (y), all-pairs sigmoid loss, learnable log t and b."""
+
+    def __init__(self, encoder: Encoder, encoder_y: Encoder, log_t_init: float, bias_init: float, learn: bool):
+        super().__init__(encoder)
+        self.encoder_y = encoder_y
+        self.log_t = nn.Parameter(torch.tensor(float(log_t_init)), requires_grad=learn)
+        self.bias = nn.Parameter(torch.tensor(float(bias_init)), requires_grad=learn)
+
+    def forward(self, x, y):
+        loss, terms = O.siglip_loss(self.encoder(x), self.encoder_y(y), self.log_t, self.bias, return_terms=True)
+        return {"loss": loss, **terms, "t": self.log_t.detach().exp(), "bias": self.bias.detach()}
+
+
+@register_objective("siglip")
+def _siglip(cfg, make_encoder, batch_size):
+    return SigLIP(make_encoder(), make_encoder("y"), cfg.log_t_init, cfg.bias_init, cfg.learn_t_and_bias)
 
 
 class BYOL(Method):

@@ -32,6 +32,13 @@ def _rows(report: Dict[str, Any]) -> List[Tuple[str, str]]:
     rows = [(f"linear probe top-1{protocol}", f"{probe['top1']:.2f} %"),
             (f"linear probe top-5{protocol}", f"{probe['top5']:.2f} %"),
             (f"kNN top-1 (k={knn['k']})", f"{knn['top1']:.2f} %")]
+    if "zero_shot" in report:
+        rows += [("zero-shot top-1", f"{report['zero_shot']['top1']:.2f} %"),
+                 ("zero-shot top-5", f"{report['zero_shot']['top5']:.2f} %")]
+    for direction, name in (("image_to_text", "image->text"), ("text_to_image", "text->image")):
+        if direction in report.get("retrieval", {}):
+            rows.append((f"{name} recall@1/5/10",
+                         " / ".join(f"{v:.1f}" for v in report["retrieval"][direction].values()) + " %"))
     rand = report.get("random_init")
     if rand:
         rows += [("random-init probe top-1", f"{rand['linear_probe_top1']:.2f} %"),

@@ -19,7 +19,7 @@ import re
 from array import array
 from collections import Counter
 from itertools import chain
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -235,3 +235,11 @@ def encode_texts(encoder: nn.Module, tokenizer: Tokenizer, captions: Sequence[st
         parts = [encoder(ids[i:i + batch_size].to(device)) for i in range(0, len(captions), batch_size)]
     return torch.cat(parts)
 
+
+
+def text_encoder(text_cfg: Any, encoder_cfg: Any, vocab_size: int) -> TextEncoder:
+    """The text tower of a two-tower objective: objective.text sets the Transformer, the encoder group
+    the projector (so that both towers end in the same dimension)."""
+    return TextEncoder(vocab_size, encoder_cfg.projector_out_dim, encoder_cfg.projector_hidden_dim,
+                       encoder_cfg.projector_layers, text_cfg.width, text_cfg.layers, text_cfg.heads,
+                       text_cfg.context_length)

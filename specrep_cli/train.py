@@ -27,7 +27,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from . import __version__
-from .augment import make_views
+from .pairs import TextPairs, ViewPairs
+from .text import Tokenizer, text_encoder
+from .zeroshot import evaluate_two_towers
 from .checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint_path, save_checkpoint
 from .data import DatasetError, ImageFiles, batches, load_dataset
 from .encoders import build_encoder, param_count, uses_channels_last
@@ -177,10 +179,23 @@ def train(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
     perm_device = images.device if isinstance(images, torch.Tensor) else torch.device("cpu")
     mean, std = data.mean.to(device), data.std.to(device)
 
+    # What a step's two inputs are: two augmented views, or an augmented image and one of its captions.
+    tokenizer = None
+    if pairs_kind(cfg.objective, data) == "text":
+        tokenizer = Tokenizer.build(data.train_captions.texts, level=cfg.objective.text.level)
+        pairs = TextPairs(cfg.augmentation, mean, std, data.train_captions, n_train, tokenizer,
+                          cfg.objective.text.context_length)
+    else:
+        pairs = ViewPairs(cfg.augmentation, mean, std)
+
     # Model, objective and optimizer.
+    def make_encoder(tower: str = "x"):   # phi ("x"); a two-tower objective's nu ("y")
+        if tower == "y" and tokenizer is not None:
+            return text_encoder(cfg.objective.text, cfg.encoder, len(tokenizer))
+        return build_encoder(cfg.encoder, data.in_channels)
+
     torch.manual_seed(cfg.seed)   # the method builds its (first) encoder first: = seeded_encoder(...)
-    method = build_method(cfg.objective, lambda: build_encoder(cfg.encoder, data.in_channels),
-                          tr.batch_size).to(device)
+    method = build_method(cfg.objective, make_encoder, tr.batch_size).to(device)
     channels_last = uses_channels_last(method)
     if channels_last:
         method = method.to(memory_format=torch.channels_last)
@@ -215,6 +230,9 @@ def train(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
         last_ckpt = resolve_checkpoint_path(cfg.resume)
         ckpt = load_checkpoint(last_ckpt)
         check_resumable(ckpt, cfg, data)
+        if ckpt.get("tokenizer") != (tokenizer.state() if tokenizer is not None else None):
+            raise CheckpointError(f"cannot resume {last_ckpt}: its tokenizer differs from the one built "
+                                  "from this dataset's captions; pass the dataset the run was started with")
         method.load_state_dict({**{f"encoder.{k}": v for k, v in ckpt["encoder"].items()},
                                 **ckpt["objective"]})
         optimizer.load_state_dict(ckpt["optimizer"])
@@ -248,8 +266,8 @@ def train(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
                 for i, batch in enumerate(epoch_batches, start=first):                # (B, C, H, W) uint8
                     for group in optimizer.param_groups:
                         group["lr"] = lrs[step]
-                    terms = forward_backward(method, optimizer, batch, cfg.augmentation, mean, std,
-                                             channels_last, bf16)
+                    x, y = pairs(batch, perm[i * tr.batch_size:(i + 1) * tr.batch_size])
+                    terms = forward_backward(method, optimizer, x, y, channels_last, bf16)
                     step += 1
                     if tr.max_bad_steps and not torch.isfinite(terms["loss"]).item():   # opt-in sync
                         bad_steps += 1   # skip the update; the batch is spent
@@ -279,7 +297,7 @@ def train(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
                         last_ckpt = ckpt_dir / "last.pt"
                         save_checkpoint(last_ckpt, _checkpoint_payload(
                             cfg, data, method, optimizer, epoch, step, train_seconds + time.perf_counter() - t0,
-                            history, position=(perm, i + 1)))
+                            history, position=(perm, i + 1), tokenizer=tokenizer))
                         raise _interrupted(stop.signum, step, last_ckpt, run_dir)
             if device.type == "cuda":
                 torch.cuda.synchronize()
@@ -304,7 +322,8 @@ def train(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
                     log.warning(f"the projection is collapsing: effective rank "
                                 f"{watched['effective_rank_projection']:.1f} of {watched['projection_dim']}")
 
-            payload = _checkpoint_payload(cfg, data, method, optimizer, epoch, step, train_seconds, history)
+            payload = _checkpoint_payload(cfg, data, method, optimizer, epoch, step, train_seconds, history,
+                                          tokenizer=tokenizer)
             last_ckpt = ckpt_dir / "last.pt"
             save_checkpoint(last_ckpt, payload)
             if epoch % tr.checkpoint_every_n_epochs == 0 or epoch == tr.epochs:
@@ -320,6 +339,9 @@ def train(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
     results = evaluate_with_baseline(
         method.encoder, lambda: seeded_encoder(cfg.encoder, data.in_channels, cfg.seed).to(device),
         data, cfg.eval, device, bf16, cfg.seed, views=cfg.augmentation)
+    if tokenizer is not None:   # image-text towers: zero-shot classification and retrieval
+        results.update(evaluate_two_towers(method.encoder, method.encoder_y, tokenizer,
+                                           cfg.objective.text.context_length, data, cfg.eval, device, bf16))
     report = {
         "run": {"objective": cfg.objective.name, "encoder": cfg.encoder.name,
                 "augmentation": cfg.augmentation.name, "dataset": cfg.dataset.name,
@@ -338,19 +360,28 @@ def train(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
     return report
 
 
-def forward_backward(method: Method, optimizer, batch: torch.Tensor, augmentation: Any, mean: torch.Tensor,
-                     std: torch.Tensor, channels_last: bool, bf16: bool) -> Dict[str, torch.Tensor]:
-    """The step up to the optimizer: two views of a uint8 batch (B, C, H, W) augmented on its device,
-    the method's loss terms under autocast, gradients. No host sync."""
-    view_a, view_b = make_views(batch, augmentation, mean, std)       # (B, C, H, W) float, normalised
+def forward_backward(method: Method, optimizer, x: torch.Tensor, y: torch.Tensor, channels_last: bool,
+                     bf16: bool) -> Dict[str, torch.Tensor]:
+    """The step up to the optimizer: the method's loss terms on a pair (x, y) under autocast, then
+    gradients. Image inputs (B, C, H, W) go channels_last when the model does. No host sync."""
     if channels_last:
-        view_a = view_a.contiguous(memory_format=torch.channels_last)
-        view_b = view_b.contiguous(memory_format=torch.channels_last)
-    with autocast(batch.device, bf16):
-        terms = method(view_a, view_b)
+        x, y = (t.contiguous(memory_format=torch.channels_last) if t.ndim == 4 else t for t in (x, y))
+    with autocast(x.device, bf16):
+        terms = method(x, y)
     optimizer.zero_grad(set_to_none=True)
     terms["loss"].backward()
     return terms
+
+
+def pairs_kind(objective: Any, data) -> str:
+    """'text' (image, caption) or 'views' (two augmented views) for objective.pairs (auto: text when
+    the dataset has captions)."""
+    setting = objective.get("pairs", "views")
+    has_captions = data.train_captions is not None and data.unlabelled_images is None
+    if setting == "text" and not has_captions:
+        raise DatasetError("objective.pairs=text needs image captions, and this dataset has none "
+                           "(dataset=shapes has them); use objective.pairs=views")
+    return "text" if setting == "text" or (setting == "auto" and has_captions) else "views"
 
 
 def _progress(console: Console, epoch: int, epochs: int) -> Progress:
@@ -361,7 +392,7 @@ def _progress(console: Console, epoch: int, epochs: int) -> Progress:
 
 def _checkpoint_payload(cfg: DictConfig, data, method: Method, optimizer, epoch: int, step: int,
                         train_seconds: float, history: List[Dict[str, Any]],
-                        position: tuple[torch.Tensor, int] | None = None):
+                        position: tuple[torch.Tensor, int] | None = None, tokenizer: Tokenizer | None = None):
     """Everything a run needs to go on; `position` (the epoch's permutation, steps done in it) when
     the run stops inside an epoch."""
     state = method.state_dict()
@@ -378,6 +409,7 @@ def _checkpoint_payload(cfg: DictConfig, data, method: Method, optimizer, epoch:
         "optimizer": optimizer.state_dict(),
         "epoch": epoch, "step": step, "train_seconds": train_seconds, "history": history, "rng": rng,
         **({"perm": position[0].cpu(), "epoch_step": position[1]} if position is not None else {}),
+        **({"tokenizer": tokenizer.state()} if tokenizer is not None else {}),
     }
 
 

@@ -7,10 +7,12 @@ function), never a model, and return percentages as Python floats.
     classes = class_embeddings(encode_text, ["circle", "ring", ...], ["a photo of a {}", "a {} shape"])
     zero_shot_accuracy(image_features, classes, labels)               # {"top1": .., "top5": ..}
     retrieval_recall(image_features, text_features, text_to_image)    # {"image_to_text": {"r1": ..}, ..}
+
+`evaluate_two_towers` runs both on a trained image tower and text tower and a dataset's test split.
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -104,3 +106,34 @@ def retrieval_recall(image_features: Tensor, text_features: Tensor, text_to_imag
         return {f"r{kk}": 100.0 * h / max(total, 1) for kk, h in zip(ks, hits.tolist())}
 
     return {"image_to_text": percent(i2t_hits, queries.numel()), "text_to_image": percent(t2i_hits, m)}
+
+
+def evaluate_two_towers(image_encoder: torch.nn.Module, text_encoder: torch.nn.Module, tokenizer: Any,
+                        context_length: int, data: Any, cfg: Any, device: torch.device,
+                        bf16: bool) -> dict[str, Any]:
+    """Zero-shot classification of the test images (class names in cfg.zero_shot_templates) and, when
+    the test split has captions, image<->text retrieval; both in the towers' shared space (the
+    projections z). The towers are put in eval mode and restored."""
+    from .evaluate import extract_features
+    from .text import encode_texts
+
+    was_training = text_encoder.training
+    text_encoder.eval()
+    try:
+        _, z_images = extract_features(image_encoder, data.test_images, data.mean, data.std, cfg.batch_size,
+                                       device, bf16)
+
+        def encode(prompts: list[str]) -> Tensor:
+            return encode_texts(text_encoder, tokenizer, prompts, context_length, cfg.batch_size).float()
+
+        classes = class_embeddings(encode, list(data.classes), list(cfg.zero_shot_templates), cfg.batch_size)
+        results: dict[str, Any] = {
+            "zero_shot": {**zero_shot_accuracy(z_images, classes, data.test_labels.to(z_images.device)),
+                          "templates": list(cfg.zero_shot_templates)}}
+        if data.test_captions is not None:
+            z_texts = encode(data.test_captions.texts)
+            results["retrieval"] = retrieval_recall(z_images, z_texts,
+                                                    data.test_captions.image_index.to(z_images.device))
+    finally:
+        text_encoder.train(was_training)
+    return results

@@ -84,7 +84,7 @@ def test_option_composes_validates_and_builds(group, option, tiny_folder, fake_r
 
     data = load_dataset(cfg.dataset)
     assert data.train_images.dtype == torch.uint8 and data.train_images.ndim == 4
-    method = build_method(cfg.objective, lambda: build_encoder(cfg.encoder, data.in_channels), 8)
+    method = build_method(cfg.objective, lambda tower="x": build_encoder(cfg.encoder, data.in_channels), 8)
     optimizer = build_optimizer(method, cfg.optim, 0.01)
     view_a, view_b = make_views(data.ssl_images[:8], cfg.augmentation, data.mean, data.std)
     terms = method(view_a, view_b)

@@ -17,7 +17,7 @@ ENCODER = OmegaConf.merge(OmegaConf.structured(config.EncoderConfig),
 
 def make_method(name: str, batch_size: int = 6, **overrides):
     cfg = OmegaConf.merge(OmegaConf.structured(config.OBJECTIVE_SCHEMAS[name]), overrides)
-    return build_method(cfg, lambda: build_encoder(ENCODER, 3).double(), batch_size).double()
+    return build_method(cfg, lambda tower="x": build_encoder(ENCODER, 3).double(), batch_size).double()
 
 
 def views(b: int = 6, seed: int = 0):
@@ -42,7 +42,7 @@ def test_one_step_gives_finite_terms_and_encoder_gradients(name):
     method = make_method(name)
     terms = method(*views())
     assert terms["loss"].ndim == 0 and torch.isfinite(terms["loss"])
-    parts = {k: v for k, v in terms.items() if k not in ("loss", "logit_scale")}
+    parts = {k: v for k, v in terms.items() if k not in ("loss", "logit_scale", "t", "bias")}   # shown, not summed
     if parts:   # named terms add up to the loss
         assert sum(parts.values()).item() == pytest.approx(terms["loss"].item(), rel=1e-9, abs=1e-12)
     terms["loss"].backward()

@@ -1,0 +1,57 @@
+"""The two inputs of a training step: two augmented views of an image, or an image and its caption.
+
+    pairs = ViewPairs(augmentation, mean, std)                       # x, y: two views (B, C, H, W)
+    pairs = TextPairs(augmentation, mean, std, captions, tokenizer, length)   # y: caption ids (B, L)
+    x, y = pairs(batch, index)   # batch: uint8 (B, C, H, W) on the device; index: (B,) its image ids
+
+Everything stays on the device and nothing syncs with the host: a caption is drawn per sample among
+its image's captions by one uniform draw, from token ids encoded once at the start of the run.
+"""
+from __future__ import annotations
+
+from typing import Any, Tuple
+
+import torch
+from torch import Tensor
+
+from .augment import augment, make_views
+from .data import Captions, DatasetError
+from .text import Tokenizer
+
+
+class ViewPairs:
+    """Two independently augmented views (augmentation.view_a, augmentation.view_b)."""
+
+    kind = "views"
+
+    def __init__(self, augmentation: Any, mean: Tensor, std: Tensor):
+        self.augmentation, self.mean, self.std = augmentation, mean, std
+
+    def __call__(self, batch: Tensor, index: Tensor) -> Tuple[Tensor, Tensor]:
+        return make_views(batch, self.augmentation, self.mean, self.std)
+
+
+class TextPairs:
+    """x: the image augmented with augmentation.view_a; y: the token ids (B, length) of one of its
+    captions, drawn uniformly per sample (the caption is the second view; view_b is not used)."""
+
+    kind = "text"
+
+    def __init__(self, augmentation: Any, mean: Tensor, std: Tensor, captions: Captions,
+                 num_images: int, tokenizer: Tokenizer, length: int):
+        self.augmentation, self.mean, self.std = augmentation, mean, std
+        count = torch.bincount(captions.image_index, minlength=num_images)      # (N,) captions per image
+        if int(count.min()) == 0:
+            missing = int((count == 0).nonzero()[0])
+            raise DatasetError(f"training image {missing} has no caption: every training image needs one")
+        order = torch.argsort(captions.image_index, stable=True)                 # captions grouped by image
+        ids, _ = tokenizer.encode([captions.texts[j] for j in order.tolist()], length)
+        device = mean.device
+        self.ids = ids.to(device)                                                # (M, length)
+        self.first = (torch.cumsum(count, 0) - count).to(device)                 # (N,) first caption's row
+        self.count = count.to(device)
+
+    def __call__(self, batch: Tensor, index: Tensor) -> Tuple[Tensor, Tensor]:
+        index = index.to(self.ids.device)
+        pick = (torch.rand(index.shape[0], device=index.device) * self.count[index]).long()
+        return augment(batch, self.augmentation.view_a, self.mean, self.std), self.ids[self.first[index] + pick]
