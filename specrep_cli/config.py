@@ -230,6 +230,7 @@ class ViewConfig:
 @dataclass
 class AugmentationConfig:
     name: str = MISSING
+    lab_split: bool = False
     view_a: ViewConfig = field(default_factory=ViewConfig)
     view_b: ViewConfig = field(default_factory=ViewConfig)
 
@@ -312,8 +313,26 @@ class ImageFolderConfig(DatasetConfig):
         _require(self.workers >= 0, "dataset.workers must be >= 0")
 
 
+@dataclass
+class ImageTextConfig(DatasetConfig):
+    name: str = "image_text"
+    root: str = MISSING
+    captions: str = "captions.tsv"
+    image_size: int = 32
+    test_fraction: float = 0.1
+    split_seed: int = 0
+    cache_dir: Optional[str] = None
+    workers: int = 4
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_image_size(self.image_size)
+        _require(0 < self.test_fraction < 1, "dataset.test_fraction must be in (0, 1)")
+        _require(self.workers >= 0, "dataset.workers must be >= 0")
+
+
 DATASET_SCHEMAS = {"shapes": ShapesConfig, "cifar10": CIFARConfig, "cifar100": CIFARConfig,
-                   "stl10": STL10Config, "imagefolder": ImageFolderConfig}
+                   "stl10": STL10Config, "imagefolder": ImageFolderConfig, "image_text": ImageTextConfig}
 
 
 # ----------------------------------------------------------------------------------------- optim
@@ -439,6 +458,12 @@ class TrainConfig:
     optim: OptimConfig = MISSING
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def __post_init__(self) -> None:
+        if getattr(self.augmentation, "lab_split", False):
+            _require(self.objective.name in ("clip", "siglip") and self.objective.pairs != "text",
+                     "augmentation=lab_split gives the L and ab channels to two towers: use objective=clip "
+                     "or objective=siglip (with objective.pairs auto or views)")
 
 
 @dataclass

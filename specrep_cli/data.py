@@ -480,3 +480,47 @@ def _load_imagefolder(cfg: Any, fits: Fits) -> ImageData:
         test_x = ImageFiles(test_files, cfg.image_size, cfg.workers)
     return ImageData(train_x, torch.tensor(train_labels, dtype=torch.int64), test_x,
                      torch.tensor(test_labels, dtype=torch.int64), classes)
+
+
+# -------------------------------------------------------------------------------------- image_text
+@register_dataset("image_text")
+def _load_image_text(cfg: Any, fits: Fits) -> ImageData:
+    """<root>/<captions> (default captions.tsv): `<class>/<image path><TAB><caption>` lines, several per
+    image allowed. The first folder of an image's path is its class (for the probe, kNN and zero-shot);
+    a fixed random `test_fraction` of the images (with their captions) is the test split."""
+    from .captions import read_captions_tsv
+    root = data_root(cfg.root)
+    tsv = root / cfg.captions
+    if not tsv.is_file():
+        raise DatasetError(f"{tsv} does not exist: dataset.root must hold {cfg.captions} with lines "
+                           "'<class>/<image><TAB><caption>' and the images under it")
+    rows = read_captions_tsv(tsv)
+    paths = sorted({image for image, _ in rows})
+    flat = [p for p in paths if "/" not in p]
+    if flat:
+        raise DatasetError(f"{tsv}: image {flat[0]!r} is not in a class folder: put each image under "
+                           "<class>/ (one folder for all is fine; the folder names are the classes)")
+    classes = sorted({p.split("/", 1)[0] for p in paths})
+    row_of = {p: i for i, p in enumerate(paths)}
+    labels = torch.tensor([classes.index(p.split("/", 1)[0]) for p in paths], dtype=torch.int64)
+    captions = Captions([caption for _, caption in rows], torch.tensor([row_of[image] for image, _ in rows]))
+
+    n_test = max(1, round(len(paths) * cfg.test_fraction))
+    if n_test >= len(paths):
+        raise DatasetError(f"{tsv} names {len(paths)} images: too few to hold out "
+                           f"dataset.test_fraction={cfg.test_fraction} of them and train on the rest")
+    perm = torch.randperm(len(paths), generator=torch.Generator().manual_seed(cfg.split_seed))
+    test_idx, train_idx = perm[:n_test].sort().values, perm[n_test:].sort().values
+    keep = subset_indices(len(train_idx), cfg.subset)
+    if keep is not None:
+        train_idx = train_idx[keep]
+    files = [root / p for p in paths]
+    train_files, test_files = [files[i] for i in train_idx.tolist()], [files[i] for i in test_idx.tolist()]
+    if fits((len(train_files) + len(test_files)) * 3 * cfg.image_size ** 2):
+        cache = cache_root(cfg.cache_dir)
+        train_x, test_x = cached_decode(train_files, cfg.image_size, cache), cached_decode(test_files, cfg.image_size, cache)
+    else:
+        train_x = ImageFiles(train_files, cfg.image_size, cfg.workers)
+        test_x = ImageFiles(test_files, cfg.image_size, cfg.workers)
+    return ImageData(train_x, labels[train_idx], test_x, labels[test_idx], classes,
+                     train_captions=captions.subset(train_idx), test_captions=captions.subset(test_idx))

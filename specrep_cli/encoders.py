@@ -113,11 +113,40 @@ class Encoder(nn.Module):
         return self.projector(self.backbone(x))
 
 
-def build_encoder(cfg: Any, in_channels: int) -> Encoder:
-    """Build `cfg.name` from the registry; raises KeyError with the known names for an unknown one."""
+INPUTS = ("rgb", "lab_l", "lab_ab")   # what a tower sees of an RGB image: all of it, or a part of CIE Lab
+
+
+class LabInput(nn.Module):
+    """RGB in [0, 1] (B, 3, H, W) -> the L (B, 1, H, W) or ab (B, 2, H, W) part of CIE Lab (lab.lab_split,
+    each scaled to [-1, 1]) -> the backbone: the two towers of Contrastive Multiview Coding."""
+
+    def __init__(self, part: str, backbone: nn.Module):
+        super().__init__()
+        self.part = part
+        self.inner = backbone
+        self.out_dim = backbone.out_dim
+
+    def forward(self, x: Tensor) -> Tensor:
+        from .lab import lab_split
+        lightness, colour = lab_split(x)
+        return self.inner(lightness if self.part == "lab_l" else colour)
+
+
+def build_encoder(cfg: Any, in_channels: int, input: str = "rgb") -> Encoder:
+    """Build `cfg.name` from the registry; raises KeyError with the known names for an unknown one.
+
+    input: "rgb" (the images as they come), or "lab_l" / "lab_ab" (RGB images in [0, 1] converted to
+    Lab inside the encoder, which then sees 1 or 2 channels).
+    """
     if cfg.name not in BACKBONES:
         raise KeyError(f"unknown encoder {cfg.name!r}; known: {', '.join(sorted(BACKBONES))}")
-    backbone = BACKBONES[cfg.name](cfg, in_channels)
+    if input == "rgb":
+        backbone = BACKBONES[cfg.name](cfg, in_channels)
+    elif input in INPUTS and in_channels == 3:
+        backbone = LabInput(input, BACKBONES[cfg.name](cfg, 1 if input == "lab_l" else 2))
+    else:
+        raise ValueError(f"encoder input {input!r} needs 3-channel RGB images (inputs: {', '.join(INPUTS)}), "
+                         f"got {in_channels} channels")
     out_dim = cfg.projector_out_dim if cfg.projector_layers > 0 else backbone.out_dim
     head = projector(backbone.out_dim, cfg.projector_hidden_dim, cfg.projector_out_dim,
                      cfg.projector_layers)

@@ -503,7 +503,12 @@ def evaluate_checkpoint(cfg: Any, run_dir: Path) -> Dict[str, Any]:
         raise CheckpointError(f"{path} holds a config this specrep cannot read "
                               f"({str(err).splitlines()[0]})") from None
     in_channels = ckpt["data"]["in_channels"]
-    encoder = _load_strict(build_encoder(enc_cfg, in_channels), ckpt["encoder"], path, "encoder").to(device)
+    tower_input = ckpt["data"].get("input", "rgb")   # lab_l: a Lab-split run's phi takes RGB in [0, 1]
+    try:
+        encoder = build_encoder(enc_cfg, in_channels, tower_input)
+    except (KeyError, ValueError) as err:
+        raise CheckpointError(f"{path}: its encoder cannot be built ({err})") from None
+    encoder = _load_strict(encoder, ckpt["encoder"], path, "encoder").to(device)
     text_tower = None
     if "tokenizer" in ckpt:   # an image-text run: its text tower comes back for zero-shot and retrieval
         from .text import Tokenizer, text_encoder
@@ -521,7 +526,10 @@ def evaluate_checkpoint(cfg: Any, run_dir: Path) -> Dict[str, Any]:
                            f"checkpoint's encoder takes {in_channels} channels")
 
     t0 = time.perf_counter()
-    results = evaluate_with_baseline(encoder, lambda: seeded_encoder(enc_cfg, in_channels, cfg.seed).to(device),
+    if tower_input != "rgb":   # the towers convert RGB in [0, 1] to Lab themselves: no normalisation
+        data.mean, data.std = torch.zeros_like(data.mean), torch.ones_like(data.std)
+    results = evaluate_with_baseline(encoder, lambda: seeded_encoder(enc_cfg, in_channels, cfg.seed,
+                                                                     tower_input).to(device),
                                      data, cfg.eval, device, bf16, cfg.seed, views)
     if text_tower is not None:
         from .zeroshot import evaluate_two_towers

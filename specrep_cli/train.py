@@ -118,10 +118,10 @@ def git_sha() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-def seeded_encoder(cfg: Any, in_channels: int, seed: int):
+def seeded_encoder(cfg: Any, in_channels: int, seed: int, input: str = "rgb"):
     """The encoder a run with this seed starts from (also the random-init baseline)."""
     torch.manual_seed(seed)
-    return build_encoder(cfg, in_channels)
+    return build_encoder(cfg, in_channels, input)
 
 
 class MetricsLog:
@@ -180,8 +180,14 @@ def train(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
     mean, std = data.mean.to(device), data.std.to(device)
 
     # What a step's two inputs are: two augmented views, or an augmented image and one of its captions.
+    # With augmentation=lab_split the views stay RGB in [0, 1] (no normalisation) and the towers take
+    # their L or ab channels themselves (encoders.LabInput).
+    lab = cfg.augmentation.lab_split
+    if lab:
+        data.mean, data.std = torch.zeros_like(data.mean), torch.ones_like(data.std)
+        mean, std = data.mean.to(device), data.std.to(device)
     tokenizer = None
-    if pairs_kind(cfg.objective, data) == "text":
+    if pairs_kind(cfg.objective, data, lab) == "text":
         tokenizer = Tokenizer.build(data.train_captions.texts, level=cfg.objective.text.level)
         pairs = TextPairs(cfg.augmentation, mean, std, data.train_captions, n_train, tokenizer,
                           cfg.objective.text.context_length)
@@ -192,7 +198,7 @@ def train(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
     def make_encoder(tower: str = "x"):   # phi ("x"); a two-tower objective's nu ("y")
         if tower == "y" and tokenizer is not None:
             return text_encoder(cfg.objective.text, cfg.encoder, len(tokenizer))
-        return build_encoder(cfg.encoder, data.in_channels)
+        return build_encoder(cfg.encoder, data.in_channels, tower_input(lab, tower))
 
     torch.manual_seed(cfg.seed)   # the method builds its (first) encoder first: = seeded_encoder(...)
     method = build_method(cfg.objective, make_encoder, tr.batch_size).to(device)
@@ -337,7 +343,7 @@ def train(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
     # compare two views drawn with the run's own augmentation.
     t0 = time.perf_counter()
     results = evaluate_with_baseline(
-        method.encoder, lambda: seeded_encoder(cfg.encoder, data.in_channels, cfg.seed).to(device),
+        method.encoder, lambda: seeded_encoder(cfg.encoder, data.in_channels, cfg.seed, tower_input(lab)).to(device),
         data, cfg.eval, device, bf16, cfg.seed, views=cfg.augmentation)
     if tokenizer is not None:   # image-text towers: zero-shot classification and retrieval
         results.update(evaluate_two_towers(method.encoder, method.encoder_y, tokenizer,
@@ -373,11 +379,16 @@ def forward_backward(method: Method, optimizer, x: torch.Tensor, y: torch.Tensor
     return terms
 
 
-def pairs_kind(objective: Any, data) -> str:
+def tower_input(lab: bool, tower: str = "x") -> str:
+    """What an image tower sees: RGB, or (augmentation=lab_split) phi the L and nu the ab channels."""
+    return ("lab_l" if tower == "x" else "lab_ab") if lab else "rgb"
+
+
+def pairs_kind(objective: Any, data, lab: bool = False) -> str:
     """'text' (image, caption) or 'views' (two augmented views) for objective.pairs (auto: text when
-    the dataset has captions)."""
+    the dataset has captions and the views are not a Lab split)."""
     setting = objective.get("pairs", "views")
-    has_captions = data.train_captions is not None and data.unlabelled_images is None
+    has_captions = data.train_captions is not None and data.unlabelled_images is None and not lab
     if setting == "text" and not has_captions:
         raise DatasetError("objective.pairs=text needs image captions, and this dataset has none "
                            "(dataset=shapes has them); use objective.pairs=views")
@@ -403,7 +414,7 @@ def _checkpoint_payload(cfg: DictConfig, data, method: Method, optimizer, epoch:
         "specrep_version": __version__, "torch_version": str(torch.__version__),
         "config": OmegaConf.to_container(cfg, resolve=True),
         "data": {"in_channels": data.in_channels, "image_size": data.image_size,
-                 "classes": list(data.classes)},
+                 "classes": list(data.classes), "input": tower_input(cfg.augmentation.lab_split)},
         "encoder": {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")},
         "objective": {k: v for k, v in state.items() if not k.startswith("encoder.")},
         "optimizer": optimizer.state_dict(),

@@ -61,3 +61,16 @@ def write_stl10(root: Path, train: int = 6, test: int = 4, unlabeled: int = 8) -
     (folder / "class_names.txt").write_text("\n".join(classes) + "\n")
     written["classes"] = classes
     return written
+
+
+def write_image_text(root: Path, per_class: int = 10, captions_per_image: int = 2) -> Path:
+    """<root>/captions.tsv and <root>/<class>/<i>.png for classes red and blue; two captions per image."""
+    from PIL import Image
+    lines = ["# image<TAB>caption"]
+    for c, colour in (("red", (220, 30, 30)), ("blue", (30, 30, 220))):
+        (root / c).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            Image.new("RGB", (20 + i % 3, 24), colour).save(root / c / f"{i}.png")
+            lines += [f"{c}/{i}.png\ta {c} square number {i} take {k}" for k in range(captions_per_image)]
+    (root / "captions.tsv").write_text("\n".join(lines) + "\n")
+    return root

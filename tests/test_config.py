@@ -13,6 +13,7 @@ from specrep_cli.data import load_dataset
 from specrep_cli.encoders import build_encoder
 from specrep_cli.methods import build_method
 from specrep_cli.optimizers import build_optimizer
+from specrep_cli.train import tower_input
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and not p.name.startswith("_"))
@@ -30,9 +31,10 @@ def compose_train(overrides):
 
 @pytest.fixture(scope="module")
 def fake_root(tmp_path_factory) -> Path:
-    """CIFAR-10, CIFAR-100 and STL-10 in torchvision's on-disk formats, a few images each."""
-    from fake_datasets import write_cifar, write_stl10
+    """CIFAR-10, CIFAR-100 and STL-10 in torchvision's on-disk formats, and image-text pairs; a few images each."""
+    from fake_datasets import write_cifar, write_image_text, write_stl10
     root = tmp_path_factory.mktemp("datasets")
+    write_image_text(root / "pairs")
     write_cifar(root, "cifar10")
     write_cifar(root, "cifar100")
     write_stl10(root)
@@ -43,6 +45,8 @@ def dataset_overrides(option: str, tiny_folder: Path, fake_root: Path):
     """What each dataset option needs to load a few images here."""
     if option == "imagefolder":
         return [f"dataset.root={tiny_folder}", "dataset.image_size=16"]
+    if option == "image_text":
+        return [f"dataset.root={fake_root / 'pairs'}", "dataset.image_size=16"]
     if option in ("cifar10", "cifar100", "stl10"):
         return [f"dataset.root={fake_root}"] + (["dataset.image_size=32"] if option == "stl10" else [])
     return ["dataset.num_train=32", "dataset.num_test=16"]
@@ -77,14 +81,18 @@ def test_every_yaml_opens_with_a_command_that_uses_it():
 def test_option_composes_validates_and_builds(group, option, tiny_folder, fake_root, tmp_path, monkeypatch):
     monkeypatch.setenv("SPECREP_CACHE", str(tmp_path))
     data_option = option if group == "dataset" else "shapes"
-    cfg = compose_train([f"{group}={option}", *SMALL, *dataset_overrides(data_option, tiny_folder, fake_root)])
+    two_towers = ["objective=clip"] if option == "lab_split" else []   # lab_split needs two towers
+    cfg = compose_train([f"{group}={option}", *two_towers, *SMALL,
+                         *dataset_overrides(data_option, tiny_folder, fake_root)])
     typed = config.validate(cfg)
     if "name" in cfg[group]:   # eval and trainer have a single option, `default`, and no name
         assert cfg[group].name == option
 
     data = load_dataset(cfg.dataset)
     assert data.train_images.dtype == torch.uint8 and data.train_images.ndim == 4
-    method = build_method(cfg.objective, lambda tower="x": build_encoder(cfg.encoder, data.in_channels), 8)
+    lab = cfg.augmentation.lab_split
+    method = build_method(cfg.objective, lambda tower="x": build_encoder(cfg.encoder, data.in_channels,
+                                                                         tower_input(lab, tower)), 8)
     optimizer = build_optimizer(method, cfg.optim, 0.01)
     view_a, view_b = make_views(data.ssl_images[:8], cfg.augmentation, data.mean, data.std)
     terms = method(view_a, view_b)

@@ -168,3 +168,32 @@ def test_in_memory_accepts_yaml_booleans_and_rejects_other_words():
     assert OmegaConf.to_object(dataset_cfg(config.ShapesConfig, in_memory=True)).in_memory == "true"
     with pytest.raises(config.ConfigError, match="in_memory must be auto, true or false"):
         OmegaConf.to_object(dataset_cfg(config.ShapesConfig, in_memory="sometimes"))
+
+
+def test_image_text_pairs_get_folder_classes_and_a_held_out_split_with_their_captions(tmp_path: Path):
+    from fake_datasets import write_image_text
+    root = write_image_text(tmp_path / "pairs")
+    cfg = dataset_cfg(config.ImageTextConfig, root=str(root), cache_dir=str(tmp_path / "cache"),
+                      image_size=16, test_fraction=0.2)
+    data = load_dataset(cfg)
+    assert data.classes == ["blue", "red"]
+    assert data.train_images.shape == (16, 3, 16, 16) and data.test_images.shape == (4, 3, 16, 16)
+    for split in ("train", "test"):
+        images, labels = getattr(data, f"{split}_images"), getattr(data, f"{split}_labels")
+        caps = getattr(data, f"{split}_captions")
+        assert len(caps.texts) == 2 * images.shape[0]
+        for text, image in zip(caps.texts, caps.image_index.tolist()):   # each caption names its image's class
+            assert data.classes[labels[image]] in text
+            red = images[image, 0, 0, 0] > images[image, 2, 0, 0]
+            assert ("red" in text) == bool(red)
+    again = load_dataset(cfg)
+    assert torch.equal(again.test_labels, data.test_labels) and again.test_captions.texts == data.test_captions.texts
+
+
+def test_a_bad_captions_row_is_named_by_its_line(tmp_path: Path):
+    from fake_datasets import write_image_text
+    root = write_image_text(tmp_path / "pairs")
+    with (root / "captions.tsv").open("a") as f:
+        f.write("red/0.png a fine row\n")   # a space, not a tab: line 42 (1 comment + 40 rows + this)
+    with pytest.raises(DatasetError, match=r"captions.tsv:42: no tab"):
+        load_dataset(dataset_cfg(config.ImageTextConfig, root=str(root), cache_dir=str(tmp_path / "c")))
