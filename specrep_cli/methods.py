@@ -12,6 +12,11 @@ The training loop knows nothing else about it:
 Two-tower objectives (clip, siglip) build their second tower nu with `make_encoder("y")`: an image
 encoder like phi for two views, a text encoder for image-text pairs (train.py decides).
 
+Many processes: each rank calls the method (wrapped in DistributedDataParallel) on its own shard of the
+batch; every loss and every running estimate (Lambda_t, C_ema) is then computed from the global batch,
+identical on every rank (objectives.py and distributed.py say how, and why DDP's gradient average is
+exactly the single-process gradient). `batch_size` is the global batch size.
+
 Its whole state_dict (encoder included) is the objective's state in a checkpoint. To add an objective,
 write a Method subclass and register a builder with `@register_objective("name")` next to a schema in
 config.py and a YAML under conf/objective/.
@@ -25,6 +30,7 @@ from typing import Any, Callable, Dict
 import torch
 from torch import Tensor, nn
 
+from . import distributed as D
 from . import objectives as O
 from .encoders import Encoder, projector
 
@@ -41,7 +47,7 @@ def register_objective(name: str):
 
 
 def build_method(cfg: Any, make_encoder: Callable[..., Encoder], batch_size: int) -> "Method":
-    """The objective `cfg.name`; batch_size is the number of samples one loss sees."""
+    """The objective `cfg.name`; batch_size is the number of samples one loss sees (all ranks together)."""
     if cfg.name not in METHODS:
         raise KeyError(f"unknown objective {cfg.name!r}; known: {', '.join(sorted(METHODS))}")
     return METHODS[cfg.name](cfg, make_encoder, batch_size)
@@ -155,10 +161,13 @@ def _finite_or(new: Tensor, old: Tensor) -> Tensor:
 
 
 def _batch_second_moment(z: Tensor) -> Tensor:
-    """E[z z^T] over the batch, detached, in at least fp32: (B, d) -> (d, d)."""
+    """E[z z^T] over the global batch, detached, in at least fp32: (B, d) -> (d, d).
+
+    (1 / (N B)) sum_r z_r^T z_r: all-reduced, so every rank holds the same estimate.
+    """
     z = z.detach().to(torch.promote_types(z.dtype, torch.float32))
     with torch.autocast(device_type=z.device.type, enabled=False):
-        return z.T @ z / z.shape[0]
+        return D.all_reduce_sum(z.T @ z) / D.global_size(z.shape[0])
 
 
 class SpectralBYOL(Method):

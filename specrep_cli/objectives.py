@@ -16,6 +16,16 @@ are cosines. ``sg`` is stop-gradient (detach). ``<X, Y>_F`` is the Frobenius inn
 
 Precision: every loss runs with autocast disabled and its floating tensor arguments promoted to at
 least float32 (bf16/fp16 -> fp32, fp64 stays fp64), so similarity matrices and Grams are never bf16.
+
+Global batch. With N > 1 processes (torch.distributed initialised), each rank passes its own B rows and
+every loss is the loss of the global batch of n = N B rows (rank-major: row i of rank r is global row
+r B + i), the same value on every rank. In the formulas below B is that global n; sums over samples
+are local sums all-reduced (distributed.all_reduce_sum, distributed.global_mean), and losses that pair
+every sample with every other gather the other ranks' embeddings with gradients
+(distributed.all_gather_with_grad) and compute only the rows of the rank's own samples against them.
+Both collectives have exact-adjoint backwards, so DDP's gradient average gives exactly the
+single-process gradient (the distributed module docstring has the argument). With one process every
+collective is the identity and the code below is the plain single-batch computation.
 """
 
 import functools
@@ -24,6 +34,8 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from . import distributed as D
 
 
 def _fp32(loss_fn):
@@ -55,20 +67,59 @@ def _sum_off_diagonal(m: Tensor) -> Tensor:
     return m.masked_fill(eye, 0).sum()
 
 
+def _own_columns(local: Tensor) -> Tensor:
+    """(B,) global indices r B + i of this rank's B rows: where each sits in a gathered (N B, ...) batch."""
+    B = local.shape[0]
+    return D.rank_offset(B) + torch.arange(B, device=local.device)
+
+
+def _drop_own_pairs(m: Tensor, own: Tensor, value: float) -> Tensor:
+    """m (B, n) with m[i, own[i]] = value: each local row's entry against its own sample, removed."""
+    return m.scatter(1, own[:, None], value)
+
+
 def _second_moment(psi_a: Tensor, psi_b: Tensor) -> Tensor:
-    """(psi_a^T psi_a + psi_b^T psi_b) / (2B), shape (d, d)."""
-    return (psi_a.T @ psi_a + psi_b.T @ psi_b) / (2 * psi_a.shape[0])
+    """(psi_a^T psi_a + psi_b^T psi_b) / (2B), shape (d, d); sums over the global batch."""
+    n = D.global_size(psi_a.shape[0])
+    return D.all_reduce_sum(psi_a.T @ psi_a + psi_b.T @ psi_b) / (2 * n)
 
 
 def _cross_sq_off_diagonal(a: Tensor, b: Tensor, via_gram: bool) -> Tensor:
-    """sum_{i != j} (a_i . b_j)^2.
+    """sum_{i != j} (a_i . b_j)^2 over the global batch.
 
-    via_gram=True:  <A^T A, B^T B>_F - sum_i (a_i . b_i)^2, two (d, d) Grams, O(B d^2) (for B > d).
-    via_gram=False: through the (B, B) matrix A B^T, O(B^2 d) (for B <= d).
+    via_gram=True:  <A^T A, B^T B>_F - sum_i (a_i . b_i)^2, two (d, d) Grams, O(B d^2) (for B > d);
+                    the Grams and the diagonal sum are sums over samples: all-reduced, never gathered.
+    via_gram=False: through the rows of A B^T, O(B^2 d) (for B <= d); B gathered, own rows here.
     """
     if via_gram:
-        return ((a.T @ a) * (b.T @ b)).sum() - (a * b).sum(1).pow(2).sum()
-    return _sum_off_diagonal((a @ b.T).pow(2))
+        grams = D.all_reduce_sum(torch.stack([a.T @ a, b.T @ b]))  # (2, d, d)
+        return (grams[0] * grams[1]).sum() - D.all_reduce_sum((a * b).sum(1).pow(2).sum())
+    rows = (a @ D.all_gather_with_grad(b).T).pow(2)  # (B_local, B), (a_i . b_j)^2
+    return D.all_reduce_sum(_drop_own_pairs(rows, _own_columns(a), 0.0).sum())
+
+
+def _logistic_pairs(a: Tensor, b: Tensor, bias, k: int) -> tuple[Tensor, Tensor]:
+    """Shared by binary_nce and siglip_loss: a (B, d) carries the scale, b (B, d) is normalized.
+
+    s(i, j) = a_i . b_j + bias
+    positive = -(1/B) sum_i log sigmoid(s(i, i))
+    negative = -(1/B) sum_i sum_{m=1..k} log sigmoid(-s(i, (i + m) mod B))   (k = B - 1: all j != i)
+    Rows i are this rank's samples; j runs over the gathered global batch.
+    """
+    # below, -log sigmoid(x) = softplus(-x) and -log sigmoid(-x) = softplus(x)
+    b_all = D.all_gather_with_grad(b)  # (B, d), the global batch
+    n, own = b_all.shape[0], _own_columns(a)
+    positive = D.global_mean(F.softplus(-((a * b).sum(1) + bias)))
+    if k == n - 1:  # all pairs: one (B_local, B) matrix is cheaper than B - 1 rolls
+        logits = _drop_own_pairs(a @ b_all.T + bias, own, float("-inf"))  # softplus(-inf) = 0
+        negative = D.global_mean(F.softplus(logits).sum(1))
+    else:  # k shifted rows of the global b, never a (B, B) matrix
+        negative = 0
+        for m in range(1, k + 1):
+            s_m = (a * b_all[(own + m) % n]).sum(1) + bias  # (B_local,), s(i, (i + m) mod B)
+            negative = negative + F.softplus(s_m)
+        negative = D.global_mean(negative)
+    return positive, negative
 
 
 @_fp32
@@ -79,12 +130,13 @@ def info_nce(z_a: Tensor, z_b: Tensor, temperature, *, return_terms: bool = Fals
     n < B, n - B otherwise (the other view of the same sample).
     loss = -(1/2B) sum_{n=1..2B} log( exp s(n, p(n)) / sum_{m != n} exp s(n, m) )
     """
-    B = z_a.shape[0]
-    z = F.normalize(torch.cat([z_a, z_b]), dim=1)  # (2B, d)
-    logits = (z / temperature) @ z.T  # (2B, 2B)
-    logits.fill_diagonal_(float("-inf"))  # an anchor is not its own candidate
-    positives = (torch.arange(2 * B, device=z.device) + B) % (2 * B)  # (2B,), p(n)
-    loss = F.cross_entropy(logits, positives)
+    B = z_a.shape[0]  # this rank's samples
+    z = F.normalize(torch.cat([z_a, z_b]), dim=1)  # (2B, d), this rank's anchors
+    candidates = D.all_gather_with_grad(z)  # (N 2B, d): [a_0; b_0; a_1; b_1; ...]
+    own = _own_columns(z)  # (2B,), where each anchor sits among the candidates
+    logits = _drop_own_pairs((z / temperature) @ candidates.T, own, float("-inf"))  # (2B, N 2B)
+    positives = own - own % (2 * B) + (own + B) % (2 * B)  # p(n): the other view, same block
+    loss = D.global_mean(F.cross_entropy(logits, positives, reduction="none"))
     return _result(loss, {}, return_terms)
 
 
@@ -100,24 +152,12 @@ def binary_nce(z_a: Tensor, z_b: Tensor, temperature, bias, num_negatives: int |
     ``temperature`` and ``bias`` may be floats or 0-dim tensors (gradients flow to them).
     Raises ValueError when k is out of range.
     """
-    B = z_a.shape[0]
+    B = D.global_size(z_a.shape[0])
     k = B - 1 if num_negatives is None else num_negatives
     if not 1 <= k <= B - 1:
         raise ValueError(f"num_negatives must be in [1, B - 1] = [1, {B - 1}], got {k}")
-    # below, -log sigmoid(x) = softplus(-x) and -log sigmoid(-x) = softplus(x)
     a = F.normalize(z_a, dim=1) / temperature  # (B, d), temperature folded in
-    b = F.normalize(z_b, dim=1)  # (B, d)
-    positive = F.softplus(-((a * b).sum(1) + bias)).mean()
-    if k == B - 1:  # all pairs: one (B, B) matrix is cheaper than B - 1 rolls
-        logits = a @ b.T + bias  # (B, B), s(i, j)
-        logits.fill_diagonal_(float("-inf"))  # softplus(-inf) = 0 drops the positives
-        negative = F.softplus(logits).sum() / B
-    else:  # k shifted copies of b, never a (B, B) matrix
-        negative = 0
-        for m in range(1, k + 1):
-            s_m = (a * b.roll(-m, dims=0)).sum(1) + bias  # (B,), s(i, (i + m) mod B)
-            negative = negative + F.softplus(s_m).sum()
-        negative = negative / B
+    positive, negative = _logistic_pairs(a, F.normalize(z_b, dim=1), bias, k)
     return _result(positive + negative, {"positive": positive, "negative": negative}, return_terms)
 
 
@@ -132,13 +172,13 @@ def spectral_contrastive(z_a: Tensor, z_b: Tensor, mu: float = 1.0, *, return_te
     loss = attract + repel
     The repel sum goes through two (d, d) Grams, O(B d^2), when B > d, else the (B, B) matrix.
     """
-    B, d = z_a.shape
+    B, d = D.global_size(z_a.shape[0]), z_a.shape[1]
     if B < 2:
         raise ValueError(f"spectral_contrastive needs B >= 2 rows, got B={B}")
     r = math.sqrt(mu)
     a = z_a * (r / z_a.norm(dim=1, keepdim=True).clamp_min(r))  # (B, d), |a_i| <= sqrt(mu)
     b = z_b * (r / z_b.norm(dim=1, keepdim=True).clamp_min(r))
-    attract = -2 * (a * b).sum(1).mean() / mu
+    attract = -2 * D.global_mean((a * b).sum(1)) / mu
     repel = _cross_sq_off_diagonal(a, b, via_gram=B > d) / (B * (B - 1)) / mu
     return _result(attract + repel, {"attract": attract, "repel": repel}, return_terms)
 
@@ -151,8 +191,8 @@ def spectral_byol(phi_a: Tensor, nu_b: Tensor, second_moment: Tensor, *, return_
     repel = (1/B) sum_i phi_a_i^T sg(Lambda) phi_a_i
     loss = attract + repel
     """
-    attract = -2 * (phi_a * nu_b.detach()).sum(1).mean()
-    repel = ((phi_a @ second_moment.detach()) * phi_a).sum(1).mean()  # (B, d) -> mean of quad forms
+    attract = -2 * D.global_mean((phi_a * nu_b.detach()).sum(1))
+    repel = D.global_mean(((phi_a @ second_moment.detach()) * phi_a).sum(1))  # mean of quad forms
     return _result(attract + repel, {"attract": attract, "repel": repel}, return_terms)
 
 
@@ -166,7 +206,7 @@ def pca_penalty(psi_a: Tensor, psi_b: Tensor, lam: float, second_moment: Tensor 
               else (psi_a^T psi_a + psi_b^T psi_b) / (2B)
     loss = alignment + penalty
     """
-    alignment = -(psi_a * psi_b).sum(1).mean()
+    alignment = -D.global_mean((psi_a * psi_b).sum(1))
     c = _second_moment(psi_a, psi_b) if second_moment is None else second_moment  # (d, d)
     eye = torch.eye(c.shape[0], dtype=c.dtype, device=c.device)
     penalty = lam * (c - eye).pow(2).sum()
@@ -183,7 +223,7 @@ def pca_penalty_surrogate(psi_a: Tensor, psi_b: Tensor, lam: float, second_momen
     loss = alignment + penalty
     Its value is not pca_penalty's; its gradient equals pca_penalty's when C_ema = sg(C_batch).
     """
-    alignment = -(psi_a * psi_b).sum(1).mean()
+    alignment = -D.global_mean((psi_a * psi_b).sum(1))
     c_ema = second_moment_ema.detach()  # (d, d)
     eye = torch.eye(c_ema.shape[0], dtype=c_ema.dtype, device=c_ema.device)
     penalty = lam * 2 * ((c_ema - eye) * _second_moment(psi_a, psi_b)).sum()
@@ -198,12 +238,14 @@ def clip_loss(z_x: Tensor, z_y: Tensor, logit_scale, *, return_terms: bool = Fal
     loss = (CE(logits, arange(B)) + CE(logits^T, arange(B))) / 2
     ``logit_scale`` is the log of the multiplier; its gradient is zero above the cap.
     """
-    B = z_x.shape[0]
     scale = torch.as_tensor(logit_scale, dtype=z_x.dtype, device=z_x.device)
     scale = scale.clamp(max=math.log(100)).exp()
-    logits = (scale * F.normalize(z_x, dim=1)) @ F.normalize(z_y, dim=1).T  # (B, B)
-    labels = torch.arange(B, device=z_x.device)
-    loss = (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+    u_x, u_y = F.normalize(z_x, dim=1), F.normalize(z_y, dim=1)  # (B_local, d), this rank's rows
+    labels = _own_columns(u_x)  # the positive of local row i is global column r B + i
+    # this rank's rows of logits and of logits^T, each (B_local, B) against the gathered other tower
+    x_rows = F.cross_entropy(scale * u_x @ D.all_gather_with_grad(u_y).T, labels, reduction="none")
+    y_rows = F.cross_entropy(scale * u_y @ D.all_gather_with_grad(u_x).T, labels, reduction="none")
+    loss = D.global_mean(x_rows + y_rows) / 2
     return _result(loss, {}, return_terms)
 
 
@@ -220,11 +262,8 @@ def siglip_loss(z_x: Tensor, z_y: Tensor, log_t, bias, *, return_terms: bool = F
     0-dim tensors (gradients flow to them); no cap on t. Equals binary_nce(z_x, z_y, 1/t, bias).
     """
     t = torch.as_tensor(log_t, dtype=z_x.dtype, device=z_x.device).exp()
-    logits = (t * F.normalize(z_x, dim=1)) @ F.normalize(z_y, dim=1).T + bias  # (B, B)
-    B = logits.shape[0]
-    # -log sigmoid(x) = softplus(-x), -log sigmoid(-x) = softplus(x)
-    positive = F.softplus(-logits.diagonal()).sum() / B
-    negative = F.softplus(logits.fill_diagonal_(float("-inf"))).sum() / B  # softplus(-inf) = 0
+    a = t * F.normalize(z_x, dim=1)  # (B, d), t folded in
+    positive, negative = _logistic_pairs(a, F.normalize(z_y, dim=1), bias, D.global_size(a.shape[0]) - 1)
     return _result(positive + negative, {"positive": positive, "negative": negative}, return_terms)
 
 
@@ -232,7 +271,7 @@ def siglip_loss(z_x: Tensor, z_y: Tensor, log_t, bias, *, return_terms: bool = F
 def byol_loss(p_a: Tensor, t_b: Tensor, *, return_terms: bool = False):
     """BYOL: loss = (1/B) sum_i (2 - 2 cos(p_a_i, sg(t_b_i)))."""
     cos = (F.normalize(p_a, dim=1) * F.normalize(t_b.detach(), dim=1)).sum(1)  # (B,)
-    return _result((2 - 2 * cos).mean(), {}, return_terms)
+    return _result(D.global_mean(2 - 2 * cos), {}, return_terms)
 
 
 @_fp32
@@ -245,12 +284,13 @@ def barlow_twins_loss(z_a: Tensor, z_b: Tensor, lam: float = 0.0051, *, return_t
     redundancy = lam * sum_{i != j} C_ij^2
     loss = invariance + redundancy
     """
-    B = z_a.shape[0]
+    B = D.global_size(z_a.shape[0])
 
-    def standardise(z):
-        return (z - z.mean(0)) / torch.sqrt(z.var(0, correction=0) + 1e-5)
+    def standardise(z):  # mean and variance over the global batch
+        z = z - D.global_mean(z)
+        return z / torch.sqrt(D.global_mean(z.pow(2)) + 1e-5)
 
-    c = standardise(z_a).T @ standardise(z_b) / B  # (d, d)
+    c = D.all_reduce_sum(standardise(z_a).T @ standardise(z_b)) / B  # (d, d)
     invariance = (1 - c.diagonal()).pow(2).sum()
     redundancy = lam * _sum_off_diagonal(c.pow(2))
     return _result(invariance + redundancy, {"invariance": invariance, "redundancy": redundancy},
@@ -268,16 +308,16 @@ def vicreg_loss(z_a: Tensor, z_b: Tensor, sim: float = 25.0, var: float = 25.0, 
     loss = invariance + variance + covariance
     Var and Cov are over the batch with the unbiased 1/(B - 1).
     """
-    B, d = z_a.shape
+    B, d = D.global_size(z_a.shape[0]), z_a.shape[1]
     if B < 2:
         raise ValueError(f"vicreg_loss needs B >= 2 rows, got B={B}")
-    invariance = sim * F.mse_loss(z_a, z_b)
+    invariance = sim * D.global_mean((z_a - z_b).pow(2).mean(1))
     variance = covariance = 0
     for z in (z_a, z_b):
-        z = z - z.mean(0)  # (B, d)
-        std = torch.sqrt(z.pow(2).sum(0) / (B - 1) + 1e-4)  # (d,)
+        z = z - D.global_mean(z)  # (B, d)
+        cov_matrix = D.all_reduce_sum(z.T @ z) / (B - 1)  # (d, d)
+        std = torch.sqrt(cov_matrix.diagonal() + 1e-4)  # (d,), Var_j = Cov_jj
         variance = variance + F.relu(1 - std).mean()
-        cov_matrix = z.T @ z / (B - 1)  # (d, d)
         covariance = covariance + _sum_off_diagonal(cov_matrix.pow(2)) / d
     variance, covariance = var * variance, cov * covariance
     terms = {"invariance": invariance, "variance": variance, "covariance": covariance}
