@@ -19,6 +19,9 @@ from torch import Tensor
 
 from . import shapes
 from .data import DatasetError
+from .text import SPECIALS, Tokenizer
+
+_words = Tokenizer(SPECIALS, level="word").tokenize   # words exactly as the text tower's tokenizer splits them
 
 # Each class's phrases; the first is its name in shapes.CLASSES. No phrase of one class occurs, as whole
 # words, inside a phrase of another, so the class is recoverable from any caption (`caption_classes`).
@@ -136,10 +139,6 @@ def caption_classes(caption: str) -> set[str]:
     words = f" {' '.join(_words(caption))} "
     return {name for name, phrases in SHAPE_WORDS.items()
             if any(f" {' '.join(_words(p))} " in words for p in phrases)}
-
-
-def _words(text: str) -> list[str]:
-    return re.findall(r"[^\W_]+", text.lower())
 
 
 # --------------------------------------------------------------------------------- captions.tsv

@@ -4,9 +4,13 @@ A checkpoint is a plain dict of tensors and plain data (no pickled classes), so 
 `torch.load(weights_only=True)`: a crafted file that would run code when unpickled is refused.
 
     {"format": "specrep-checkpoint", "format_version": 1, "specrep_version", "torch_version",
-     "config": the resolved run config as plain data, "data": {"in_channels", "image_size", "classes"},
+     "config": the resolved run config as plain data,
+     "data": {"in_channels", "image_size", "classes", "input" (rgb | lab_l: what phi sees),
+              "mean", "std" (the normalisation it was trained with)},
      "encoder": state dict (backbone + projector), "objective": the objective's other state
-     (targets, Lambda_t, learnable scales), "optimizer", "epoch", "step", "rng"}
+     (targets, Lambda_t, learnable scales, a second tower), "optimizer", "epoch", "step", "rng",
+     "history", "train_seconds", and when present: "tokenizer" (image-text runs: its vocabulary),
+     "perm" and "epoch_step" (stopped inside an epoch: the epoch's order and the steps done)}
 """
 from __future__ import annotations
 

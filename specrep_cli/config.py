@@ -33,6 +33,14 @@ def _check_range(name: str, pair: List[float], low: float, high: float) -> None:
              f"{name} must be [min, max] with {low} <= min <= max <= {high}, got {list(pair)}")
 
 
+def _one_slot(template: str) -> bool:
+    """A prompt template with exactly one positional {} and nothing else str.format would fill."""
+    try:
+        return "{}" in template and template.format("x") != template and template.count("{}") == 1
+    except (IndexError, KeyError, ValueError):
+        return False
+
+
 def _check_probability(name: str, p: float) -> None:
     _require(0.0 <= p <= 1.0, f"{name} must be a probability in [0, 1], got {p}")
 
@@ -431,8 +439,8 @@ class EvalConfig:
         _require(self.standard_batch_size > 0, "eval.standard_batch_size must be > 0")
         _require(self.standard_lr > 0, "eval.standard_lr must be > 0")
         _require(self.standard_weight_decay >= 0, "eval.standard_weight_decay must be >= 0")
-        _require(len(self.zero_shot_templates) > 0 and all("{}" in t for t in self.zero_shot_templates),
-                 "eval.zero_shot_templates must be a non-empty list of prompts with {} for the class name")
+        _require(len(self.zero_shot_templates) > 0 and all(_one_slot(t) for t in self.zero_shot_templates),
+                 "eval.zero_shot_templates must be a non-empty list of prompts with one {} for the class name")
         _require(self.alignment_images == 0 or self.alignment_images >= 2,
                  "eval.alignment_images must be 0 (skip alignment and uniformity) or >= 2")
         _require(self.every_n_epochs >= 0, "eval.every_n_epochs must be >= 0 (0: no monitoring)")
@@ -491,6 +499,13 @@ def register() -> None:
                            ("optim", OPTIM_SCHEMAS)):
         for name, node in schemas.items():
             cs.store(group=f"schema/{group}", name=name, node=node)
+
+
+def flatten(node: Any, prefix: str = "") -> dict:
+    """A resolved config as dotted keys: {"a": {"b": 1}} -> {"a.b": 1}; lists stay values."""
+    if isinstance(node, dict) and node:
+        return {k: v for key, child in node.items() for k, v in flatten(child, f"{prefix}{key}.").items()}
+    return {prefix[:-1]: node}
 
 
 # ------------------------------------------------------------------------------------ validation

@@ -50,7 +50,10 @@ class ImageFiles:
         return (len(self.files), 3, self.size, self.size)
 
     def __getitem__(self, i: int) -> Tensor:   # a DataLoader worker decodes one image
-        return torch.from_numpy(_decode(self.files[i], self.size)).permute(2, 0, 1)
+        try:
+            return torch.from_numpy(_decode(self.files[i], self.size)).permute(2, 0, 1)
+        except Exception as err:   # PIL raises many types for broken files
+            raise DatasetError(f"cannot read image {self.files[i]} ({type(err).__name__}): remove or replace it") from None
 
 
 Images = Union[Tensor, ImageFiles]
@@ -60,7 +63,7 @@ Images = Union[Tensor, ImageFiles]
 class Captions:
     """The captions of a split: texts[j] describes image image_index[j]; an image may have several."""
     texts: List[str]
-    image_index: Tensor    # int64 (M,), sorted
+    image_index: Tensor    # int64 (M,): the image of each caption
 
     def subset(self, keep: Tensor) -> "Captions":
         """The captions of images `keep` (sorted indices), re-indexed to the kept images."""
@@ -120,9 +123,14 @@ def batches(images: Images, order: Tensor, batch_size: int, device: torch.device
     chunks = order[:n].cpu().split(batch_size)
     loader = torch.utils.data.DataLoader(images, batch_sampler=[c.tolist() for c in chunks],
                                          num_workers=images.workers, pin_memory=device.type == "cuda",
-                                         prefetch_factor=4 if images.workers else None)
-    for batch in loader:
-        yield batch.to(device, non_blocking=True)
+                                         prefetch_factor=4 if images.workers else None,
+                                         generator=torch.Generator())   # not the global RNG: resume stays exact
+    try:
+        for batch in loader:
+            yield batch.to(device, non_blocking=True)
+    except DatasetError as err:   # from a worker, wrapped in its traceback: keep the one line
+        last = str(err).strip().splitlines()[-1]
+        raise DatasetError(last.removeprefix(f"{DatasetError.__module__}.{DatasetError.__qualname__}: ")) from None
 
 
 Fits = Callable[[int], bool]   # fits(nbytes): may a split of nbytes live in memory on the device?
@@ -199,6 +207,12 @@ def load_dataset(cfg: Any, device: torch.device = torch.device("cpu")) -> ImageD
         return in_memory == "true" or (in_memory == "auto" and nbytes <= budget)
 
     data = LOADERS[cfg.name](cfg, fits)
+    for split in ("train", "test"):   # a truncated label file must not surface as a crash after training
+        images, labels = getattr(data, f"{split}_images"), getattr(data, f"{split}_labels")
+        if images.shape[0] != labels.shape[0] or (labels.numel() and not 0 <= int(labels.min()) <= int(labels.max()) < len(data.classes)):
+            raise DatasetError(f"dataset {cfg.name}: the {split} split has {images.shape[0]} images but "
+                               f"{labels.shape[0]} labels, or labels outside 0..{len(data.classes) - 1}; "
+                               "its files are damaged: delete them and download again")
     data.mean, data.std = channel_stats(data.ssl_images)
     splits = ("train_images", "test_images", "unlabelled_images")
     tensors = [getattr(data, s) for s in splits if isinstance(getattr(data, s), Tensor)]
@@ -306,7 +320,11 @@ def _load_cifar(cfg: Any, fits: Fits) -> ImageData:
 
     train_x, train_y = read(tv.train_list)
     test_x, test_y = read(tv.test_list)
-    classes = _unpickle(folder / tv.meta["filename"])[tv.meta["key"]]
+    meta = _unpickle(folder / tv.meta["filename"])
+    if not isinstance(meta, dict) or tv.meta["key"] not in meta:
+        raise DatasetError(f"{folder / tv.meta['filename']} has no {tv.meta['key']!r}: the file is damaged; "
+                           "delete the folder and download again")
+    classes = meta[tv.meta["key"]]
     keep = subset_indices(len(train_y), cfg.subset)
     if keep is not None:
         train_x, train_y = train_x[keep], train_y[keep]
@@ -332,6 +350,8 @@ def _load_stl10(cfg: Any, fits: Fits) -> ImageData:
         if not path.is_file():
             raise DatasetError(f"{path} is missing: the dataset folder is incomplete; delete it and "
                                "download again (dataset.download=true)")
+        if path.stat().st_size == 0:
+            raise DatasetError(f"{path} is empty (an interrupted download?); delete the folder and download again")
         flat = np.memmap(path, dtype=np.uint8, mode="r")
         if flat.size % (3 * 96 * 96):
             raise DatasetError(f"{path} is truncated ({flat.size} bytes is not a whole number of 3x96x96 "
@@ -450,6 +470,16 @@ def cached_decode(files: Sequence[Path], size: int, cache_dir: Path) -> Tensor:
     return images
 
 
+def decode_or_stream(train_files: Sequence[Path], test_files: Sequence[Path], cfg: Any,
+                     fits: Fits) -> Tuple[Images, Images]:
+    """Both splits decoded at cfg.image_size (once, cached) when they fit in memory, else ImageFiles
+    streamed by cfg.workers DataLoader workers."""
+    if fits((len(train_files) + len(test_files)) * 3 * cfg.image_size ** 2):
+        cache = cache_root(cfg.cache_dir)
+        return cached_decode(train_files, cfg.image_size, cache), cached_decode(test_files, cfg.image_size, cache)
+    return ImageFiles(train_files, cfg.image_size, cfg.workers), ImageFiles(test_files, cfg.image_size, cfg.workers)
+
+
 def _test_split(root: Path, name: str | None) -> str:
     if name is not None:
         return name
@@ -471,13 +501,7 @@ def _load_imagefolder(cfg: Any, fits: Fits) -> ImageData:
         train_files = [train_files[i] for i in keep.tolist()]
         train_labels = [train_labels[i] for i in keep.tolist()]
     test_files, test_labels, _ = list_image_folder(root / test_split, classes)
-    if fits((len(train_files) + len(test_files)) * 3 * cfg.image_size ** 2):
-        cache = cache_root(cfg.cache_dir)
-        train_x = cached_decode(train_files, cfg.image_size, cache)
-        test_x = cached_decode(test_files, cfg.image_size, cache)
-    else:
-        train_x = ImageFiles(train_files, cfg.image_size, cfg.workers)
-        test_x = ImageFiles(test_files, cfg.image_size, cfg.workers)
+    train_x, test_x = decode_or_stream(train_files, test_files, cfg, fits)
     return ImageData(train_x, torch.tensor(train_labels, dtype=torch.int64), test_x,
                      torch.tensor(test_labels, dtype=torch.int64), classes)
 
@@ -514,13 +538,8 @@ def _load_image_text(cfg: Any, fits: Fits) -> ImageData:
     keep = subset_indices(len(train_idx), cfg.subset)
     if keep is not None:
         train_idx = train_idx[keep]
-    files = [root / p for p in paths]
+    files = [tsv.parent / p for p in paths]   # paths are relative to the captions file's folder
     train_files, test_files = [files[i] for i in train_idx.tolist()], [files[i] for i in test_idx.tolist()]
-    if fits((len(train_files) + len(test_files)) * 3 * cfg.image_size ** 2):
-        cache = cache_root(cfg.cache_dir)
-        train_x, test_x = cached_decode(train_files, cfg.image_size, cache), cached_decode(test_files, cfg.image_size, cache)
-    else:
-        train_x = ImageFiles(train_files, cfg.image_size, cfg.workers)
-        test_x = ImageFiles(test_files, cfg.image_size, cfg.workers)
+    train_x, test_x = decode_or_stream(train_files, test_files, cfg, fits)
     return ImageData(train_x, labels[train_idx], test_x, labels[test_idx], classes,
                      train_captions=captions.subset(train_idx), test_captions=captions.subset(test_idx))

@@ -526,8 +526,8 @@ def evaluate_checkpoint(cfg: Any, run_dir: Path) -> Dict[str, Any]:
                            f"checkpoint's encoder takes {in_channels} channels")
 
     t0 = time.perf_counter()
-    if tower_input != "rgb":   # the towers convert RGB in [0, 1] to Lab themselves: no normalisation
-        data.mean, data.std = torch.zeros_like(data.mean), torch.ones_like(data.std)
+    if "mean" in ckpt["data"]:   # normalise as in training (Lab-split towers: none), whatever the dataset
+        data.mean, data.std = torch.tensor(ckpt["data"]["mean"]), torch.tensor(ckpt["data"]["std"])
     results = evaluate_with_baseline(encoder, lambda: seeded_encoder(enc_cfg, in_channels, cfg.seed,
                                                                      tower_input).to(device),
                                      data, cfg.eval, device, bf16, cfg.seed, views)

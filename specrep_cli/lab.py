@@ -36,14 +36,15 @@ def rgb_to_lab(x: Tensor) -> Tensor:
     """
     if not x.is_floating_point() or x.ndim < 3 or x.shape[-3] != 3:
         raise ValueError(f"rgb_to_lab takes float (..., 3, H, W) images, got {x.dtype} {tuple(x.shape)}")
-    x = x.to(torch.promote_types(x.dtype, torch.float32))
-    linear = torch.where(x <= 0.04045, x / 12.92, ((x.clamp_min(0.04045) + 0.055) / 1.055) ** 2.4)
-    m = torch.tensor(SRGB_TO_XYZ, dtype=x.dtype, device=x.device)
-    m = m / torch.tensor(D65_WHITE, dtype=x.dtype, device=x.device)[:, None]  # rows divided by Xn, Yn, Zn
-    xyz = torch.einsum("ij,...jhw->...ihw", m, linear)  # (..., 3, H, W), white -> (1, 1, 1)
-    f = torch.where(xyz > DELTA ** 3, xyz.clamp_min(DELTA ** 3) ** (1 / 3), xyz / (3 * DELTA ** 2) + 4 / 29)
-    fx, fy, fz = f.unbind(-3)
-    return torch.stack([116 * fy - 16, 500 * (fx - fy), 200 * (fy - fz)], dim=-3)
+    with torch.autocast(x.device.type, enabled=False):   # float32 even inside a bf16 training step
+        x = x.to(torch.promote_types(x.dtype, torch.float32))
+        linear = torch.where(x <= 0.04045, x / 12.92, ((x.clamp_min(0.04045) + 0.055) / 1.055) ** 2.4)
+        r, g, b = linear.unbind(-3)
+        # rows of SRGB_TO_XYZ divided by Xn, Yn, Zn, as Python numbers: no host-to-device copy per call
+        xyz = [(m[0] * r + m[1] * g + m[2] * b) / white for m, white in zip(SRGB_TO_XYZ, D65_WHITE)]
+        fx, fy, fz = (torch.where(t > DELTA ** 3, t.clamp_min(DELTA ** 3) ** (1 / 3), t / (3 * DELTA ** 2) + 4 / 29)
+                      for t in xyz)
+        return torch.stack([116 * fy - 16, 500 * (fx - fy), 200 * (fy - fz)], dim=-3)
 
 
 def lab_split(x: Tensor) -> tuple[Tensor, Tensor]:
@@ -54,7 +55,5 @@ def lab_split(x: Tensor) -> tuple[Tensor, Tensor]:
     a' = (a - 6.025) / 92.208, b' = (b + 6.6895) / 101.1675.
     """
     lab = rgb_to_lab(x)
-    lo = torch.tensor([r[0] for r in LAB_RANGE], dtype=lab.dtype, device=lab.device)
-    hi = torch.tensor([r[1] for r in LAB_RANGE], dtype=lab.dtype, device=lab.device)
-    lab = (lab - ((lo + hi) / 2)[:, None, None]) / ((hi - lo) / 2)[:, None, None]
-    return lab.split([1, 2], dim=-3)
+    scaled = [(c - (lo + hi) / 2) / ((hi - lo) / 2) for c, (lo, hi) in zip(lab.unbind(-3), LAB_RANGE)]
+    return scaled[0].unsqueeze(-3), torch.stack(scaled[1:], dim=-3)

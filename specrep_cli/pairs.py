@@ -1,11 +1,12 @@
 """The two inputs of a training step: two augmented views of an image, or an image and its caption.
 
     pairs = ViewPairs(augmentation, mean, std)                       # x, y: two views (B, C, H, W)
-    pairs = TextPairs(augmentation, mean, std, captions, tokenizer, length)   # y: caption ids (B, L)
+    pairs = TextPairs(augmentation, mean, std, captions, num_images, tokenizer, length)   # y: ids (B, L)
     x, y = pairs(batch, index)   # batch: uint8 (B, C, H, W) on the device; index: (B,) its image ids
 
-Everything stays on the device and nothing syncs with the host: a caption is drawn per sample among
-its image's captions by one uniform draw, from token ids encoded once at the start of the run.
+Everything stays on the device and nothing syncs with the host (index is expected on the device): a
+caption is drawn per sample among its image's captions by one uniform draw, from token ids encoded
+once at the start of the run.
 """
 from __future__ import annotations
 
@@ -52,6 +53,5 @@ class TextPairs:
         self.count = count.to(device)
 
     def __call__(self, batch: Tensor, index: Tensor) -> Tuple[Tensor, Tensor]:
-        index = index.to(self.ids.device)
         pick = (torch.rand(index.shape[0], device=index.device) * self.count[index]).long()
         return augment(batch, self.augmentation.view_a, self.mean, self.std), self.ids[self.first[index] + pick]

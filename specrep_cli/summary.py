@@ -57,13 +57,6 @@ class Group:
     label: str = ""
 
 
-def flatten(node: Any, prefix: str = "") -> Dict[str, Any]:
-    """{"a": {"b": 1}} -> {"a.b": 1}; lists stay values."""
-    if isinstance(node, dict) and node:
-        return {k: v for key, child in node.items() for k, v in flatten(child, f"{prefix}{key}.").items()}
-    return {prefix[:-1]: node}
-
-
 def _natural(path: Path) -> List[Any]:
     """Sort key: sweep job 10 after job 9."""
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", str(path))]

@@ -30,6 +30,7 @@ from . import __version__
 from .pairs import TextPairs, ViewPairs
 from .text import Tokenizer, text_encoder
 from .zeroshot import evaluate_two_towers
+from .config import flatten
 from .checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint_path, save_checkpoint
 from .data import DatasetError, ImageFiles, batches, load_dataset
 from .encoders import build_encoder, param_count, uses_channels_last
@@ -188,6 +189,9 @@ def train(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
         mean, std = data.mean.to(device), data.std.to(device)
     tokenizer = None
     if pairs_kind(cfg.objective, data, lab) == "text":
+        if cfg.encoder.projector_layers == 0:
+            raise TrainingError("image-text pairs need encoder.projector_layers >= 1, so that the image and "
+                                "the text tower both end in encoder.projector_out_dim dimensions")
         tokenizer = Tokenizer.build(data.train_captions.texts, level=cfg.objective.text.level)
         pairs = TextPairs(cfg.augmentation, mean, std, data.train_captions, n_train, tokenizer,
                           cfg.objective.text.context_length)
@@ -269,10 +273,11 @@ def train(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
             with _progress(console, epoch, tr.epochs) as progress:
                 task = progress.add_task("train", total=steps_per_epoch, completed=first, info="")
                 epoch_batches = batches(images, perm[first * tr.batch_size:], tr.batch_size, device, drop_last=True)
+                index = perm.to(device, non_blocking=True)   # the batches' image ids, on the device
                 for i, batch in enumerate(epoch_batches, start=first):                # (B, C, H, W) uint8
                     for group in optimizer.param_groups:
                         group["lr"] = lrs[step]
-                    x, y = pairs(batch, perm[i * tr.batch_size:(i + 1) * tr.batch_size])
+                    x, y = pairs(batch, index[i * tr.batch_size:(i + 1) * tr.batch_size])
                     terms = forward_backward(method, optimizer, x, y, channels_last, bf16)
                     step += 1
                     if tr.max_bad_steps and not torch.isfinite(terms["loss"]).item():   # opt-in sync
@@ -414,7 +419,8 @@ def _checkpoint_payload(cfg: DictConfig, data, method: Method, optimizer, epoch:
         "specrep_version": __version__, "torch_version": str(torch.__version__),
         "config": OmegaConf.to_container(cfg, resolve=True),
         "data": {"in_channels": data.in_channels, "image_size": data.image_size,
-                 "classes": list(data.classes), "input": tower_input(cfg.augmentation.lab_split)},
+                 "classes": list(data.classes), "input": tower_input(cfg.augmentation.lab_split),
+                 "mean": data.mean.tolist(), "std": data.std.tolist()},   # the normalisation trained with
         "encoder": {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")},
         "objective": {k: v for k, v in state.items() if not k.startswith("encoder.")},
         "optimizer": optimizer.state_dict(),
@@ -440,22 +446,19 @@ def set_rng_state(rng: Dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(rng["cuda"])
 
 
-def _flatten(node: Any, prefix: str = "") -> Dict[str, Any]:
-    if isinstance(node, dict):
-        return {k: v for key, child in node.items() for k, v in _flatten(child, f"{prefix}{key}.").items()}
-    return {prefix[:-1]: node}
-
-
 def check_resumable(ckpt: Dict[str, Any], cfg: DictConfig, data) -> None:
     """Refuse a checkpoint whose architecture, objective or data shape differ from the composed config."""
     ours = OmegaConf.to_container(cfg, resolve=True)
     differ = []
     for section in ("encoder", "objective"):
-        theirs_flat, ours_flat = _flatten(ckpt["config"][section], f"{section}."), _flatten(ours[section], f"{section}.")
+        theirs_flat, ours_flat = flatten(ckpt["config"][section], f"{section}."), flatten(ours[section], f"{section}.")
         differ += [f"{k} (checkpoint {theirs_flat.get(k)!r}, config {ours_flat.get(k)!r})"
                    for k in sorted(set(theirs_flat) | set(ours_flat)) if theirs_flat.get(k) != ours_flat.get(k)]
     if ckpt["data"]["in_channels"] != data.in_channels:
         differ.append(f"image channels (checkpoint {ckpt['data']['in_channels']}, data {data.in_channels})")
+    if ckpt["data"].get("input", "rgb") != tower_input(cfg.augmentation.lab_split):
+        differ.append(f"what the towers see (checkpoint {ckpt['data'].get('input', 'rgb')}, config "
+                      f"{tower_input(cfg.augmentation.lab_split)}: augmentation=lab_split or not)")
     if differ:
         raise CheckpointError(f"cannot resume {cfg.resume}: it differs from the composed config in "
                               f"{'; '.join(differ)}; pass the overrides the run was started with")

@@ -197,3 +197,28 @@ def test_a_bad_captions_row_is_named_by_its_line(tmp_path: Path):
         f.write("red/0.png a fine row\n")   # a space, not a tab: line 42 (1 comment + 40 rows + this)
     with pytest.raises(DatasetError, match=r"captions.tsv:42: no tab"):
         load_dataset(dataset_cfg(config.ImageTextConfig, root=str(root), cache_dir=str(tmp_path / "c")))
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_corrupt_image_met_while_streaming_is_one_line_naming_it(tmp_path: Path, workers: int):
+    from specrep_cli.data import batches
+    root = make_folder(tmp_path / "data")
+    (root / "train" / "dog" / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    files = sorted((root / "train").rglob("*.*"))
+    from specrep_cli.data import ImageFiles
+    stream = ImageFiles(files, 16, workers)
+    with pytest.raises(DatasetError) as err:
+        list(batches(stream, torch.arange(len(files)), 4, torch.device("cpu")))
+    message = str(err.value)
+    assert "\n" not in message and "broken.jpg" in message and message.startswith("cannot read image")
+
+
+def test_labels_that_do_not_match_the_images_are_refused(tmp_path: Path):
+    from fake_datasets import write_stl10
+    write_stl10(tmp_path)
+    (tmp_path / "stl10_binary" / "train_y.bin").write_bytes(bytes([1, 2, 3]))   # 3 labels for 6 images
+    with pytest.raises(DatasetError, match="train split has 6 images but 3 labels"):
+        load_dataset(dataset_cfg(config.STL10Config, root=str(tmp_path)))
+    (tmp_path / "stl10_binary" / "train_X.bin").write_bytes(b"")
+    with pytest.raises(DatasetError, match="train_X.bin is empty"):
+        load_dataset(dataset_cfg(config.STL10Config, root=str(tmp_path)))

@@ -76,6 +76,9 @@ def test_lab_split_run_trains_two_towers_and_eval_rebuilds_the_l_tower(tmp_path:
     assert again.returncode == 0, again.stderr
     scored = json.loads((tmp_path / "eval" / "report.json").read_text())
     assert scored["knn"]["top1"] == pytest.approx(report["knn"]["top1"], abs=1e-6)
+    plain = run_cli("train", "objective=clip", "objective.pairs=views", *TINY, "trainer.epochs=2", f"resume={run}",
+                    cwd=tmp_path)   # resuming without augmentation=lab_split
+    assert_one_line_error(plain, "what the towers see (checkpoint lab_l, config rgb")
 
 
 def test_lab_split_needs_a_two_tower_objective(tmp_path: Path):
