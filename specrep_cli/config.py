@@ -398,6 +398,9 @@ class TrainerConfig:
     checkpoint_every_n_epochs: int = 10
     max_bad_steps: int = 0
     keep_best: bool = True
+    devices: int = 1
+    sync_batchnorm: bool = False
+    compile: bool = False
 
     def __post_init__(self) -> None:
         _require(self.epochs > 0, f"trainer.epochs must be > 0, got {self.epochs}")
@@ -409,6 +412,7 @@ class TrainerConfig:
         _require(self.log_every_n_steps > 0, "trainer.log_every_n_steps must be > 0")
         _require(self.checkpoint_every_n_epochs > 0, "trainer.checkpoint_every_n_epochs must be > 0")
         _require(self.max_bad_steps >= 0, "trainer.max_bad_steps must be >= 0")
+        _require(self.devices >= 1, f"trainer.devices must be >= 1, got {self.devices}")
 
 
 @dataclass

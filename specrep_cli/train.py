@@ -28,6 +28,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from . import __version__
 from .pairs import TextPairs, ViewPairs
+from .processes import Ranks, agree, gather_objects, join, leave, run_ranks
 from .text import Tokenizer, text_encoder
 from .zeroshot import evaluate_two_towers
 from .config import flatten
@@ -126,12 +127,14 @@ def seeded_encoder(cfg: Any, in_channels: int, seed: int, input: str = "rgb"):
 
 
 class MetricsLog:
-    """metrics.jsonl: one JSON object per logging step and per epoch."""
+    """metrics.jsonl: one JSON object per logging step and per epoch (written by rank 0 only)."""
 
-    def __init__(self, path: Path):
-        self.path = path
+    def __init__(self, path: Path, enabled: bool = True):
+        self.path, self.enabled = path, enabled
 
     def write(self, record: Dict[str, Any]) -> None:
+        if not self.enabled:
+            return
         with self.path.open("a") as f:
             f.write(json.dumps(record) + "\n")
 
@@ -161,12 +164,27 @@ def _check_finite(values: Dict[str, float], step: int, last_checkpoint: Path | N
 
 
 # ----------------------------------------------------------------------------------------- train
-def train(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
-    """Train `cfg` and write checkpoints, metrics.jsonl and the report into run_dir."""
-    console = Console()
-    run_dir = Path(run_dir)
+def train(cfg: DictConfig, run_dir: Path) -> Dict[str, Any] | None:
+    """The Hydra job: train `cfg` in one process, or in trainer.devices (or torchrun's) ranks."""
+    return run_ranks(train_rank, cfg, Path(run_dir))
+
+
+def train_rank(cfg: DictConfig, run_dir: Path, ranks: Ranks = Ranks()) -> Dict[str, Any] | None:
+    """Train `cfg` as one rank of the run; rank 0 writes checkpoints, metrics.jsonl and the report into
+    run_dir and returns the report (the other ranks return None)."""
     tr = cfg.trainer
-    device = resolve_device(tr.device)
+    if tr.batch_size % ranks.world:
+        raise TrainingError(f"trainer.batch_size={tr.batch_size} (the global batch) must be divisible by the "
+                            f"{ranks.world} processes of the run")
+    device = join(ranks, resolve_device(tr.device))
+    if tr.sync_batchnorm and ranks.world > 1 and device.type != "cuda":
+        raise TrainingError("trainer.sync_batchnorm needs CUDA (torch's SyncBatchNorm has no CPU kernel); "
+                            "drop it for gloo runs on the CPU")
+    if not ranks.main:
+        log.setLevel(logging.WARNING)   # one log: rank 0's
+    console = Console(quiet=not ranks.main)
+    run_dir = Path(run_dir)
+    local_batch = tr.batch_size // ranks.world
     bf16 = resolve_bf16(tr.precision, device)
     torch.backends.cudnn.benchmark = True
 
@@ -205,19 +223,29 @@ def train(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
         return build_encoder(cfg.encoder, data.in_channels, tower_input(lab, tower))
 
     torch.manual_seed(cfg.seed)   # the method builds its (first) encoder first: = seeded_encoder(...)
-    method = build_method(cfg.objective, make_encoder, tr.batch_size).to(device)
+    method = build_method(cfg.objective, make_encoder, tr.batch_size).to(device)   # the global batch
     channels_last = uses_channels_last(method)
     if channels_last:
         method = method.to(memory_format=torch.channels_last)
+    if tr.compile:   # in place (nn.Module.compile): the state dict keeps its keys
+        for tower in (method.encoder, getattr(method, "encoder_y", None)):
+            if tower is not None:
+                tower.compile()
+    model = method   # what the step calls; DDP averages the gradients over the ranks
+    if ranks.world > 1:
+        if tr.sync_batchnorm:
+            method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)
+        model = torch.nn.parallel.DistributedDataParallel(
+            method, device_ids=[device.index] if device.type == "cuda" else None)
     steps_per_epoch = n_train // tr.batch_size   # the last partial batch is dropped
     total_steps = tr.epochs * steps_per_epoch
     lr = applied_lr(cfg.optim, tr.batch_size)
     lrs = lr_schedule(lr, total_steps, round(cfg.optim.warmup_epochs * steps_per_epoch),
                       cfg.optim.min_lr_ratio)
     optimizer = build_optimizer(method, cfg.optim, lr)
-    torch.manual_seed(cfg.seed)   # data order and augmentations
+    torch.manual_seed(cfg.seed + 1_000_003 * ranks.rank)   # augmentations: each rank its own draws
 
-    metrics = MetricsLog(run_dir / "metrics.jsonl")
+    metrics = MetricsLog(run_dir / "metrics.jsonl", ranks.main)
     ckpt_dir = run_dir / "checkpoints"
     sha = git_sha()
     log.info(f"specrep {__version__} (git {sha or 'n/a'}), torch {torch.__version__}")
@@ -232,8 +260,14 @@ def train(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
              f"augmentation: {cfg.augmentation.name}")
     log.info(f"batch size {tr.batch_size}, {steps_per_epoch} steps/epoch x {tr.epochs} epochs, "
              f"lr {lr:.4g}" + (f" (= {cfg.optim.lr} x {tr.batch_size}/256)" if cfg.optim.scale_lr else ""))
+    if ranks.world > 1:
+        log.info(f"{ranks.world} processes ({torch.distributed.get_backend()}), {local_batch} images per process "
+                 f"and step; sync_batchnorm: {tr.sync_batchnorm}")
+    if tr.compile:
+        log.info("torch.compile: on (the first step includes the compilation; its time is logged)")
 
     start_epoch, step, train_seconds, last_ckpt, bad_steps = 1, 0, 0.0, None, 0
+    compile_seconds = None   # the first step's time under trainer.compile (it compiles)
     history: List[Dict[str, Any]] = []   # the monitoring figures, one entry per monitored epoch
     resume_at: tuple[torch.Tensor, int] | None = None   # (the epoch's permutation, steps done in it)
     if cfg.resume:   # continue the run in its own directory, where its last checkpoint stopped
@@ -246,7 +280,8 @@ def train(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
         method.load_state_dict({**{f"encoder.{k}": v for k, v in ckpt["encoder"].items()},
                                 **ckpt["objective"]})
         optimizer.load_state_dict(ckpt["optimizer"])
-        set_rng_state(ckpt["rng"])
+        set_rng_state(ckpt.get("rng_ranks", [])[ranks.rank] if len(ckpt.get("rng_ranks", [])) == ranks.world
+                      else ckpt["rng"])
         step, train_seconds, history = ckpt["step"], ckpt["train_seconds"], ckpt["history"]
         if "perm" in ckpt:   # stopped inside an epoch
             start_epoch, resume_at = ckpt["epoch"], (ckpt["perm"].to(perm_device), ckpt["epoch_step"])
@@ -255,30 +290,36 @@ def train(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
         log.info(f"resuming {last_ckpt} at epoch {start_epoch}, step {step}; this invocation logs to "
                  f"{run_dir / 'train.log'}")
         run_dir = last_ckpt.parent.parent
-        metrics, ckpt_dir = MetricsLog(run_dir / "metrics.jsonl"), run_dir / "checkpoints"
+        metrics, ckpt_dir = MetricsLog(run_dir / "metrics.jsonl", ranks.main), run_dir / "checkpoints"
 
     # The loop.
     stop = StopRequest()
-    with stop.installed():
+    with stop.installed(), _left_at_exit():
         for epoch in range(start_epoch, tr.epochs + 1):
             method.train()
             if device.type == "cuda":
                 torch.cuda.synchronize()
             t0 = time.perf_counter()
-            perm, first = resume_at if resume_at is not None else (torch.randperm(n_train, device=perm_device), 0)
+            perm, first = resume_at if resume_at is not None else (epoch_permutation(n_train, cfg.seed, epoch, perm_device), 0)
             resume_at = None
             epoch_sum: Dict[str, torch.Tensor] = {}
             log_sum: Dict[str, torch.Tensor] = {}
             log_count = epoch_count = 0
             with _progress(console, epoch, tr.epochs) as progress:
                 task = progress.add_task("train", total=steps_per_epoch, completed=first, info="")
-                epoch_batches = batches(images, perm[first * tr.batch_size:], tr.batch_size, device, drop_last=True)
-                index = perm.to(device, non_blocking=True)   # the batches' image ids, on the device
-                for i, batch in enumerate(epoch_batches, start=first):                # (B, C, H, W) uint8
+                mine = rank_shard(perm[first * tr.batch_size:], tr.batch_size, ranks)   # this rank's samples
+                index = mine.to(device, non_blocking=True)   # their image ids, on the device
+                epoch_batches = batches(images, mine, local_batch, device, drop_last=True)
+                for i, batch in enumerate(epoch_batches, start=first):                # (b, C, H, W) uint8
                     for group in optimizer.param_groups:
                         group["lr"] = lrs[step]
-                    x, y = pairs(batch, index[i * tr.batch_size:(i + 1) * tr.batch_size])
-                    terms = forward_backward(method, optimizer, x, y, channels_last, bf16)
+                    x, y = pairs(batch, index[(i - first) * local_batch:(i - first + 1) * local_batch])
+                    if tr.compile and step == 0:
+                        compile_t0 = time.perf_counter()
+                    terms = forward_backward(model, optimizer, x, y, channels_last, bf16)
+                    if tr.compile and step == 0:
+                        compile_seconds = time.perf_counter() - compile_t0
+                        log.info(f"first step (torch.compile): {compile_seconds:.1f} s")
                     step += 1
                     if tr.max_bad_steps and not torch.isfinite(terms["loss"]).item():   # opt-in sync
                         bad_steps += 1   # skip the update; the batch is spent
@@ -292,7 +333,8 @@ def train(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
                             log_sum[k] = log_sum[k] + v if k in log_sum else v
                         log_count += 1
                         epoch_count += 1
-                    if log_count and (step % tr.log_every_n_steps == 0 or i == steps_per_epoch - 1):
+                    at_log_step = step % tr.log_every_n_steps == 0 or i == steps_per_epoch - 1
+                    if log_count and at_log_step:
                         shown = _host(log_sum, log_count)      # the only host sync, every N steps
                         _check_finite(shown, step, last_ckpt)
                         elapsed = time.perf_counter() - t0
@@ -304,12 +346,17 @@ def train(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
                                            f"{history[-1]['effective_rank_representation']:.1f}" if history else ""))
                         log_sum, log_count = {}, 0
                     progress.advance(task)
-                    if stop.signum is not None and i + 1 < steps_per_epoch:   # a mid-epoch checkpoint
+                    stopping = stop.signum is not None   # several ranks: decided together at log steps
+                    if ranks.world > 1:
+                        stopping = at_log_step and agree(stopping, device)
+                    if stopping and i + 1 < steps_per_epoch:   # a mid-epoch checkpoint
                         last_ckpt = ckpt_dir / "last.pt"
-                        save_checkpoint(last_ckpt, _checkpoint_payload(
+                        payload = _checkpoint_payload(
                             cfg, data, method, optimizer, epoch, step, train_seconds + time.perf_counter() - t0,
-                            history, position=(perm, i + 1), tokenizer=tokenizer))
-                        raise _interrupted(stop.signum, step, last_ckpt, run_dir)
+                            history, position=(perm, i + 1), tokenizer=tokenizer)
+                        if ranks.main:
+                            save_checkpoint(last_ckpt, payload)
+                        raise _interrupted(stop.signum or signal.SIGTERM, step, last_ckpt, run_dir)
             if device.type == "cuda":
                 torch.cuda.synchronize()
             epoch_seconds = time.perf_counter() - t0
@@ -322,7 +369,7 @@ def train(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
                      + f"  {epoch_seconds:.1f} s  {throughput:.0f} img/s")
 
             watched = {}
-            if cfg.eval.every_n_epochs and (epoch % cfg.eval.every_n_epochs == 0 or epoch == tr.epochs):
+            if ranks.main and cfg.eval.every_n_epochs and (epoch % cfg.eval.every_n_epochs == 0 or epoch == tr.epochs):
                 watched = monitor(method.encoder, data, cfg.eval, device, bf16)
                 history.append({"epoch": epoch, **watched})
                 metrics.write({"epoch": epoch, "step": step, "monitor": watched})
@@ -334,15 +381,18 @@ def train(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
                                 f"{watched['effective_rank_projection']:.1f} of {watched['projection_dim']}")
 
             payload = _checkpoint_payload(cfg, data, method, optimizer, epoch, step, train_seconds, history,
-                                          tokenizer=tokenizer)
+                                          tokenizer=tokenizer)   # every rank: the RNG states are gathered
             last_ckpt = ckpt_dir / "last.pt"
-            save_checkpoint(last_ckpt, payload)
-            if epoch % tr.checkpoint_every_n_epochs == 0 or epoch == tr.epochs:
-                save_checkpoint(ckpt_dir / f"epoch_{epoch:04d}.pt", payload)
-            if tr.keep_best and watched and watched["knn_top1"] >= max(h["knn_top1"] for h in history):
-                save_checkpoint(ckpt_dir / "best.pt", payload)
-            if stop.signum is not None and epoch < tr.epochs:
-                raise _interrupted(stop.signum, step, last_ckpt, run_dir)
+            if ranks.main:
+                save_checkpoint(last_ckpt, payload)
+                if epoch % tr.checkpoint_every_n_epochs == 0 or epoch == tr.epochs:
+                    save_checkpoint(ckpt_dir / f"epoch_{epoch:04d}.pt", payload)
+                if tr.keep_best and watched and watched["knn_top1"] >= max(h["knn_top1"] for h in history):
+                    save_checkpoint(ckpt_dir / "best.pt", payload)
+            if agree(stop.signum is not None, device) and epoch < tr.epochs:
+                raise _interrupted(stop.signum or signal.SIGTERM, step, last_ckpt, run_dir)
+    if not ranks.main:   # rank 0 evaluates and reports
+        return None
 
     # Evaluation of the trained encoder and of its random initialisation; alignment and uniformity
     # compare two views drawn with the run's own augmentation.
@@ -363,12 +413,37 @@ def train(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
         "history": history,
         "timing": {"train_seconds": train_seconds,
                    "train_images_per_second": total_steps * tr.batch_size / max(train_seconds, 1e-9),
-                   "eval_seconds": time.perf_counter() - t0},
+                   "eval_seconds": time.perf_counter() - t0,
+                   **({"compile_seconds": compile_seconds} if compile_seconds is not None else {})},
     }
     write_report(run_dir, report)   # report.json, plots/ (from metrics.jsonl and the report), report.md
     print_report(report, console)
     log.info(f"report: {run_dir / 'report.md'}")
     return report
+
+
+def epoch_permutation(n: int, seed: int, epoch: int, device: torch.device) -> torch.Tensor:
+    """The epoch's order of the n training images: the same on every rank (its own generator, seeded
+    by the run's seed and the epoch), independent of the augmentations' random draws."""
+    g = torch.Generator(device=device).manual_seed(seed * 100_003 + epoch)
+    return torch.randperm(n, generator=g, device=device)
+
+
+def rank_shard(order: torch.Tensor, global_batch: int, ranks: Ranks) -> torch.Tensor:
+    """This rank's samples of each full global batch of `order`, in step order: rank r takes
+    [r * b, (r + 1) * b) of every batch (b = global_batch / world), as the objectives assume."""
+    n = order.shape[0] // global_batch * global_batch
+    b = global_batch // ranks.world
+    return order[:n].view(-1, ranks.world, b)[:, ranks.rank].reshape(-1)
+
+
+@contextlib.contextmanager
+def _left_at_exit():
+    """Leave the process group when training ends, however it ends (evaluation needs none)."""
+    try:
+        yield
+    finally:
+        leave()
 
 
 def forward_backward(method: Method, optimizer, x: torch.Tensor, y: torch.Tensor, channels_last: bool,
@@ -415,6 +490,7 @@ def _checkpoint_payload(cfg: DictConfig, data, method: Method, optimizer, epoch:
     rng = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         rng["cuda"] = torch.cuda.get_rng_state_all()
+    rng_ranks = gather_objects(rng)   # a collective when there are several ranks: each keeps its own draws
     return {
         "specrep_version": __version__, "torch_version": str(torch.__version__),
         "config": OmegaConf.to_container(cfg, resolve=True),
@@ -427,6 +503,7 @@ def _checkpoint_payload(cfg: DictConfig, data, method: Method, optimizer, epoch:
         "epoch": epoch, "step": step, "train_seconds": train_seconds, "history": history, "rng": rng,
         **({"perm": position[0].cpu(), "epoch_step": position[1]} if position is not None else {}),
         **({"tokenizer": tokenizer.state()} if tokenizer is not None else {}),
+        **({"rng_ranks": rng_ranks} if len(rng_ranks) > 1 else {}),
     }
 
 
