@@ -9,6 +9,7 @@ ends the run with that rank's one line; the other ranks are stopped.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -78,6 +79,17 @@ def gather_objects(obj: Any) -> list:
     return out
 
 
+OVERRIDES_ENV = "SPECREP_TASK_OVERRIDES"
+
+
+def task_overrides() -> list[str]:
+    """The command line's overrides of this run: from Hydra, or (a spawned rank) from its parent."""
+    from hydra.core.hydra_config import HydraConfig
+    if HydraConfig.initialized():
+        return list(HydraConfig.get().overrides.task)
+    return json.loads(os.environ.get(OVERRIDES_ENV, "[]"))
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -99,13 +111,16 @@ def _log_like_hydra(run_dir: Path, main: bool) -> None:
 
 def _worker(index: int, train_one: Callable, cfg: dict, run_dir: str, world: int, errors) -> None:
     os.environ.update(RANK=str(index), LOCAL_RANK=str(index), WORLD_SIZE=str(world))
-    signal.signal(signal.SIGINT, signal.SIG_DFL)   # the training loop installs its own handlers
+    signal.signal(signal.SIGINT, signal.default_int_handler)   # until the training loop installs its own
     _log_like_hydra(Path(run_dir), index == 0)
     try:
         train_one(OmegaConf.create(cfg), Path(run_dir), Ranks(index, world, index))
     except SpecrepError as err:
         errors.put((index, str(err), getattr(err, "exit_code", 1)))
         raise SystemExit(getattr(err, "exit_code", 1)) from None
+    except KeyboardInterrupt:   # before training started, or a second Ctrl-C
+        errors.put((index, "interrupted", 128 + signal.SIGINT))
+        raise SystemExit(128 + signal.SIGINT) from None
 
 
 def run_ranks(train_one: Callable[[DictConfig, Path, Ranks], Any], cfg: DictConfig, run_dir: Path) -> Any:
@@ -119,6 +134,7 @@ def run_ranks(train_one: Callable[[DictConfig, Path, Ranks], Any], cfg: DictConf
     if cfg.trainer.device != "cpu" and torch.cuda.is_available() and torch.cuda.device_count() < world:
         raise SpecrepError(f"trainer.devices={world} but {torch.cuda.device_count()} GPUs are visible; "
                            "lower trainer.devices or set CUDA_VISIBLE_DEVICES")
+    os.environ[OVERRIDES_ENV] = json.dumps(task_overrides())   # for the resume command a rank prints
     os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
     os.environ.setdefault("MASTER_PORT", str(_free_port()))
     ctx = mp.get_context("spawn")

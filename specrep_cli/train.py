@@ -21,14 +21,13 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 import torch
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from . import __version__
 from .pairs import TextPairs, ViewPairs
-from .processes import Ranks, agree, gather_objects, join, leave, run_ranks
+from .processes import Ranks, agree, gather_objects, join, leave, run_ranks, task_overrides
 from .text import Tokenizer, text_encoder
 from .zeroshot import evaluate_two_towers
 from .config import flatten
@@ -509,9 +508,7 @@ def _checkpoint_payload(cfg: DictConfig, data, method: Method, optimizer, epoch:
 
 def _interrupted(signum: int, step: int, checkpoint: Path, run_dir: Path) -> TrainingInterrupted:
     """The one line a stopped run prints: where it stopped and the command that resumes it."""
-    overrides = []
-    if HydraConfig.initialized():
-        overrides = [o for o in HydraConfig.get().overrides.task if not o.startswith("resume=")]
+    overrides = [o for o in task_overrides() if not o.startswith("resume=")]
     command = " ".join(["specrep train", *overrides, f"resume={run_dir}"])
     return TrainingInterrupted(f"stopped by {signal.Signals(signum).name} after step {step}; checkpoint "
                                f"{checkpoint}; resume with: {command}", signum)
