@@ -25,6 +25,7 @@ from typing import Any, Dict, List, Sequence, Tuple
 from rich.console import Console
 from rich.table import Table
 
+from .config import flatten
 from .errors import SpecrepError
 
 RUN_SPECIFIC_KEYS = ("seed", "resume")   # top-level keys that differ between runs of one configuration

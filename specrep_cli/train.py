@@ -56,7 +56,8 @@ class TrainingInterrupted(SpecrepError):
 
 
 class StopRequest:
-    """SIGINT or SIGTERM (e.g. SLURM preemption) during training asks the loop to stop after the
+    """SIGINT, SIGTERM (e.g. SLURM preemption) or SIGUSR2 (submitit's time-limit warning) during
+    training asks the loop to stop after the
     current step and write a checkpoint; a second SIGINT stops at once."""
 
     def __init__(self):
@@ -74,7 +75,7 @@ class StopRequest:
         if threading.current_thread() is not threading.main_thread():   # signals need the main thread
             yield self
             return
-        previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)}
         try:
             yield self
         finally:
@@ -269,10 +270,15 @@ def train_rank(cfg: DictConfig, run_dir: Path, ranks: Ranks = Ranks()) -> Dict[s
     compile_seconds = None   # the first step's time under trainer.compile (it compiles)
     history: List[Dict[str, Any]] = []   # the monitoring figures, one entry per monitored epoch
     resume_at: tuple[torch.Tensor, int] | None = None   # (the epoch's permutation, steps done in it)
-    if cfg.resume:   # continue the run in its own directory, where its last checkpoint stopped
-        last_ckpt = resolve_checkpoint_path(cfg.resume)
+    resume = cfg.resume
+    if resume is None and (run_dir / "checkpoints" / "last.pt").is_file():   # e.g. a requeued SLURM job
+        resume = run_dir
+        log.info(f"{run_dir} already holds checkpoints/last.pt: resuming it instead of overwriting it "
+                 "(choose another hydra.run.dir to start afresh)")
+    if resume:   # continue the run in its own directory, where its last checkpoint stopped
+        last_ckpt = resolve_checkpoint_path(resume)
         ckpt = load_checkpoint(last_ckpt)
-        check_resumable(ckpt, cfg, data)
+        check_resumable(ckpt, cfg, data, last_ckpt)
         if ckpt.get("tokenizer") != (tokenizer.state() if tokenizer is not None else None):
             raise CheckpointError(f"cannot resume {last_ckpt}: its tokenizer differs from the one built "
                                   "from this dataset's captions; pass the dataset the run was started with")
@@ -520,7 +526,7 @@ def set_rng_state(rng: Dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(rng["cuda"])
 
 
-def check_resumable(ckpt: Dict[str, Any], cfg: DictConfig, data) -> None:
+def check_resumable(ckpt: Dict[str, Any], cfg: DictConfig, data, path: Path) -> None:
     """Refuse a checkpoint whose architecture, objective or data shape differ from the composed config."""
     ours = OmegaConf.to_container(cfg, resolve=True)
     differ = []
@@ -534,5 +540,5 @@ def check_resumable(ckpt: Dict[str, Any], cfg: DictConfig, data) -> None:
         differ.append(f"what the towers see (checkpoint {ckpt['data'].get('input', 'rgb')}, config "
                       f"{tower_input(cfg.augmentation.lab_split)}: augmentation=lab_split or not)")
     if differ:
-        raise CheckpointError(f"cannot resume {cfg.resume}: it differs from the composed config in "
+        raise CheckpointError(f"cannot resume {path}: it differs from the composed config in "
                               f"{'; '.join(differ)}; pass the overrides the run was started with")

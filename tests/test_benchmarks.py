@@ -43,3 +43,14 @@ def test_default_runs_benchmark_runs(tmp_path):
 def test_probe_benchmark_runs(tmp_path):
     proc = run("probe.py", "--synthetic", "--standard-epochs", "2", tmp_path=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_gpu_epoch_benchmark_runs_on_the_cpu(tmp_path):
+    # random data: decoding the real CIFAR-10 split into a fresh cache would take longer than the run;
+    # compile on is left to a machine with a GPU (inductor on a CPU takes minutes)
+    proc = run("gpu_epoch.py", "--device", "cpu", "--max-steps", "1", "--batch-size", "32", "--compile", "off",
+               "--data", "random", tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "data: random uint8" in proc.stdout
+    for objective in ("simclr", "spectral"):
+        assert f"verdict, {objective}: " in proc.stdout

@@ -156,3 +156,14 @@ def test_sigkill_at_random_moments_then_resume_ends_identical(tmp_path, uninterr
     proc = run_cli("train", *LONG, f"resume={run}", f"hydra.run.dir={tmp_path / 'last'}", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     _assert_same_weights(uninterrupted, _weights(run))
+
+
+def test_a_run_dir_with_a_checkpoint_is_resumed_not_overwritten(tmp_path):
+    """What a requeued SLURM job does: the same command and run dir again, without resume=."""
+    run = tmp_path / "run"
+    first = run_cli("train", *TINY, f"hydra.run.dir={run}", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    again = run_cli("train", *TINY, "trainer.epochs=2", f"hydra.run.dir={run}", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "already holds checkpoints/last.pt: resuming it" in (run / "train.log").read_text()
+    assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["step"] == 8   # 2 epochs of 4 steps
