@@ -413,6 +413,11 @@ class TrainerConfig:
         _require(self.checkpoint_every_n_epochs > 0, "trainer.checkpoint_every_n_epochs must be > 0")
         _require(self.max_bad_steps >= 0, "trainer.max_bad_steps must be >= 0")
         _require(self.devices >= 1, f"trainer.devices must be >= 1, got {self.devices}")
+        _require(self.batch_size % self.devices == 0,
+                 f"trainer.batch_size={self.batch_size} (the global batch) must be divisible by "
+                 f"trainer.devices={self.devices}")
+        _require(not (self.sync_batchnorm and self.device == "cpu"),
+                 "trainer.sync_batchnorm needs CUDA (torch's SyncBatchNorm has no CPU kernel)")
 
 
 @dataclass

@@ -53,7 +53,8 @@ def test_torchrun_ranks_come_from_the_environment(tmp_path: Path):
 def test_a_global_batch_that_does_not_split_and_cpu_sync_batchnorm_are_one_line(tmp_path: Path):
     small = [o for o in TINY if not o.startswith("trainer.batch_size")]
     assert_one_line_error(run_cli("train", "trainer.devices=3", *small, "trainer.batch_size=64", cwd=tmp_path),
-                          "must be divisible by the 3 processes")
+                          "must be divisible by trainer.devices=3")
+    assert not (tmp_path / "outputs").exists()   # caught before Hydra made a run dir
     assert_one_line_error(run_cli("train", "trainer.devices=2", "trainer.sync_batchnorm=true", *TINY, cwd=tmp_path),
                           "trainer.sync_batchnorm needs CUDA")
 
