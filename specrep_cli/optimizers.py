@@ -77,16 +77,19 @@ def lr_schedule(base_lr: float, total_steps: int, warmup_steps: int, min_ratio: 
 
 
 def build_optimizer(module: nn.Module, optim: Any, lr: float) -> torch.optim.Optimizer:
-    """SGD, AdamW or LARS over the trainable parameters; ndim <= 1 ones get no decay (nor adaptation)."""
+    """SGD, AdamW or LARS over the trainable parameters; ndim <= 1 ones get no decay (nor adaptation).
+    On CUDA, SGD and AdamW use torch's fused kernels."""
     params = [p for p in module.parameters() if p.requires_grad]
     matrices = [p for p in params if p.ndim > 1]
     vectors = [p for p in params if p.ndim <= 1]
     groups = [{"params": matrices, "weight_decay": optim.weight_decay},
               {"params": vectors, "weight_decay": 0.0}]
+    fused = bool(params) and all(p.is_cuda for p in params)   # torch's fused CUDA kernels: one launch a step
     if optim.name == "sgd":
-        return torch.optim.SGD(groups, lr=lr, momentum=optim.momentum, nesterov=optim.nesterov)
+        return torch.optim.SGD(groups, lr=lr, momentum=optim.momentum, nesterov=optim.nesterov,
+                               fused=fused or None)
     if optim.name == "adamw":
-        return torch.optim.AdamW(groups, lr=lr, betas=tuple(optim.betas))
+        return torch.optim.AdamW(groups, lr=lr, betas=tuple(optim.betas), fused=fused or None)
     if optim.name == "lars":
         groups[1]["adapt"] = False
         return LARS(groups, lr=lr, momentum=optim.momentum, eta=optim.eta)

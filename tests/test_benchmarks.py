@@ -30,8 +30,8 @@ def test_cifar_benchmarks_run(script, args, tmp_path):
     assert "ratio" in proc.stdout
 
 
-def test_objectives_benchmark_runs(tmp_path):
-    proc = run("objectives.py", "--quick", "--repeats", "1", "--dim", "16", tmp_path=tmp_path)
+def test_loss_scaling_benchmark_runs(tmp_path):
+    proc = run("loss_scaling.py", "--quick", "--repeats", "1", "--dim", "16", tmp_path=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 

@@ -1,8 +1,8 @@
 """Forward+backward time and peak memory of every loss in specrep_cli.objectives, as B grows.
 
-    python benchmarks/objectives.py                 # B in {256, 1024, 4096, 16384}, d = 128
-    python benchmarks/objectives.py --quick         # smoke run, small B
-    python benchmarks/objectives.py --device cuda --repeats 10
+    python benchmarks/loss_scaling.py                 # B in {256, 1024, 4096, 16384}, d = 128
+    python benchmarks/loss_scaling.py --quick         # smoke run, small B
+    python benchmarks/loss_scaling.py --device cuda --repeats 10
 
 Time is the median over --repeats runs of forward+backward after one warm-up run. Growth is
 t(B_max) / t(B_1) with B_1 the second size (1024 in the full run): about 16 for a loss linear in B,
