@@ -1,4 +1,5 @@
-"""What the benchmark scripts share: the machine's name and the real CIFAR-10 images."""
+"""What the benchmark scripts share: the machine's name, the real CIFAR-10 images, and a method and
+optimizer built from the train config as `specrep train` builds them."""
 from __future__ import annotations
 
 import os
@@ -40,3 +41,29 @@ def cifar10_train(subset: int | None = None):
     cfg = OmegaConf.merge(OmegaConf.structured(ImageFolderConfig),
                           {"root": str(CIFAR_JPEG), "subset": subset, "image_size": 32})
     return load_dataset(cfg)
+
+
+def compose_train(overrides: list[str]):
+    """The `specrep train` config with these overrides."""
+    from hydra import compose, initialize_config_module
+
+    from specrep_cli import config
+    config.register()
+    with initialize_config_module(config_module="specrep_cli.conf", version_base="1.3"):
+        return compose(config_name="train", overrides=overrides)
+
+
+def build_training(cfg, device: torch.device, in_channels: int = 3):
+    """(method, optimizer, channels_last, lr) as train.py builds them: seed 0, channels_last when
+    convolutional, the lr of the linear scaling rule."""
+    from specrep_cli.encoders import build_encoder, uses_channels_last
+    from specrep_cli.methods import build_method
+    from specrep_cli.optimizers import applied_lr, build_optimizer
+    torch.manual_seed(0)
+    method = build_method(cfg.objective, lambda tower="x": build_encoder(cfg.encoder, in_channels),
+                          cfg.trainer.batch_size).to(device)
+    channels_last = uses_channels_last(method)
+    if channels_last:
+        method = method.to(memory_format=torch.channels_last)
+    lr = applied_lr(cfg.optim, cfg.trainer.batch_size)
+    return method, build_optimizer(method, cfg.optim, lr), channels_last, lr

@@ -43,17 +43,14 @@ import statistics
 import time
 
 import torch
-from hydra import compose, initialize_config_module
 from rich.console import Console
 from rich.table import Table
 from torch.utils.flop_counter import FlopCounterMode
 
-from common import cifar10_train, hardware
-from specrep_cli import config
+from common import build_training, cifar10_train, compose_train, hardware
 from specrep_cli.data import batches, channel_stats
-from specrep_cli.encoders import build_encoder, uses_channels_last
-from specrep_cli.methods import build_method
-from specrep_cli.optimizers import applied_lr, build_optimizer, lr_schedule
+from specrep_cli import config
+from specrep_cli.optimizers import lr_schedule
 from specrep_cli.pairs import ViewPairs
 from specrep_cli.train import forward_backward, resolve_bf16
 
@@ -116,27 +113,9 @@ class Clock:
         return [b - a for a, b in zip(self.stamps, self.stamps[1:])]
 
 
-def compose_train(objective: str, batch_size: int):
-    with initialize_config_module(config_module="specrep_cli.conf", version_base="1.3"):
-        return compose(config_name="train", overrides=["encoder=resnet18", f"objective={objective}",
-                                                       "augmentation=simclr", f"trainer.batch_size={batch_size}"])
-
-
-def build(cfg, device: torch.device):
-    """The method (seed 0, channels_last when convolutional) and its optimizer, as train.py builds them."""
-    torch.manual_seed(0)
-    method = build_method(cfg.objective, lambda tower="x": build_encoder(cfg.encoder, 3),
-                          cfg.trainer.batch_size).to(device)
-    channels_last = uses_channels_last(method)
-    if channels_last:
-        method = method.to(memory_format=torch.channels_last)
-    lr = applied_lr(cfg.optim, cfg.trainer.batch_size)
-    return method, build_optimizer(method, cfg.optim, lr), channels_last, lr
-
-
 def step_flops(cfg, images, pairs, device, bf16: bool) -> int:
     """FLOPs of one eager step's forward and backward (matmuls and convolutions)."""
-    method, optimizer, channels_last, _ = build(cfg, device)
+    method, optimizer, channels_last, _ = build_training(cfg, device)
     batch_size = cfg.trainer.batch_size
     index = torch.arange(batch_size, device=device)
     x, y = pairs(images[:batch_size], index)
@@ -148,7 +127,7 @@ def step_flops(cfg, images, pairs, device, bf16: bool) -> int:
 def run_epoch(cfg, images, pairs, device, bf16: bool, compiled: bool, compile_mode: str,
               max_steps: int | None) -> tuple[list[float], float]:
     """Step times (s) of one epoch (or its first max_steps steps) and the last logged mean loss."""
-    method, optimizer, channels_last, lr = build(cfg, device)
+    method, optimizer, channels_last, lr = build_training(cfg, device)
     if compiled:
         method.encoder.compile(mode=None if compile_mode == "default" else compile_mode)
     tr = cfg.trainer
@@ -212,7 +191,6 @@ def main() -> None:
         raise SystemExit("--device cuda: no CUDA device is available")
     torch.backends.cudnn.benchmark = True   # as train.py sets it
 
-    config.register()
     images, what = load_images(args.data, device)
     print(f"data: {what}, on {device}")
     mean, std = channel_stats(images)
@@ -223,7 +201,8 @@ def main() -> None:
 
     rows, best = [], {}
     for objective in args.objectives:
-        cfg = compose_train(objective, args.batch_size)
+        cfg = compose_train(["encoder=resnet18", f"objective={objective}", "augmentation=simclr",
+                             f"trainer.batch_size={args.batch_size}"])
         config.validate(cfg)
         bf16 = resolve_bf16(cfg.trainer.precision, device)
         pairs = ViewPairs(cfg.augmentation, mean, std)

@@ -13,7 +13,6 @@ measured: about 1 for linear, about 2 for quadratic. Quadratic losses whose B x 
 
 import argparse
 import math
-import platform
 import statistics
 import sys
 import time
@@ -23,6 +22,7 @@ from rich.console import Console
 from rich.table import Table
 from torch.profiler import ProfilerActivity, profile
 
+from common import hardware
 from specrep_cli import objectives as obj
 
 FULL_SIZES = [256, 1024, 4096, 16384]
@@ -95,18 +95,6 @@ def peak_bytes(loss_fn, z_a, z_b, device: torch.device) -> int:
         live += size
         peak = max(peak, live)
     return peak
-
-
-def hardware(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    name = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            name = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{name}, {torch.get_num_threads()} torch threads"
 
 
 def main() -> None:

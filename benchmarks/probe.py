@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import platform
 import time
 from pathlib import Path
 
@@ -34,24 +33,13 @@ from omegaconf import OmegaConf
 from rich.console import Console
 from rich.table import Table
 
+from common import CIFAR_JPEG, cpu_name
 from specrep_cli.config import EncoderConfig, EvalConfig, ImageFolderConfig
 from specrep_cli.data import cache_root, load_dataset
 from specrep_cli.encoders import build_encoder
 from specrep_cli.evaluate import extract_features, linear_probe, standard_probe_on_features
 from specrep_cli.train import resolve_bf16
 
-REPO = Path(__file__).resolve().parents[1]
-CIFAR = REPO.parent / "shared" / "data" / "cifar10-jpeg"
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def cifar_features(root: Path, width: int, batch_size: int, console: Console):
@@ -91,7 +79,7 @@ def synthetic_features(n_train: int, n_test: int, dim: int, classes: int, reason
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--root", type=Path, default=CIFAR, help="CIFAR-10 as an image folder (train/, test/)")
+    parser.add_argument("--root", type=Path, default=CIFAR_JPEG, help="CIFAR-10 as an image folder (train/, test/)")
     parser.add_argument("--synthetic", action="store_true", help="use synthetic features even if the data are there")
     parser.add_argument("--width", type=int, default=64, help="ResNet-18 width (representation: 8 x width)")
     parser.add_argument("--batch-size", type=int, default=512, help="images per forward pass when extracting")

@@ -20,17 +20,12 @@ import statistics
 import time
 
 import torch
-from hydra import compose, initialize_config_module
 from rich.console import Console
 from rich.table import Table
 
-from common import cifar10_train, hardware
-from specrep_cli import config
+from common import build_training, cifar10_train, compose_train, hardware
 from specrep_cli.augment import make_views
-from specrep_cli.encoders import build_encoder, uses_channels_last
 from specrep_cli.evaluate import autocast
-from specrep_cli.methods import build_method
-from specrep_cli.optimizers import build_optimizer
 from specrep_cli.pairs import ViewPairs
 from specrep_cli.train import forward_backward, resolve_bf16
 
@@ -46,23 +41,15 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device(args.device)
 
-    config.register()
-    with initialize_config_module(config_module="specrep_cli.conf", version_base="1.3"):
-        cfg = compose(config_name="train", overrides=[f"encoder={args.encoder}", f"objective={args.objective}",
-                                                      "augmentation=simclr", f"trainer.batch_size={args.batch_size}"])
+    cfg = compose_train([f"encoder={args.encoder}", f"objective={args.objective}", "augmentation=simclr",
+                         f"trainer.batch_size={args.batch_size}"])
     data = cifar10_train(subset=max(4 * args.batch_size, 2048))
     if data is None:
         raise SystemExit(1)
     images, mean, std = data.train_images.to(device), data.mean.to(device), data.std.to(device)
     bf16 = resolve_bf16(cfg.trainer.precision, device)
 
-    torch.manual_seed(0)
-    method = build_method(cfg.objective, lambda tower="x": build_encoder(cfg.encoder, 3),
-                          args.batch_size).to(device)
-    channels_last = uses_channels_last(method)
-    if channels_last:
-        method = method.to(memory_format=torch.channels_last)
-    optimizer = build_optimizer(method, cfg.optim, 0.1)
+    method, optimizer, channels_last, _ = build_training(cfg, device)
 
     pairs = ViewPairs(cfg.augmentation, mean, std)
 

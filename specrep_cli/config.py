@@ -143,33 +143,30 @@ class TextTowerConfig:
                  f"objective.text.width ({self.width}) must be divisible by objective.text.heads ({self.heads})")
 
 
-def _check_pairs(pairs: str) -> None:
-    _require(pairs in ("auto", "views", "text"), f"objective.pairs must be auto, views or text, got {pairs!r}")
-
-
 @dataclass
-class CLIPConfig(ObjectiveConfig):
-    name: str = "clip"
+class TwoTowerConfig(ObjectiveConfig):
+    """What clip and siglip share: what the two towers see, and the text tower."""
     pairs: str = "auto"
-    logit_scale_init: float = 2.6592600369262695  # log(1 / 0.07)
-    learn_logit_scale: bool = True
     text: TextTowerConfig = field(default_factory=TextTowerConfig)
 
     def __post_init__(self) -> None:
-        _check_pairs(self.pairs)
+        _require(self.pairs in ("auto", "views", "text"),
+                 f"objective.pairs must be auto, views or text, got {self.pairs!r}")
 
 
 @dataclass
-class SigLIPConfig(ObjectiveConfig):
+class CLIPConfig(TwoTowerConfig):
+    name: str = "clip"
+    logit_scale_init: float = 2.6592600369262695  # log(1 / 0.07)
+    learn_logit_scale: bool = True
+
+
+@dataclass
+class SigLIPConfig(TwoTowerConfig):
     name: str = "siglip"
-    pairs: str = "auto"
     log_t_init: float = 2.302585092994046   # log(10)
     bias_init: float = -10.0
     learn_t_and_bias: bool = True
-    text: TextTowerConfig = field(default_factory=TextTowerConfig)
-
-    def __post_init__(self) -> None:
-        _check_pairs(self.pairs)
 
 
 @dataclass

@@ -196,7 +196,6 @@ def train_rank(cfg: DictConfig, run_dir: Path, ranks: Ranks = Ranks()) -> Dict[s
         raise DatasetError(f"trainer.batch_size={tr.batch_size} is larger than the training set "
                            f"({n_train} images): lower the batch size or enlarge the dataset")
     perm_device = images.device if isinstance(images, torch.Tensor) else torch.device("cpu")
-    mean, std = data.mean.to(device), data.std.to(device)
 
     # What a step's two inputs are: two augmented views, or an augmented image and one of its captions.
     # With augmentation=lab_split the views stay RGB in [0, 1] (no normalisation) and the towers take
@@ -204,7 +203,7 @@ def train_rank(cfg: DictConfig, run_dir: Path, ranks: Ranks = Ranks()) -> Dict[s
     lab = cfg.augmentation.lab_split
     if lab:
         data.mean, data.std = torch.zeros_like(data.mean), torch.ones_like(data.std)
-        mean, std = data.mean.to(device), data.std.to(device)
+    mean, std = data.mean.to(device), data.std.to(device)
     tokenizer = None
     if pairs_kind(cfg.objective, data, lab) == "text":
         if cfg.encoder.projector_layers == 0:
@@ -319,10 +318,11 @@ def train_rank(cfg: DictConfig, run_dir: Path, ranks: Ranks = Ranks()) -> Dict[s
                     for group in optimizer.param_groups:
                         group["lr"] = lrs[step]
                     x, y = pairs(batch, index[(i - first) * local_batch:(i - first + 1) * local_batch])
-                    if tr.compile and step == 0:
+                    compiling = tr.compile and compile_seconds is None   # this invocation's first step
+                    if compiling:
                         compile_t0 = time.perf_counter()
                     terms = forward_backward(model, optimizer, x, y, channels_last, bf16)
-                    if tr.compile and step == 0:
+                    if compiling:
                         compile_seconds = time.perf_counter() - compile_t0
                         log.info(f"first step (torch.compile): {compile_seconds:.1f} s")
                     step += 1
