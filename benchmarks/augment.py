@@ -10,7 +10,7 @@ grayscale 0.2, normalisation) of the same real 32 px CIFAR-10 images, read from 
 - peers (solo-learn, lightly, the spectral paper's code): torchvision.transforms on PIL images, image
   by image, in a DataLoader with one worker per core, as torchvision's CIFAR10 dataset feeds them;
   timed over a second pass (persistent workers, so worker start-up is not counted).
-- specrep: specrep_cli.augment.make_views on uint8 batches that sit on the device, per-sample
+- specrep: specrep_cli.data.augment.make_views on uint8 batches that sit on the device, per-sample
   parameters, no workers.
 The last column is ours over theirs; the issue asks for at least 5x on a 2-core CPU.
 """
@@ -26,7 +26,7 @@ from rich.console import Console
 from rich.table import Table
 
 from common import cifar10_train, hardware
-from specrep_cli.augment import make_views
+from specrep_cli.data.augment import make_views
 from specrep_cli.config import AugmentationConfig
 
 

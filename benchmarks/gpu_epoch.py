@@ -11,17 +11,18 @@ Data: the real CIFAR-10 train split (benchmarks/common.cifar10_train()) when it 
 uint8 of the same shape (50000, 3, 32, 32); the first line says which. `--data` forces either. The
 images sit on the device as one uint8 tensor, as `specrep train` keeps them.
 
-Each step is the one `specrep train` runs: a uint8 batch drawn by an on-device permutation
-(specrep_cli.data.batches), two views augmented on the device (specrep_cli.pairs.ViewPairs), the
-learning rate of the schedule, forward and backward under bf16 autocast with channels_last
-(specrep_cli.train.forward_backward, trainer.precision=auto), the optimizer step, method.after_step,
-and the loss terms summed on the device and pulled to the host every trainer.log_every_n_steps steps.
-Monitoring, checkpoints and evaluation, which the loop runs once an epoch, are not timed.
+Each step is the one `specrep train` runs, through the same functions on a run built by the same
+build_run: the epoch's batches (specrep_cli.train.loop.epoch_batches: a uint8 batch drawn by an
+on-device permutation), take_step (the schedule's learning rate, two views augmented on the device,
+forward and backward under bf16 autocast with channels_last, trainer.precision=auto, the optimizer
+step, method.after_step), and the loss terms summed on the device (Meter) and pulled to the host every
+trainer.log_every_n_steps steps. Monitoring, checkpoints and evaluation, which the loop runs once an
+epoch, are not timed.
 
 Timing: CUDA events recorded between the steps, read once the epoch is over, so the timing adds no
-host sync (on the CPU, where every op is synchronous: time.perf_counter). `--compile on` compiles the
-encoder in place (method.encoder.compile(), i.e. nn.Module.compile, inductor, as trainer.compile
-does) before the epoch; its first steps then take longer. "first steps extra" is that extra time: the first --warmup-steps steps' time less as
+host sync (on the CPU, where every op is synchronous: time.perf_counter). `--compile on` builds the run
+with trainer.compile=true (the encoder compiled in place, nn.Module.compile, inductor; another
+--compile-mode compiles it with that mode instead) before the epoch; its first steps then take longer. "first steps extra" is that extra time: the first --warmup-steps steps' time less as
 many median steps. With compile on it is the compile time; with compile off, the warm-up that remains
 (cuDNN autotuning, the allocator growing). Seconds per epoch and images/s leave it out; with
 --max-steps they are extrapolated from the steps run to the full epoch. Inductor caches compiled
@@ -47,12 +48,11 @@ from rich.console import Console
 from rich.table import Table
 from torch.utils.flop_counter import FlopCounterMode
 
-from common import build_training, cifar10_train, compose_train, hardware
-from specrep_cli.data import batches, channel_stats
-from specrep_cli import config
-from specrep_cli.optimizers import lr_schedule
-from specrep_cli.pairs import ViewPairs
-from specrep_cli.train import forward_backward, resolve_bf16
+from common import build, cifar10_train, hardware
+from specrep_cli.data.datasets import channel_stats
+from specrep_cli.data.splits import ImageData
+from specrep_cli.train.loop import Meter, epoch_batches, epoch_permutation, forward_backward, take_step
+from specrep_cli.train.setup import LoopState, Run
 
 CIFAR10_SHAPE = (50000, 3, 32, 32)
 TARGET_S, STRETCH_S = 2.0, 1.0   # seconds per epoch on one H100/H200 (#7)
@@ -76,17 +76,20 @@ def bf16_peak_tflops(device: torch.device) -> float | None:
     return next((peak for match, peak in BF16_DENSE_PEAK_TFLOPS if match(name)), None)
 
 
-def load_images(kind: str, device: torch.device) -> tuple[torch.Tensor, str]:
-    """uint8 (N, 3, 32, 32) on `device` and a line saying what they are."""
+def load_images(kind: str, device: torch.device) -> tuple[ImageData, str]:
+    """The training images as ImageData, uint8 (N, 3, 32, 32) on `device`, and a line saying what they are."""
     if kind in ("auto", "cifar10"):
-        data = cifar10_train()
+        data = cifar10_train(device=device)
         if data is not None and isinstance(data.ssl_images, torch.Tensor):
-            return data.ssl_images.to(device), f"CIFAR-10 train split, {data.ssl_images.shape[0]:,} real images"
+            return data, f"CIFAR-10 train split, {data.ssl_images.shape[0]:,} real images"
         if kind == "cifar10":
             raise SystemExit("--data cifar10: the CIFAR-10 train split is not available (above)")
     generator = torch.Generator().manual_seed(0)
-    images = torch.randint(0, 256, CIFAR10_SHAPE, dtype=torch.uint8, generator=generator)
-    return images.to(device), f"random uint8 of CIFAR-10's shape {CIFAR10_SHAPE} (not real images)"
+    images = torch.randint(0, 256, CIFAR10_SHAPE, dtype=torch.uint8, generator=generator).to(device)
+    labels = torch.zeros(CIFAR10_SHAPE[0], dtype=torch.int64)
+    mean, std = channel_stats(images)
+    data = ImageData(images, labels, images[:1000], labels[:1000], ["random"], mean=mean, std=std)
+    return data, f"random uint8 of CIFAR-10's shape {CIFAR10_SHAPE} (not real images)"
 
 
 class Clock:
@@ -113,52 +116,35 @@ class Clock:
         return [b - a for a, b in zip(self.stamps, self.stamps[1:])]
 
 
-def step_flops(cfg, images, pairs, device, bf16: bool) -> int:
+def step_flops(run: Run) -> int:
     """FLOPs of one eager step's forward and backward (matmuls and convolutions)."""
-    method, optimizer, channels_last, _ = build_training(cfg, device)
-    batch_size = cfg.trainer.batch_size
-    index = torch.arange(batch_size, device=device)
-    x, y = pairs(images[:batch_size], index)
+    batch_size = run.cfg.trainer.batch_size
+    images = run.data.ssl_images
+    index = torch.arange(batch_size, device=images.device)
+    x, y = run.pairs(images[:batch_size], index)
     with FlopCounterMode(display=False) as counter:
-        forward_backward(method, optimizer, x, y, channels_last, bf16)
+        forward_backward(run.model, run.optimizer, x, y, run.channels_last, run.compute)
     return counter.get_total_flops()
 
 
-def run_epoch(cfg, images, pairs, device, bf16: bool, compiled: bool, compile_mode: str,
-              max_steps: int | None) -> tuple[list[float], float]:
+def time_epoch(run: Run, max_steps: int | None) -> tuple[list[float], float]:
     """Step times (s) of one epoch (or its first max_steps steps) and the last logged mean loss."""
-    method, optimizer, channels_last, lr = build_training(cfg, device)
-    if compiled:
-        method.encoder.compile(mode=None if compile_mode == "default" else compile_mode)
-    tr = cfg.trainer
-    steps_per_epoch = images.shape[0] // tr.batch_size
-    lrs = lr_schedule(lr, steps_per_epoch, round(cfg.optim.warmup_epochs * steps_per_epoch), cfg.optim.min_lr_ratio)
-    steps = min(steps_per_epoch, max_steps or steps_per_epoch)
-    torch.manual_seed(0)
-    perm = torch.randperm(images.shape[0], device=device)
-    loss_sum, logged = None, float("nan")
-    clock = Clock(device)
-    method.train()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+    tr, state = run.cfg.trainer, LoopState()
+    steps = min(run.steps_per_epoch, max_steps or run.steps_per_epoch)
+    perm = epoch_permutation(run.data.ssl_images.shape[0], run.cfg.seed, 1, run.perm_device)
+    meter, logged = Meter(), float("nan")
+    clock = Clock(run.compute.device)
+    run.method.train()
+    run.compute.synchronize()
     clock.stamp()
-    for i, batch in enumerate(batches(images, perm[:steps * tr.batch_size], tr.batch_size, device, drop_last=True)):
-        for group in optimizer.param_groups:
-            group["lr"] = lrs[i]
-        x, y = pairs(batch, perm[i * tr.batch_size:(i + 1) * tr.batch_size])
-        terms = forward_backward(method, optimizer, x, y, channels_last, bf16)
-        optimizer.step()
-        method.after_step((i + 1) / steps_per_epoch)
-        loss = terms["loss"].detach().float()
-        loss_sum = loss if loss_sum is None else loss_sum + loss
-        if (i + 1) % tr.log_every_n_steps == 0 or i == steps - 1:
-            logged = loss_sum.item() / ((i % tr.log_every_n_steps) + 1)   # the loop's host sync
-            loss_sum = None
+    for i, batch, index in epoch_batches(run, perm, 0):
+        if i == steps:
+            break
+        meter.add(take_step(run, state, batch, index))
+        if state.progress.step % tr.log_every_n_steps == 0 or i == steps - 1:
+            logged, meter = meter.mean()["loss"], Meter()   # the loop's host sync
         clock.stamp()
-    times = clock.intervals()
-    if compiled:
-        torch._dynamo.reset()
-    return times, logged
+    return clock.intervals(), logged
 
 
 def summarize(times: list[float], warmup: int, steps_per_epoch: int) -> dict:
@@ -189,29 +175,30 @@ def main() -> None:
                           "cpu" if args.device == "auto" else args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA device is available")
-    torch.backends.cudnn.benchmark = True   # as train.py sets it
 
-    images, what = load_images(args.data, device)
+    data, what = load_images(args.data, device)
     print(f"data: {what}, on {device}")
-    mean, std = channel_stats(images)
-    mean, std = mean.to(device), std.to(device)
-    steps_per_epoch = images.shape[0] // args.batch_size
+    steps_per_epoch = data.ssl_images.shape[0] // args.batch_size
     peak = bf16_peak_tflops(device)
     settings = {"both": [False, True], "off": [False], "on": [True]}[args.compile]
 
     rows, best = [], {}
     for objective in args.objectives:
-        cfg = compose_train(["encoder=resnet18", f"objective={objective}", "augmentation=simclr",
-                             f"trainer.batch_size={args.batch_size}"])
-        config.validate(cfg)
-        bf16 = resolve_bf16(cfg.trainer.precision, device)
-        pairs = ViewPairs(cfg.augmentation, mean, std)
-        flops = step_flops(cfg, images, pairs, device, bf16)
+        overrides = ["encoder=resnet18", f"objective={objective}", "augmentation=simclr",
+                     f"trainer.batch_size={args.batch_size}", f"trainer.device={device.type}"]
+        flops = step_flops(build(overrides, data))
         for compiled in settings:
             if device.type == "cuda":
                 torch.cuda.empty_cache()
                 torch.cuda.reset_peak_memory_stats(device)
-            times, loss = run_epoch(cfg, images, pairs, device, bf16, compiled, args.compile_mode, args.max_steps)
+            default_mode = args.compile_mode == "default"
+            run = build(overrides + [f"trainer.compile={compiled and default_mode}"], data)
+            bf16 = run.compute.bf16
+            if compiled and not default_mode:   # as trainer.compile does, in another inductor mode
+                run.method.encoder.compile(mode=args.compile_mode)
+            times, loss = time_epoch(run, args.max_steps)
+            if compiled:
+                torch._dynamo.reset()
             s = summarize(times, args.warmup_steps, steps_per_epoch)
             tflops = flops / s["step_s"] / 1e12
             memory = f"{torch.cuda.max_memory_allocated(device) / 2**30:.2f}" if device.type == "cuda" else "n/a"

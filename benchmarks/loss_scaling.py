@@ -23,7 +23,7 @@ from rich.table import Table
 from torch.profiler import ProfilerActivity, profile
 
 from common import hardware
-from specrep_cli import objectives as obj
+from specrep_cli.objectives import losses as obj
 
 FULL_SIZES = [256, 1024, 4096, 16384]
 QUICK_SIZES = [64, 128, 256, 512]

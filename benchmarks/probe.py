@@ -12,9 +12,9 @@ Gaussian mixture of 50,000 + 10,000 points in 512-d through a ReLU, stated as su
 
 Both classifiers see the same features; neither sees augmentation (the standard protocol's crops and
 flips need images; here the question is whether the fast probe reaches the same optimum):
-- fast: specrep_cli.evaluate.linear_probe with the eval config's defaults (L-BFGS, L2 strength chosen
+- fast: specrep_cli.eval.probes.linear_probe with the eval config's defaults (L-BFGS, L2 strength chosen
   on a held-out 10% of the train split);
-- standard: specrep_cli.evaluate.standard_probe_on_features with the defaults of `eval.protocol=standard`
+- standard: specrep_cli.eval.probes.standard_probe_on_features with the defaults of `eval.protocol=standard`
   (SGD, momentum 0.9, batch 256, lr eval.standard_lr = 0.03 stepped x0.1 at epochs 60 and 80 of 100;
   --standard-lr to try another).
 The quality bar: the fast probe in <= 30 s on a CPU, its top-1 within 0.5 points of the standard one.
@@ -35,10 +35,12 @@ from rich.table import Table
 
 from common import CIFAR_JPEG, cpu_name
 from specrep_cli.config import EncoderConfig, EvalConfig, ImageFolderConfig
-from specrep_cli.data import cache_root, load_dataset
-from specrep_cli.encoders import build_encoder
-from specrep_cli.evaluate import extract_features, linear_probe, standard_probe_on_features
-from specrep_cli.train import resolve_bf16
+from specrep_cli.data import load_dataset
+from specrep_cli.data.files import cache_root
+from specrep_cli.eval.features import FeatureReader
+from specrep_cli.eval.probes import linear_probe, standard_probe_on_features
+from specrep_cli.models.encoders import build_encoder
+from specrep_cli.runtime import resolve_compute
 
 
 
@@ -54,13 +56,12 @@ def cifar_features(root: Path, width: int, batch_size: int, console: Console):
     torch.manual_seed(0)
     encoder = build_encoder(OmegaConf.merge(OmegaConf.structured(EncoderConfig),
                                             {"name": "resnet18", "width": width, "projector_layers": 0}), 3)
-    device = torch.device("cpu")
-    bf16 = resolve_bf16("auto", device)
+    reader = FeatureReader(resolve_compute("cpu", "auto"), data.mean, data.std, batch_size)
     t0 = time.perf_counter()
-    train_h, _ = extract_features(encoder, data.train_images, data.mean, data.std, batch_size, device, bf16)
-    test_h, _ = extract_features(encoder, data.test_images, data.mean, data.std, batch_size, device, bf16)
+    train_h, _ = reader.features(encoder, data.train_images)
+    test_h, _ = reader.features(encoder, data.test_images)
     console.print(f"extracted {train_h.shape[0]} + {test_h.shape[0]} features of dimension {train_h.shape[1]} "
-                  f"in {time.perf_counter() - t0:.0f} s ({'bf16' if bf16 else 'fp32'})")
+                  f"in {time.perf_counter() - t0:.0f} s ({reader.compute.precision})")
     features = (train_h, data.train_labels, test_h, data.test_labels)
     cache.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"features": features}, cache)

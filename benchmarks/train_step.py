@@ -4,11 +4,12 @@
     python benchmarks/train_step.py --objective simclr --steps 10
     python benchmarks/train_step.py --device cuda --batch-size 512 --steps 50
 
-real: what `specrep train` runs per step: a uint8 batch drawn from the on-device dataset by a
-      permutation, two views augmented on the device (specrep_cli.pairs.ViewPairs), forward and
-      backward under the run's precision (specrep_cli.train.forward_backward), the optimizer step and
-      the method's after_step.
-bare: the same model, loss, optimizer and precision on ready-made normalised view tensors.
+real: what `specrep train` runs per step (specrep_cli.train.loop.take_step, on a run built by
+      build_run as `specrep train` builds it): a uint8 batch drawn from the on-device dataset by a
+      permutation, two views augmented on the device (the run's ViewPairs), forward and backward under
+      the run's precision (forward_backward), the optimizer step and the method's after_step.
+bare: the same model, loss, optimizer and precision on ready-made normalised view tensors
+      (forward_backward, the optimizer step and after_step, without data or augmentation).
 The ratio bare/real is what the input pipeline costs; the issue asks for at most 1.15 with resnet18 at
 batch 256 on the CPU. The two loops alternate step by step so that drift in the machine's speed
 affects both alike; times are medians over --steps steps after --warmup steps of each.
@@ -23,11 +24,10 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from common import build_training, cifar10_train, compose_train, hardware
-from specrep_cli.augment import make_views
-from specrep_cli.evaluate import autocast
-from specrep_cli.pairs import ViewPairs
-from specrep_cli.train import forward_backward, resolve_bf16
+from common import build, cifar10_train, hardware
+from specrep_cli.data.augment import make_views
+from specrep_cli.train.loop import forward_backward, take_step
+from specrep_cli.train.setup import LoopState
 
 
 def main() -> None:
@@ -41,37 +41,28 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device(args.device)
 
-    cfg = compose_train([f"encoder={args.encoder}", f"objective={args.objective}", "augmentation=simclr",
-                         f"trainer.batch_size={args.batch_size}"])
-    data = cifar10_train(subset=max(4 * args.batch_size, 2048))
+    data = cifar10_train(subset=max(4 * args.batch_size, 2048), device=device)
     if data is None:
         raise SystemExit(1)
-    images, mean, std = data.train_images.to(device), data.mean.to(device), data.std.to(device)
-    bf16 = resolve_bf16(cfg.trainer.precision, device)
-
-    method, optimizer, channels_last, _ = build_training(cfg, device)
-
-    pairs = ViewPairs(cfg.augmentation, mean, std)
+    run = build([f"encoder={args.encoder}", f"objective={args.objective}", "augmentation=simclr",
+                 f"trainer.batch_size={args.batch_size}", f"trainer.device={device.type}",
+                 "trainer.epochs=100"], data=data)
+    images, state = run.data.ssl_images, LoopState()
+    bf16 = run.compute.bf16
 
     def real_step() -> None:
         index = torch.randperm(images.shape[0], device=device)[:args.batch_size]
-        x, y = pairs(images[index], index)
-        forward_backward(method, optimizer, x, y, channels_last, bf16)
-        optimizer.step()
-        method.after_step(0.5)
+        take_step(run, state, images[index], index)
 
-    view_a, view_b = make_views(images[:args.batch_size], cfg.augmentation, mean, std)
-    if channels_last:
-        view_a = view_a.contiguous(memory_format=torch.channels_last)
-        view_b = view_b.contiguous(memory_format=torch.channels_last)
+    mean, std = run.data.mean.to(device), run.data.std.to(device)
+    view_a, view_b = make_views(images[:args.batch_size], run.cfg.augmentation, mean, std)
+    if run.channels_last:   # ready-made: in the model's memory format already
+        view_a, view_b = (v.contiguous(memory_format=torch.channels_last) for v in (view_a, view_b))
 
     def bare_step() -> None:
-        with autocast(device, bf16):
-            terms = method(view_a, view_b)
-        optimizer.zero_grad(set_to_none=True)
-        terms["loss"].backward()
-        optimizer.step()
-        method.after_step(0.5)
+        forward_backward(run.model, run.optimizer, view_a, view_b, run.channels_last, run.compute)
+        run.optimizer.step()
+        run.method.after_step(0.5)
 
     def timed(step) -> float:
         if device.type == "cuda":

@@ -1,4 +1,5 @@
-"""Checkpoints: atomic writes, and strict, safe loads that explain in one line what is wrong.
+"""Checkpoints: the one place that knows their keys. Atomic writes, strict and safe loads, and the
+payload()/restore() pair that turns a run's state into a checkpoint and back.
 
 A checkpoint is a plain dict of tensors and plain data (no pickled classes), so it loads with
 `torch.load(weights_only=True)`: a crafted file that would run code when unpickled is refused.
@@ -7,10 +8,15 @@ A checkpoint is a plain dict of tensors and plain data (no pickled classes), so 
      "config": the resolved run config as plain data,
      "data": {"in_channels", "image_size", "classes", "input" (rgb | lab_l: what phi sees),
               "mean", "std" (the normalisation it was trained with)},
-     "encoder": state dict (backbone + projector), "objective": the objective's other state
-     (targets, Lambda_t, learnable scales, a second tower), "optimizer", "epoch", "step", "rng",
-     "history", "train_seconds", and when present: "tokenizer" (image-text runs: its vocabulary),
-     "perm" and "epoch_step" (stopped inside an epoch: the epoch's order and the steps done)}
+     "encoder": state dict of phi (backbone + projector), "objective": the method's other state
+     (targets, Lambda_t, learnable scales, a second tower under "encoder_y."), "optimizer", "epoch",
+     "step", "rng", "history", "train_seconds", and when present: "tokenizer" (image-text runs: its
+     vocabulary), "perm" and "epoch_step" (stopped inside an epoch: the epoch's order and the steps
+     done), "rng_ranks" (several processes: every rank's RNG state)}
+
+    ckpt = payload(cfg, data, input, method, optimizer, progress, rng_ranks)   # -> save_checkpoint(path, ckpt)
+    progress, position = restore(load_checkpoint(path), method, optimizer, ranks)
+    model = trained(load_checkpoint(path))                             # what `specrep eval` rebuilds
 """
 from __future__ import annotations
 
@@ -18,28 +24,32 @@ import os
 import pickle
 import tempfile
 import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, List, Tuple
 
 import torch
+from omegaconf import OmegaConf
+from torch import Tensor, nn
 
-from .errors import SpecrepError
+from . import __version__
+from .config import flatten
+from .errors import CheckpointError
+from .runtime import Ranks
 
 FORMAT = "specrep-checkpoint"
 FORMAT_VERSION = 1
+ENCODER = "encoder."       # phi's keys in the method's state dict: the probed tower
+SECOND_TOWER = "encoder_y."  # nu's keys in a two-tower method's state dict (the text tower, say)
 
 
-class CheckpointError(SpecrepError):
-    """The checkpoint cannot be used; the message is one line saying why and what to do."""
-
-
-def save_checkpoint(path: Path, payload: Dict[str, Any]) -> None:
+def save_checkpoint(path: Path, ckpt: Dict[str, Any]) -> None:
     """Write atomically: a temporary file in the same directory, flushed and fsynced, then renamed.
 
     A reader never sees a partial file; if writing fails, any previous file at `path` is untouched.
     """
     path = Path(path)
-    payload = {"format": FORMAT, "format_version": FORMAT_VERSION, **payload}
+    ckpt = {"format": FORMAT, "format_version": FORMAT_VERSION, **ckpt}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -48,7 +58,7 @@ def save_checkpoint(path: Path, payload: Dict[str, Any]) -> None:
                               "fix the directory's permissions") from None
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
+            torch.save(ckpt, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -108,3 +118,130 @@ def load_checkpoint(path: str | os.PathLike | None, map_location: Any = "cpu") -
     if missing:
         raise CheckpointError(f"{p} is an incomplete specrep checkpoint (missing {', '.join(missing)})")
     return ckpt
+
+
+# ------------------------------------------------------------------------------- the run's state
+@dataclass
+class Progress:
+    """Where training stands, besides the weights: what a checkpoint records and a resume restores."""
+    epoch: int = 0                # the last finished epoch (stopped inside one: the epoch in progress)
+    step: int = 0                 # optimizer steps taken (and skipped bad ones), all epochs
+    train_seconds: float = 0.0    # time spent in training steps, all invocations
+    history: List[Dict[str, Any]] = field(default_factory=list)   # the monitoring, one entry per epoch
+
+
+Position = Tuple[Tensor, int]   # inside an epoch: (the epoch's permutation, steps done in it)
+
+
+def rng_state() -> Dict[str, Any]:
+    """This process's RNG states (CPU, and every CUDA device when there is one)."""
+    rng = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    return rng
+
+
+def set_rng_state(rng: Dict[str, Any]) -> None:
+    torch.set_rng_state(rng["torch"])
+    if "cuda" in rng and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+
+
+def payload(cfg: Any, data: Any, input: str, method: nn.Module, optimizer: torch.optim.Optimizer,
+            progress: Progress, rng_ranks: List[Dict[str, Any]], position: Position | None = None,
+            tokenizer: Dict[str, Any] | None = None) -> Dict[str, Any]:
+    """Everything a run needs to go on. data: its ImageData (in_channels, image_size, classes, mean,
+    std); input: what phi sees; rng_ranks: every rank's rng_state(); position when stopped inside an
+    epoch; tokenizer: the text tower's tokenizer state (image-text runs)."""
+    state = method.state_dict()
+    return {
+        "specrep_version": __version__, "torch_version": str(torch.__version__),
+        "config": OmegaConf.to_container(cfg, resolve=True),
+        "data": {"in_channels": data.in_channels, "image_size": data.image_size,
+                 "classes": list(data.classes), "input": input,
+                 "mean": data.mean.tolist(), "std": data.std.tolist()},   # the normalisation trained with
+        "encoder": {k[len(ENCODER):]: v for k, v in state.items() if k.startswith(ENCODER)},
+        "objective": {k: v for k, v in state.items() if not k.startswith(ENCODER)},
+        "optimizer": optimizer.state_dict(),
+        "epoch": progress.epoch, "step": progress.step, "train_seconds": progress.train_seconds,
+        "history": progress.history, "rng": rng_ranks[0],
+        **({"perm": position[0].cpu(), "epoch_step": position[1]} if position is not None else {}),
+        **({"tokenizer": tokenizer} if tokenizer is not None else {}),
+        **({"rng_ranks": rng_ranks} if len(rng_ranks) > 1 else {}),
+    }
+
+
+def restore(ckpt: Dict[str, Any], method: nn.Module, optimizer: torch.optim.Optimizer,
+            ranks: Ranks) -> Tuple[Progress, Position | None]:
+    """Load the weights, the objective's state, the optimizer and this rank's RNG state; return the
+    progress and, for a checkpoint written inside an epoch, the position to go on from."""
+    method.load_state_dict({**{f"{ENCODER}{k}": v for k, v in ckpt["encoder"].items()}, **ckpt["objective"]})
+    optimizer.load_state_dict(ckpt["optimizer"])
+    rng_ranks = ckpt.get("rng_ranks", [])
+    set_rng_state(rng_ranks[ranks.rank] if len(rng_ranks) == ranks.world else ckpt["rng"])
+    progress = Progress(ckpt["epoch"], ckpt["step"], ckpt["train_seconds"], ckpt["history"])
+    return progress, ((ckpt["perm"], ckpt["epoch_step"]) if "perm" in ckpt else None)
+
+
+def check_resumable(ckpt: Dict[str, Any], cfg: Any, in_channels: int, input: str,
+                    tokenizer: Dict[str, Any] | None, path: Path) -> None:
+    """Refuse a checkpoint whose architecture, objective, data shape, tower inputs or tokenizer differ
+    from the run about to continue it."""
+    ours = OmegaConf.to_container(cfg, resolve=True)
+    differ = []
+    for section in ("encoder", "objective"):
+        theirs_flat, ours_flat = flatten(ckpt["config"][section], f"{section}."), flatten(ours[section], f"{section}.")
+        differ += [f"{k} (checkpoint {theirs_flat.get(k)!r}, config {ours_flat.get(k)!r})"
+                   for k in sorted(set(theirs_flat) | set(ours_flat)) if theirs_flat.get(k) != ours_flat.get(k)]
+    if ckpt["data"]["in_channels"] != in_channels:
+        differ.append(f"image channels (checkpoint {ckpt['data']['in_channels']}, data {in_channels})")
+    if ckpt["data"].get("input", "rgb") != input:
+        differ.append(f"what the towers see (checkpoint {ckpt['data'].get('input', 'rgb')}, config "
+                      f"{input}: augmentation=lab_split or not)")
+    if differ:
+        raise CheckpointError(f"cannot resume {path}: it differs from the composed config in "
+                              f"{'; '.join(differ)}; pass the overrides the run was started with")
+    if ckpt.get("tokenizer") != tokenizer:
+        raise CheckpointError(f"cannot resume {path}: its tokenizer differs from the one built "
+                              "from this dataset's captions; pass the dataset the run was started with")
+
+
+# ------------------------------------------------------------------------------ specrep eval's view
+@dataclass
+class Trained:
+    """What `specrep eval` rebuilds from a checkpoint alone."""
+    config: Dict[str, Any]                 # the resolved train config
+    in_channels: int
+    input: str                             # what phi sees: rgb, or lab_l (a Lab-split run: RGB in [0, 1])
+    mean: List[float] | None               # the normalisation it was trained with (older files: none)
+    std: List[float] | None
+    encoder: Dict[str, Tensor]             # phi's state dict
+    text_tower: Dict[str, Tensor] | None   # image-text runs: the text tower's state dict ...
+    tokenizer: Dict[str, Any] | None       # ... and its tokenizer
+    epoch: int | None
+    history: List[Dict[str, Any]]          # the training run's monitoring, up to this checkpoint
+
+
+def trained(ckpt: Dict[str, Any]) -> Trained:
+    data = ckpt["data"]
+    has_text = "tokenizer" in ckpt
+    text = ({k[len(SECOND_TOWER):]: v for k, v in ckpt.get("objective", {}).items() if k.startswith(SECOND_TOWER)}
+            if has_text else None)
+    return Trained(ckpt["config"], data["in_channels"], data.get("input", "rgb"), data.get("mean"),
+                   data.get("std"), ckpt["encoder"], text, ckpt.get("tokenizer"), ckpt.get("epoch"),
+                   ckpt.get("history", []))
+
+
+def load_strict(module: nn.Module, state: Dict[str, Tensor], path: Path, what: str) -> nn.Module:
+    """module with `state` loaded strictly; a CheckpointError naming what does not fit otherwise."""
+    expected = module.state_dict()
+    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(f"{path}: the weights do not fit the {what} its config describes "
+                              f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as err:   # same keys, other shapes
+        raise CheckpointError(f"{path}: the weights do not fit the {what} its config describes "
+                              f"({str(err).strip().splitlines()[-1].strip()})") from None
+    return module

@@ -2,7 +2,7 @@
 
     specrep train [overrides...]       -> train_app   (conf/train.yaml)
     specrep eval checkpoint=PATH ...   -> eval_app    (conf/eval.yaml)
-    specrep report PATH...             -> report      (a plain command, not a Hydra app: summary.py)
+    specrep report PATH...             -> report      (a plain command, not a Hydra app: report/summary.py)
 
 Everything after train or eval goes to Hydra untouched: overrides, --multirun, --cfg job, --help,
 --info. The command line is checked before Hydra starts a job, so that a mistyped key or option,
@@ -19,11 +19,16 @@ from pathlib import Path
 from typing import Callable
 
 import hydra
+from hydra import compose, initialize_config_module
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig
 
 from . import config
-from .errors import SpecrepError
+from .errors import ReportError, SpecrepError
+from .eval.command import evaluate_checkpoint
+from .report.summary import summarize
+from .train.loop import train
 
 config.register()
 
@@ -52,13 +57,11 @@ def _run(cfg: DictConfig, work: Callable[[DictConfig, Path], object]) -> None:
 
 @hydra.main(config_path=CONF, config_name="train", version_base="1.3")
 def train_app(cfg: DictConfig) -> None:
-    from .train import train
     _run(cfg, train)
 
 
 @hydra.main(config_path=CONF, config_name="eval", version_base="1.3")
 def eval_app(cfg: DictConfig) -> None:
-    from .evaluate import evaluate_checkpoint
     _run(cfg, evaluate_checkpoint)
 
 
@@ -80,7 +83,6 @@ def report_command(args: list[str]) -> int:
     if any(a in ("-h", "--help") for a in args):
         print(REPORT_USAGE)
         return 0
-    from .summary import ReportError, summarize
     try:
         flags = [a for a in args if a.startswith("-")]
         if flags:
@@ -133,7 +135,6 @@ def _one_line(err: Exception) -> str:
 
 def _first_of_each_sweep(overrides: list[str]) -> list[list[str]]:
     """Override lists that together try every value of every sweep (`k=a,b`) at least once."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
     parsed = OverridesParser.create().parse_overrides(overrides)
     values = [list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.input_line.split("=", 1)[1]]
               for o in parsed]
@@ -147,7 +148,6 @@ def preflight(command: str, args: list[str]) -> str | None:
     composition (unknown keys and options, wrong types, parse errors), value ranges, output dir."""
     if any(a in NO_OUTPUT_FLAGS or a.split("=")[0] in OTHER_CONFIG_FLAGS for a in args):
         return None   # nothing is written, or another config tree: Hydra checks it itself
-    from hydra import compose, initialize_config_module
     overrides = [a for a in args if not a.startswith("-")]
     try:
         for combination in _first_of_each_sweep(overrides):

@@ -16,12 +16,7 @@ from typing import Any, List, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from .errors import SpecrepError
-
-
-class ConfigError(SpecrepError, ValueError):
-    """A user-facing configuration problem; its message is one line saying what to change."""
-
+from .errors import ConfigError
 
 def _require(ok: bool, message: str) -> None:
     if not ok:
@@ -203,6 +198,8 @@ class VICRegConfig(ObjectiveConfig):
 OBJECTIVE_SCHEMAS = {c().name: c for c in (SimCLRConfig, BinaryNCEConfig, SpectralConfig,
                                             SpectralBYOLConfig, PCAConfig, CLIPConfig, SigLIPConfig, BYOLConfig,
                                             BarlowTwinsConfig, VICRegConfig)}
+# The objectives with two towers phi and nu (an image tower and a text, image or Lab tower).
+TWO_TOWER_OBJECTIVES = tuple(name for name, c in OBJECTIVE_SCHEMAS.items() if issubclass(c, TwoTowerConfig))
 
 
 # ---------------------------------------------------------------------------------- augmentation
@@ -475,9 +472,10 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if getattr(self.augmentation, "lab_split", False):
-            _require(self.objective.name in ("clip", "siglip") and self.objective.pairs != "text",
-                     "augmentation=lab_split gives the L and ab channels to two towers: use objective=clip "
-                     "or objective=siglip (with objective.pairs auto or views)")
+            _require(self.objective.name in TWO_TOWER_OBJECTIVES and self.objective.pairs != "text",
+                     "augmentation=lab_split gives the L and ab channels to two towers: use "
+                     + " or ".join(f"objective={name}" for name in TWO_TOWER_OBJECTIVES)
+                     + " (with objective.pairs auto or views)")
 
 
 @dataclass

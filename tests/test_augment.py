@@ -14,7 +14,7 @@ import torchvision.transforms.functional as TF1
 import torchvision.transforms.v2.functional as TF
 from omegaconf import OmegaConf
 
-from specrep_cli import augment as A
+from specrep_cli.data import augment as A
 from specrep_cli.config import AugmentationConfig, ViewConfig
 
 MEAN = torch.tensor([0.49, 0.48, 0.45])

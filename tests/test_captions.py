@@ -4,11 +4,11 @@ import re
 import pytest
 import torch
 
-from specrep_cli import shapes
-from specrep_cli.captions import (COLOR_WORDS, SHAPE_WORDS, SIZE_WORDS, caption_classes, read_captions_tsv,
+from specrep_cli.data import shapes
+from specrep_cli.data.captions import (COLOR_WORDS, SHAPE_WORDS, SIZE_WORDS, caption_classes, read_captions_tsv,
                                   shapes_captions)
-from specrep_cli.data import DatasetError
-from specrep_cli.text import Tokenizer
+from specrep_cli.errors import DatasetError
+from specrep_cli.data.tokenizer import Tokenizer
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from conftest import assert_one_line_error, run_cli
-from specrep_cli.checkpoint import FORMAT_VERSION, CheckpointError, load_checkpoint, save_checkpoint
+from specrep_cli.checkpoint import FORMAT_VERSION, load_checkpoint, save_checkpoint
+from specrep_cli.errors import CheckpointError
 
 
 class _RunsCode:

@@ -8,12 +8,12 @@ import torch
 from hydra import compose, initialize_config_module
 
 from specrep_cli import config
-from specrep_cli.augment import make_views
+from specrep_cli.data.augment import make_views
 from specrep_cli.data import load_dataset
-from specrep_cli.encoders import build_encoder
-from specrep_cli.methods import build_method
-from specrep_cli.optimizers import build_optimizer
-from specrep_cli.train import tower_input
+from specrep_cli.models.encoders import build_encoder
+from specrep_cli.objectives.methods import build_method
+from specrep_cli.train.optimizers import build_optimizer
+from specrep_cli.train.setup import tower_input
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and not p.name.startswith("_"))

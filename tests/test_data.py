@@ -10,7 +10,8 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from specrep_cli import config
-from specrep_cli.data import DatasetError, load_dataset
+from specrep_cli.data import load_dataset
+from specrep_cli.errors import DatasetError
 
 
 def folder_cfg(root: Path, cache: Path, **kw):
@@ -46,10 +47,10 @@ def test_decode_cache_is_reused_and_rebuilt_when_a_file_changes(tmp_path: Path, 
     first = load_dataset(cfg)
     assert len(list((tmp_path / "cache" / "imagefolder").glob("*.pt"))) == 2   # train and test
 
-    import specrep_cli.data as data_module
+    import specrep_cli.data.files as files_module
     calls = []
-    original = data_module.decode_images
-    monkeypatch.setattr(data_module, "decode_images", lambda files, size: calls.append(len(files)) or original(files, size))
+    original = files_module.decode_images
+    monkeypatch.setattr(files_module, "decode_images", lambda files, size: calls.append(len(files)) or original(files, size))
     again = load_dataset(cfg)
     assert calls == [] and torch.equal(first.train_images, again.train_images)
 
@@ -145,7 +146,8 @@ def test_image_folder_uses_val_when_there_is_no_test_split(tmp_path: Path):
 
 
 def test_a_folder_over_the_memory_budget_is_streamed_with_the_same_images(tmp_path: Path):
-    from specrep_cli.data import ImageFiles, batches
+    from specrep_cli.data.batches import batches
+    from specrep_cli.data.files import ImageFiles
     root = make_folder(tmp_path / "data")
     in_memory = load_dataset(folder_cfg(root, tmp_path / "cache"))
     streamed = load_dataset(folder_cfg(root, tmp_path / "cache", memory_budget_gib=1e-6, workers=2))
@@ -201,11 +203,11 @@ def test_a_bad_captions_row_is_named_by_its_line(tmp_path: Path):
 
 @pytest.mark.parametrize("workers", [0, 2])
 def test_a_corrupt_image_met_while_streaming_is_one_line_naming_it(tmp_path: Path, workers: int):
-    from specrep_cli.data import batches
+    from specrep_cli.data.batches import batches
     root = make_folder(tmp_path / "data")
     (root / "train" / "dog" / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
     files = sorted((root / "train").rglob("*.*"))
-    from specrep_cli.data import ImageFiles
+    from specrep_cli.data.files import ImageFiles
     stream = ImageFiles(files, 16, workers)
     with pytest.raises(DatasetError) as err:
         list(batches(stream, torch.arange(len(files)), 4, torch.device("cpu")))

@@ -22,9 +22,9 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from specrep_cli import config
-from specrep_cli import distributed as D
-from specrep_cli.encoders import Encoder
-from specrep_cli.methods import METHODS, build_method
+from specrep_cli.objectives import distributed as D
+from specrep_cli.models.encoders import Encoder
+from specrep_cli.objectives.methods import METHODS, build_method
 
 WORLD, BATCH, STEPS, LR = 2, 8, 2, 0.1
 DTYPES = {"float64": torch.float64, "float32": torch.float32}

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from specrep_cli.evaluate import (alignment, effective_rank, knn_top1, linear_probe, orthonormality_error,
-                                  probe_split, spectrum, standard_lr, standard_probe_on_features, uniformity)
+from specrep_cli.eval.probes import knn_top1, linear_probe, probe_split, standard_lr, standard_probe_on_features
+from specrep_cli.eval.spectra import alignment, effective_rank, orthonormality_error, spectrum, uniformity
 
 
 def test_probe_recovers_a_linearly_separable_labelling_and_is_at_chance_on_random_labels():
@@ -138,7 +138,8 @@ def test_standard_protocol_on_features_recovers_a_separable_labelling_and_is_at_
 def tiny_data(tmp_path, streamed: bool):
     """16 train and 8 test 16x16 RGB images of two classes (dark and bright), in memory or as files."""
     from PIL import Image
-    from specrep_cli.data import ImageData, ImageFiles
+    from specrep_cli.data.files import ImageFiles
+    from specrep_cli.data.splits import ImageData
     g = torch.Generator().manual_seed(0)
     tmp_path.mkdir(parents=True, exist_ok=True)
     splits = {}
@@ -167,11 +168,17 @@ def eval_cfg(**kw):
 def tiny_encoder():
     from omegaconf import OmegaConf
     from specrep_cli.config import EncoderConfig
-    from specrep_cli.encoders import build_encoder
+    from specrep_cli.models.encoders import build_encoder
     torch.manual_seed(0)
     return build_encoder(OmegaConf.merge(OmegaConf.structured(EncoderConfig),
                                          {"name": "convnet", "width": 4, "projector_hidden_dim": 16,
                                           "projector_out_dim": 8}), 3)
+
+
+def reader(data, cfg):
+    from specrep_cli.eval.features import FeatureReader
+    from specrep_cli.runtime import Compute
+    return FeatureReader(Compute(torch.device("cpu"), False), data.mean, data.std, cfg.batch_size)
 
 
 def none_views():
@@ -184,11 +191,11 @@ def none_views():
 
 @pytest.mark.parametrize("protocol", ["fast", "standard"])
 def test_evaluate_encoder_reads_streamed_splits_like_tensors(tmp_path, protocol):
-    from specrep_cli.evaluate import evaluate_encoder
-    device = torch.device("cpu")
+    from specrep_cli.eval.suite import evaluate_encoder
     encoder, cfg = tiny_encoder(), eval_cfg(protocol=protocol)
-    in_memory = evaluate_encoder(encoder, tiny_data(tmp_path / "a", False), cfg, device, False, 0, none_views())
-    streamed = evaluate_encoder(encoder, tiny_data(tmp_path / "b", True), cfg, device, False, 0, none_views())
+    a, b = tiny_data(tmp_path / "a", False), tiny_data(tmp_path / "b", True)
+    in_memory = evaluate_encoder(encoder, a, cfg, reader(a, cfg), 0, none_views())
+    streamed = evaluate_encoder(encoder, b, cfg, reader(b, cfg), 0, none_views())
     assert in_memory["linear_probe"]["protocol"] == protocol
     assert 0 <= in_memory["linear_probe"]["top1"] <= in_memory["linear_probe"]["top5"] <= 100
     for key in ("linear_probe", "knn", "alignment", "uniformity"):
@@ -201,8 +208,8 @@ def test_evaluate_encoder_reads_streamed_splits_like_tensors(tmp_path, protocol)
 
 
 def test_no_views_no_alignment_and_the_baseline_is_probe_and_knn_only(tmp_path):
-    from specrep_cli.evaluate import evaluate_with_baseline
-    data = tiny_data(tmp_path, False)
-    results = evaluate_with_baseline(tiny_encoder(), tiny_encoder, data, eval_cfg(), torch.device("cpu"), False, 0)
+    from specrep_cli.eval.suite import Towers, evaluate_towers
+    data, cfg = tiny_data(tmp_path, False), eval_cfg()
+    results = evaluate_towers(Towers(tiny_encoder(), tiny_encoder), data, cfg, reader(data, cfg), 0)
     assert "alignment" not in results and "uniformity" not in results and "spectrum" in results
     assert set(results["random_init"]) == {"linear_probe_top1", "knn_top1"}

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from specrep_cli.lab import lab_split, rgb_to_lab
+from specrep_cli.models.lab import lab_split, rgb_to_lab
 
 F64 = torch.float64
 # linear sRGB -> XYZ, and the D65 reference white, as printed in the sRGB standard / Lindbloom's tables

@@ -8,8 +8,8 @@ import torch
 from omegaconf import OmegaConf
 
 from specrep_cli import config
-from specrep_cli.encoders import build_encoder
-from specrep_cli.methods import METHODS, build_method
+from specrep_cli.models.encoders import build_encoder
+from specrep_cli.objectives.methods import METHODS, build_method
 
 ENCODER = OmegaConf.merge(OmegaConf.structured(config.EncoderConfig),
                           {"name": "convnet", "width": 2, "projector_hidden_dim": 8, "projector_out_dim": 4})

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from specrep_cli import objectives as obj
+from specrep_cli.objectives import losses as obj
 
 SHAPES = [(2, 1), (3, 5), (8, 3), (17, 4), (5, 16)]
 F64 = torch.float64

@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from specrep_cli import config
-from specrep_cli.optimizers import LARS, applied_lr, build_optimizer, lr_schedule
+from specrep_cli.train.optimizers import LARS, applied_lr, build_optimizer, lr_schedule
 
 
 def test_lars_step_matches_its_formula():

@@ -6,9 +6,10 @@ import torch
 from omegaconf import OmegaConf
 
 from specrep_cli.config import AugmentationConfig
-from specrep_cli.data import Captions, DatasetError
-from specrep_cli.pairs import TextPairs, ViewPairs
-from specrep_cli.text import Tokenizer
+from specrep_cli.data.splits import Captions
+from specrep_cli.errors import DatasetError
+from specrep_cli.data.pairs import TextPairs, ViewPairs
+from specrep_cli.data.tokenizer import Tokenizer
 
 AUG = OmegaConf.structured(AugmentationConfig(name="simclr"))
 MEAN, STD = torch.full((3,), 0.5), torch.full((3,), 0.25)

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from conftest import TINY, assert_one_line_error, run_cli
-from specrep_cli.processes import Ranks
-from specrep_cli.train import epoch_permutation, rank_shard
+from specrep_cli.runtime import Ranks
+from specrep_cli.train.loop import epoch_permutation, rank_shard
 
 
 def test_each_rank_takes_its_slice_of_every_global_batch():

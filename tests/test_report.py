@@ -13,9 +13,9 @@ from PIL import Image
 
 from conftest import TINY, assert_one_line_error, run_cli
 from specrep_cli.cli import report_command
-from specrep_cli.plots import read_step_records
-from specrep_cli.report import write_report
-from specrep_cli.summary import find_runs, group_runs, mean_std, summarize
+from specrep_cli.report.metrics import read_step_records
+from specrep_cli.report.report import write_report
+from specrep_cli.report.summary import find_runs, group_runs, mean_std, summarize
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from specrep_cli import shapes
+from specrep_cli.data import shapes
 
 FACTOR_KEYS = {"shape", "fg_color", "bg_color", "size", "x", "y", "rotation"}
 

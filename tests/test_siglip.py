@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from specrep_cli import objectives as obj
+from specrep_cli.objectives import losses as obj
 
 F64 = torch.float64
 

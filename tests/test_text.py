@@ -6,8 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from specrep_cli.encoders import Encoder
-from specrep_cli.text import EOS_ID, PAD_ID, UNK_ID, TextEncoder, TextTransformer, Tokenizer, encode_texts
+from specrep_cli.models.encoders import Encoder
+from specrep_cli.data.tokenizer import EOS_ID, PAD_ID, UNK_ID, Tokenizer
+from specrep_cli.eval.zeroshot import encode_texts
+from specrep_cli.models.text import TextEncoder, TextTransformer
 
 CAPTIONS = ["A red star, top left.", "a blue star", "A RED circle on blue", "an L-shape!"]
 

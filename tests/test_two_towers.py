@@ -47,8 +47,8 @@ def test_lab_towers_see_the_l_and_ab_channels_of_rgb_input():
     from omegaconf import OmegaConf
 
     from specrep_cli.config import EncoderConfig
-    from specrep_cli.encoders import build_encoder
-    from specrep_cli.lab import lab_split
+    from specrep_cli.models.encoders import build_encoder
+    from specrep_cli.models.lab import lab_split
     cfg = OmegaConf.merge(OmegaConf.structured(EncoderConfig), {"name": "convnet", "width": 4})
     x = torch.rand(5, 3, 16, 16)
     for part, channels in (("lab_l", 1), ("lab_ab", 2)):

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.profiler import ProfilerActivity, profile
 
-from specrep_cli.zeroshot import class_embeddings, retrieval_recall, zero_shot_accuracy, zero_shot_predict
+from specrep_cli.eval.zeroshot import class_embeddings, retrieval_recall, zero_shot_accuracy, zero_shot_predict
 
 
 # ---------------------------------------------------------------------------------- class embeddings

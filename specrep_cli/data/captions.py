@@ -18,8 +18,8 @@ import torch
 from torch import Tensor
 
 from . import shapes
-from .data import DatasetError
-from .text import SPECIALS, Tokenizer
+from ..errors import DatasetError
+from .tokenizer import SPECIALS, Tokenizer
 
 _words = Tokenizer(SPECIALS, level="word").tokenize   # words exactly as the text tower's tokenizer splits them
 

@@ -2,12 +2,13 @@
 
 CMC (Tian et al. 2019) treats the lightness L and the colour channels ab of one image as two views
 ("modalities"): phi sees L (1 channel), nu sees ab (2 channels). Both functions take float images
-(..., 3, H, W) in [0, 1], channel order R, G, B, and work on the whole batch at once.
+(..., 3, H, W) in [0, 1], channel order R, G, B, and work on the whole batch at once. `LabInput`
+puts the split in front of a backbone, so that a tower takes RGB and sees its part.
 """
 from __future__ import annotations
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 # linear sRGB -> XYZ (IEC 61966-2-1, D65); rows X, Y, Z
 SRGB_TO_XYZ = (
@@ -57,3 +58,21 @@ def lab_split(x: Tensor) -> tuple[Tensor, Tensor]:
     lab = rgb_to_lab(x)
     scaled = [(c - (lo + hi) / 2) / ((hi - lo) / 2) for c, (lo, hi) in zip(lab.unbind(-3), LAB_RANGE)]
     return scaled[0].unsqueeze(-3), torch.stack(scaled[1:], dim=-3)
+
+
+INPUTS = ("rgb", "lab_l", "lab_ab")   # what a tower sees of an RGB image: all of it, or a part of CIE Lab
+
+
+class LabInput(nn.Module):
+    """RGB in [0, 1] (B, 3, H, W) -> the L (B, 1, H, W) or ab (B, 2, H, W) part of CIE Lab (lab.lab_split,
+    each scaled to [-1, 1]) -> the backbone: the two towers of Contrastive Multiview Coding."""
+
+    def __init__(self, part: str, backbone: nn.Module):
+        super().__init__()
+        self.part = part
+        self.inner = backbone
+        self.out_dim = backbone.out_dim
+
+    def forward(self, x: Tensor) -> Tensor:
+        lightness, colour = lab_split(x)
+        return self.inner(lightness if self.part == "lab_l" else colour)

@@ -5,6 +5,7 @@ projector (h -> z, what the objectives see). Encoders are rebuilt from their con
 checkpoint only needs the config and the state dict:
 
     encoder = build_encoder(cfg.encoder, in_channels=3)
+    encoder = seeded_encoder(cfg.encoder, in_channels=3, seed=0)   # a run's start, and its random-init baseline
 """
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from typing import Any, Callable, Dict
 import torch
 from torch import Tensor, nn
 from torchvision.models.resnet import BasicBlock, ResNet
+
+from .lab import INPUTS, LabInput
 
 BACKBONES: Dict[str, Callable[[Any, int], nn.Module]] = {}
 
@@ -113,25 +116,6 @@ class Encoder(nn.Module):
         return self.projector(self.backbone(x))
 
 
-INPUTS = ("rgb", "lab_l", "lab_ab")   # what a tower sees of an RGB image: all of it, or a part of CIE Lab
-
-
-class LabInput(nn.Module):
-    """RGB in [0, 1] (B, 3, H, W) -> the L (B, 1, H, W) or ab (B, 2, H, W) part of CIE Lab (lab.lab_split,
-    each scaled to [-1, 1]) -> the backbone: the two towers of Contrastive Multiview Coding."""
-
-    def __init__(self, part: str, backbone: nn.Module):
-        super().__init__()
-        self.part = part
-        self.inner = backbone
-        self.out_dim = backbone.out_dim
-
-    def forward(self, x: Tensor) -> Tensor:
-        from .lab import lab_split
-        lightness, colour = lab_split(x)
-        return self.inner(lightness if self.part == "lab_l" else colour)
-
-
 def build_encoder(cfg: Any, in_channels: int, input: str = "rgb") -> Encoder:
     """Build `cfg.name` from the registry; raises KeyError with the known names for an unknown one.
 
@@ -151,6 +135,12 @@ def build_encoder(cfg: Any, in_channels: int, input: str = "rgb") -> Encoder:
     head = projector(backbone.out_dim, cfg.projector_hidden_dim, cfg.projector_out_dim,
                      cfg.projector_layers)
     return Encoder(backbone, head, out_dim)
+
+
+def seeded_encoder(cfg: Any, in_channels: int, seed: int, input: str = "rgb") -> Encoder:
+    """The encoder a run with this seed starts from (also the random-init baseline)."""
+    torch.manual_seed(seed)
+    return build_encoder(cfg, in_channels, input)
 
 
 def uses_channels_last(module: nn.Module) -> bool:

@@ -22,6 +22,8 @@ from typing import Any, Dict, List, Tuple
 from rich.console import Console
 from rich.table import Table
 
+from .plots import write_run_plots
+
 SIDES = ("representation", "projection")
 
 
@@ -79,8 +81,6 @@ def _settings(report: Dict[str, Any]) -> List[Tuple[str, str]]:
 
 def write_report(run_dir: Path, report: Dict[str, Any]) -> None:
     """Write report.json, the plots (plots.write_run_plots) and report.md, which embeds them, into run_dir."""
-    from .plots import write_run_plots
-
     run_dir = Path(run_dir)
     (run_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     plots = write_run_plots(run_dir, report)

@@ -15,7 +15,7 @@ from typing import Any, List
 import torch
 from torch import nn
 
-from .errors import SpecrepError
+from ..errors import SpecrepError
 
 
 class LARS(torch.optim.Optimizer):

@@ -4,45 +4,28 @@ ranks are taken from the environment. Rank 0 writes every file; the others only 
     run_ranks(train_one, cfg, run_dir)   # calls train_one(cfg, run_dir, Ranks) in 1 or N processes
 
 Each rank joins the default process group (NCCL on CUDA, gloo on the CPU) before training; the
-objectives then see the global batch by themselves (distributed.py). A SpecrepError in any rank
+objectives then see the global batch by themselves (objectives/distributed.py). A SpecrepError in any rank
 ends the run with that rank's one line; the other ranks are stopped.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import signal
 import socket
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from .errors import SpecrepError
-
-
-@dataclass(frozen=True)
-class Ranks:
-    rank: int = 0          # this process in the run
-    world: int = 1         # processes in the run
-    local_rank: int = 0    # this process on its node: its GPU index
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def from_torchrun() -> Ranks | None:
-    """The ranks torchrun (or any launcher setting RANK/WORLD_SIZE/LOCAL_RANK) gave this process."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return None
-    return Ranks(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+from ..errors import SpecrepError
+from ..runtime import Ranks, from_torchrun
 
 
 def join(ranks: Ranks, device: torch.device) -> torch.device:
@@ -84,7 +67,6 @@ OVERRIDES_ENV = "SPECREP_TASK_OVERRIDES"
 
 def task_overrides() -> list[str]:
     """The command line's overrides of this run: from Hydra, or (a spawned rank) from its parent."""
-    from hydra.core.hydra_config import HydraConfig
     if HydraConfig.initialized():
         return list(HydraConfig.get().overrides.task)
     return json.loads(os.environ.get(OVERRIDES_ENV, "[]"))
@@ -152,3 +134,12 @@ def run_ranks(train_one: Callable[[DictConfig, Path, Ranks], Any], cfg: DictConf
         raise SpecrepError(f"a training process failed: {str(err).strip().splitlines()[-1]}") from None
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+@contextlib.contextmanager
+def left_at_exit():
+    """Leave the process group when training ends, however it ends (evaluation needs none)."""
+    try:
+        yield
+    finally:
+        leave()

@@ -1,12 +1,11 @@
-"""The text tower: a tokenizer built from the training captions and a small Transformer encoder.
+"""The tokenizer of the text tower: built from the training captions, plain data in a checkpoint.
 
-Nothing here downloads anything. The tokenizer's vocabulary is plain data (`Tokenizer.state()`), so it
-is saved inside a checkpoint loaded with `torch.load(weights_only=True)` and rebuilt from it alone:
+Nothing here downloads anything. The vocabulary is plain data (`Tokenizer.state()`), so it is saved
+inside a checkpoint loaded with `torch.load(weights_only=True)` and rebuilt from it alone:
 
     tok = Tokenizer.build(train_captions, level="word")
     ids, mask = tok.encode(captions, length=32)      # int64 (N, 32), bool (N, 32)
-    encoder = TextEncoder(len(tok), out_dim=128, projector_hidden_dim=512, projector_layers=2)
-    z = encoder(ids)                                 # (N, 128); encoder.backbone(ids) is h, (N, width)
+    captions = tok.decode(ids)
 
 Tokens: captions are lower-cased; `level="word"` splits them into runs of letters and digits (any
 script; everything else, punctuation, hyphens and underscores included, only separates:
@@ -19,12 +18,10 @@ import re
 from array import array
 from collections import Counter
 from itertools import chain
-from typing import Any, Iterable, Sequence
+from typing import Iterable, Sequence
 
 import torch
-from torch import Tensor, nn
-
-from .encoders import Encoder, projector
+from torch import Tensor
 
 PAD, UNK, EOS = "<pad>", "<unk>", "<eos>"
 SPECIALS: tuple[str, ...] = (PAD, UNK, EOS)
@@ -79,6 +76,11 @@ class Tokenizer:
         if not isinstance(state, dict) or set(state) != {"level", "vocab"}:
             raise ValueError(f"not a tokenizer state (want keys level, vocab): {type(state).__name__}")
         return cls(state["vocab"], state["level"])
+
+    @property
+    def pad_id(self) -> int:
+        """The id of <pad>: what a text tower masks out."""
+        return PAD_ID
 
     def __len__(self) -> int:
         return len(self.vocab)
@@ -159,87 +161,3 @@ def _splitter(level: str):
     if level == "word":
         return lambda caption: _WORD.findall(caption.lower())
     return lambda caption: list(caption.lower())
-
-
-class TextTransformer(nn.Module):
-    """ids (B, L) -> representation h (B, width): the text backbone.
-
-    x = token_embedding[ids] + position_embedding[:L]            (B, L, width)
-    x = `layers` pre-norm Transformer encoder layers (GELU MLP of 4 width, padding keys masked out)
-    h = sum_l mask_l LayerNorm(x)_l / sum_l mask_l               (masked mean over the tokens)
-    mask defaults to ids != <pad>; every row needs at least one True (encode always gives <eos>).
-    """
-
-    def __init__(self, vocab_size: int, width: int = 128, layers: int = 2, heads: int = 4,
-                 context_length: int = 32, dropout: float = 0.0):
-        super().__init__()
-        if width % heads:
-            raise ValueError(f"text width {width} is not divisible by heads {heads}")
-        self.context_length = context_length
-        self.token_embedding = nn.Embedding(vocab_size, width)
-        self.position_embedding = nn.Parameter(torch.empty(context_length, width))
-        self.layers = nn.ModuleList(
-            nn.TransformerEncoderLayer(width, heads, dim_feedforward=4 * width, dropout=dropout,
-                                       activation="gelu", batch_first=True, norm_first=True)
-            for _ in range(layers))
-        self.norm = nn.LayerNorm(width)
-        self.out_dim = width
-        nn.init.normal_(self.token_embedding.weight, std=0.02)  # CLIP's text tower initialisation
-        nn.init.normal_(self.position_embedding, std=0.01)
-
-    def forward(self, ids: Tensor, mask: Tensor | None = None) -> Tensor:
-        L = ids.shape[1]
-        if L > self.context_length:
-            raise ValueError(f"captions of {L} tokens exceed the text context length {self.context_length}")
-        mask = ids != PAD_ID if mask is None else mask  # (B, L), True on real tokens
-        x = self.token_embedding(ids) + self.position_embedding[:L]  # (B, L, width)
-        for layer in self.layers:
-            x = layer(x, src_key_padding_mask=~mask)  # True in a key padding mask means "ignore"
-        x = self.norm(x)
-        w = mask.unsqueeze(-1).to(x.dtype)  # (B, L, 1)
-        return (x * w).sum(1) / w.sum(1).clamp_min(1.0)  # (B, width)
-
-
-class TextEncoder(Encoder):
-    """An `Encoder` whose backbone is a `TextTransformer`: ids (B, L) -> h (B, width) -> z (B, out_dim).
-
-    The projector is `encoders.projector(width, projector_hidden_dim, out_dim, projector_layers)`,
-    built as for the image tower (`build_encoder`): with projector_layers = 0 it is the identity and
-    `out_dim` becomes `width`. `encoder(ids)` and `encoder.backbone(ids)` take the ids alone (the mask
-    is ids != <pad>), so the text tower plugs in wherever an image `Encoder` does (EMA copies,
-    feature extraction through `.backbone`); an explicit mask may be passed as a second argument.
-    """
-
-    def __init__(self, vocab_size: int, out_dim: int, projector_hidden_dim: int, projector_layers: int,
-                 width: int = 128, layers: int = 2, heads: int = 4, context_length: int = 32,
-                 dropout: float = 0.0):
-        backbone = TextTransformer(vocab_size, width, layers, heads, context_length, dropout)
-        head = projector(width, projector_hidden_dim, out_dim, projector_layers)
-        super().__init__(backbone, head, out_dim if projector_layers > 0 else width)
-
-    def forward(self, ids: Tensor, mask: Tensor | None = None) -> Tensor:
-        return self.projector(self.backbone(ids, mask))
-
-
-def encode_texts(encoder: nn.Module, tokenizer: Tokenizer, captions: Sequence[str], length: int,
-                 batch_size: int = 1024) -> Tensor:
-    """Embeddings (N, d) of `captions` by `encoder(ids)`, in batches, on the encoder's device, no grad.
-
-    The encoder's train/eval mode is left as it is (the caller puts it in eval mode).
-    """
-    if not captions:
-        raise ValueError("encode_texts needs at least one caption")
-    device = next(encoder.parameters()).device
-    ids, _ = tokenizer.encode(captions, length)
-    with torch.no_grad():
-        parts = [encoder(ids[i:i + batch_size].to(device)) for i in range(0, len(captions), batch_size)]
-    return torch.cat(parts)
-
-
-
-def text_encoder(text_cfg: Any, encoder_cfg: Any, vocab_size: int) -> TextEncoder:
-    """The text tower of a two-tower objective: objective.text sets the Transformer, the encoder group
-    the projector (so that both towers end in the same dimension)."""
-    return TextEncoder(vocab_size, encoder_cfg.projector_out_dim, encoder_cfg.projector_hidden_dim,
-                       encoder_cfg.projector_layers, text_cfg.width, text_cfg.layers, text_cfg.heads,
-                       text_cfg.context_length)

@@ -3,41 +3,23 @@
     write_run_plots(run_dir, report)    # run_dir/plots/{loss,lr,monitor,spectrum}.png, those with data
     write_bar_plot(path, labels, bars)  # grouped horizontal bars with error bars (specrep report)
 
-Inputs are plain data: the records of metrics.jsonl and the report dict (report.py). matplotlib is
-imported when a plot is drawn, so commands that draw nothing never pay for it.
+Inputs are plain data: the records of metrics.jsonl (metrics.py) and the report dict (report.py).
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 from pathlib import Path
 from typing import Any, Dict, List, Sequence, Tuple
 
-NOT_TERMS = {"step", "epoch", "lr"}   # keys of a step record of metrics.jsonl that are not loss terms
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
-
-def read_step_records(metrics_path: Path) -> List[Dict[str, Any]]:
-    """The per-step records of metrics.jsonl (those with an `lr`), by step; a step logged twice (a
-    resumed run redoes the steps after its last checkpoint) keeps its last record; unreadable lines
-    (a run killed mid-write) are skipped."""
-    by_step: Dict[int, Dict[str, Any]] = {}
-    if not Path(metrics_path).is_file():
-        return []
-    for line in Path(metrics_path).read_text().splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(record, dict) and "lr" in record and "step" in record:
-            by_step[record["step"]] = record
-    return [by_step[s] for s in sorted(by_step)]
+from .metrics import NOT_TERMS, read_step_records
 
 
 def _figure(width: float, height: float, rows: int = 1, sharex: bool = True):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     fig = Figure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(rows, 1, sharex=sharex, squeeze=False)[:, 0]
@@ -91,7 +73,6 @@ def plot_monitor(history: Sequence[Dict[str, Any]], path: Path) -> Path | None:
     bottom.plot(epochs, [h["effective_rank_projection"] for h in history], marker="o", label="projection z")
     bottom.set(xlabel="epoch", ylabel="effective rank")
     bottom.legend()
-    from matplotlib.ticker import MaxNLocator
     bottom.xaxis.set_major_locator(MaxNLocator(integer=True))
     for ax in (top, bottom):
         ax.grid(alpha=0.3)

@@ -10,11 +10,11 @@ The training loop knows nothing else about it:
     method.after_step(progress)                          # EMA updates; progress in [0, 1]
 
 Two-tower objectives (clip, siglip) build their second tower nu with `make_encoder("y")`: an image
-encoder like phi for two views, a text encoder for image-text pairs (train.py decides).
+encoder like phi for two views, a text encoder for image-text pairs (train/setup.py decides).
 
 Many processes: each rank calls the method (wrapped in DistributedDataParallel) on its own shard of the
 batch; every loss and every running estimate (Lambda_t, C_ema) is then computed from the global batch,
-identical on every rank (objectives.py and distributed.py say how, and why DDP's gradient average is
+identical on every rank (losses.py and distributed.py say how, and why DDP's gradient average is
 exactly the single-process gradient). `batch_size` is the global batch size.
 
 Its whole state_dict (encoder included) is the objective's state in a checkpoint. To add an objective,
@@ -31,8 +31,8 @@ import torch
 from torch import Tensor, nn
 
 from . import distributed as D
-from . import objectives as O
-from .encoders import Encoder, projector
+from . import losses as O
+from ..models.encoders import Encoder, projector
 
 Terms = Dict[str, Tensor]
 METHODS: Dict[str, Callable[[Any, Callable[[], Encoder], int], "Method"]] = {}

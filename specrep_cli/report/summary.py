@@ -22,11 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Sequence, Tuple
 
+import yaml
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from .config import flatten
-from .errors import SpecrepError
+from ..config import flatten
+from ..errors import ReportError
+from .plots import write_bar_plot
 
 RUN_SPECIFIC_KEYS = ("seed", "resume")   # top-level keys that differ between runs of one configuration
 METRICS = (   # (column, heading, where in report.json)
@@ -40,12 +43,8 @@ FORMATS = {"probe_top1": "{:.2f}", "knn_top1": "{:.2f}", "effective_rank": "{:.1
            "images_per_second": "{:.0f}", "train_seconds": "{:.1f}"}
 
 
-class ReportError(SpecrepError):
-    """The paths hold no runs, or a run's files cannot be read."""
-
-
 @dataclass
-class Run:
+class FinishedRun:
     path: Path
     report: Dict[str, Any]
     config: Dict[str, Any]   # the resolved config, flattened to dotted keys, without RUN_SPECIFIC_KEYS
@@ -53,7 +52,7 @@ class Run:
 
 @dataclass
 class Group:
-    runs: List[Run]
+    runs: List[FinishedRun]
     settings: Dict[str, Any] = field(default_factory=dict)   # label key -> value
     label: str = ""
 
@@ -63,9 +62,7 @@ def _natural(path: Path) -> List[Any]:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", str(path))]
 
 
-def _read_run(run_dir: Path) -> Run:
-    import yaml
-
+def _read_run(run_dir: Path) -> FinishedRun:
     report_path, config_path = run_dir / "report.json", run_dir / ".hydra" / "config.yaml"
     try:
         report = json.loads(report_path.read_text())
@@ -83,10 +80,10 @@ def _read_run(run_dir: Path) -> Run:
     if not isinstance(config, dict):
         raise ReportError(f"{config_path} does not hold a config (a mapping of keys)")
     flat = {k: v for k, v in flatten(config).items() if k not in RUN_SPECIFIC_KEYS}
-    return Run(run_dir, report, flat)
+    return FinishedRun(run_dir, report, flat)
 
 
-def find_runs(paths: Sequence[str | Path]) -> Tuple[List[Run], List[Path]]:
+def find_runs(paths: Sequence[str | Path]) -> Tuple[List[FinishedRun], List[Path]]:
     """(runs, unfinished): every directory at or below `paths` with report.json and .hydra/config.yaml,
     and those with .hydra/config.yaml but no report.json (still running, failed or stopped)."""
     run_dirs, unfinished = set(), set()
@@ -133,7 +130,7 @@ def _override(key: str, value: Any) -> str:
     return f"{key}={text}"
 
 
-def group_runs(runs: Sequence[Run]) -> List[Group]:
+def group_runs(runs: Sequence[FinishedRun]) -> List[Group]:
     """Runs with the same config (seed and resume removed), in the order of their first run, labelled."""
     by_config: Dict[str, Group] = {}
     for run in runs:
@@ -199,8 +196,6 @@ HEADINGS = ["group", "n", *(heading for _, heading, _ in METRICS)]
 def write_summary(out_dir: Path, groups: Sequence[Group]) -> List[Path]:
     """summary.csv (one row per group, mean and std columns), summary.md (the table, the bar plot, the
     runs of each group) and summary.png (probe and kNN top-1, mean ± std) in out_dir."""
-    from .plots import write_bar_plot
-
     out_dir = Path(out_dir)
     keys = list(groups[0].settings) if groups else []
     csv_path, md_path, png_path = out_dir / "summary.csv", out_dir / "summary.md", out_dir / "summary.png"
@@ -239,8 +234,6 @@ def write_summary(out_dir: Path, groups: Sequence[Group]) -> List[Path]:
 
 
 def print_summary(groups: Sequence[Group], console: Console | None = None) -> None:
-    from rich import box
-
     table = Table(title=f"{sum(len(g.runs) for g in groups)} runs in {len(groups)} groups (mean ± std over seeds)",
                   show_header=True, header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     label_width = min(max(len(g.label) for g in groups), 60)   # labels stay whole on a narrow terminal

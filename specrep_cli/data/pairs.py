@@ -16,8 +16,9 @@ import torch
 from torch import Tensor
 
 from .augment import augment, make_views
-from .data import Captions, DatasetError
-from .text import Tokenizer
+from ..errors import DatasetError
+from .splits import Captions
+from .tokenizer import Tokenizer
 
 
 class ViewPairs:

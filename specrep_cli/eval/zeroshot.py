@@ -8,7 +8,8 @@ function), never a model, and return percentages as Python floats.
     zero_shot_accuracy(image_features, classes, labels)               # {"top1": .., "top5": ..}
     retrieval_recall(image_features, text_features, text_to_image)    # {"image_to_text": {"r1": ..}, ..}
 
-`evaluate_two_towers` runs both on a trained image tower and text tower and a dataset's test split.
+`evaluate_two_towers` runs both on a trained image tower and text tower and a dataset's test split;
+`encode_texts` embeds captions with a text tower.
 """
 from __future__ import annotations
 
@@ -16,7 +17,10 @@ from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
+
+from ..data.tokenizer import Tokenizer
+from .features import FeatureReader
 
 
 @torch.no_grad()
@@ -108,20 +112,30 @@ def retrieval_recall(image_features: Tensor, text_features: Tensor, text_to_imag
     return {"image_to_text": percent(i2t_hits, queries.numel()), "text_to_image": percent(t2i_hits, m)}
 
 
-def evaluate_two_towers(image_encoder: torch.nn.Module, text_encoder: torch.nn.Module, tokenizer: Any,
-                        context_length: int, data: Any, cfg: Any, device: torch.device,
-                        bf16: bool) -> dict[str, Any]:
+def encode_texts(encoder: nn.Module, tokenizer: Tokenizer, captions: Sequence[str], length: int,
+                 batch_size: int = 1024) -> Tensor:
+    """Embeddings (N, d) of `captions` by `encoder(ids)`, in batches, on the encoder's device, no grad.
+
+    The encoder's train/eval mode is left as it is (the caller puts it in eval mode).
+    """
+    if not captions:
+        raise ValueError("encode_texts needs at least one caption")
+    device = next(encoder.parameters()).device
+    ids, _ = tokenizer.encode(captions, length)
+    with torch.no_grad():
+        parts = [encoder(ids[i:i + batch_size].to(device)) for i in range(0, len(captions), batch_size)]
+    return torch.cat(parts)
+
+
+def evaluate_two_towers(image_encoder: nn.Module, text_encoder: nn.Module, tokenizer: Tokenizer,
+                        context_length: int, data: Any, cfg: Any, reader: FeatureReader) -> dict[str, Any]:
     """Zero-shot classification of the test images (class names in cfg.zero_shot_templates) and, when
     the test split has captions, image<->text retrieval; both in the towers' shared space (the
     projections z). The towers are put in eval mode and restored."""
-    from .evaluate import extract_features
-    from .text import encode_texts
-
     was_training = text_encoder.training
     text_encoder.eval()
     try:
-        _, z_images = extract_features(image_encoder, data.test_images, data.mean, data.std, cfg.batch_size,
-                                       device, bf16)
+        _, z_images = reader.features(image_encoder, data.test_images)
 
         def encode(prompts: list[str]) -> Tensor:
             return encode_texts(text_encoder, tokenizer, prompts, context_length, cfg.batch_size).float()

@@ -1,0 +1,88 @@
+"""`load_dataset(cfg, device) -> ImageData`: any dataset option, loaded, checked, normalised and
+placed, in memory on the training device when it fits.
+
+Every dataset option goes through here; the formats themselves are in loaders.py. dataset.in_memory:
+`true` keeps every split on the device, `false` leaves tensors on the host (batches are gathered there
+and copied) and streams image folders from their files, `auto` keeps them on the device when their
+total size fits the memory budget.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Tuple
+
+import torch
+from torch import Tensor
+
+from ..errors import DatasetError
+from .files import ImageFiles, decode_images
+from .loaders import LOADERS, subset_indices
+from .splits import ImageData, Images
+
+
+def channel_stats(images: Images, chunk: int = 4096, sample: int = 10000) -> Tuple[Tensor, Tensor]:
+    """Per-channel mean and std of uint8 images (N, C, H, W), in [0, 1] units, in float64 chunks,
+    over a fixed random sample of at most `sample` images."""
+    keep = subset_indices(images.shape[0], sample, seed=0)
+    if isinstance(images, ImageFiles):
+        files = images.files if keep is None else [images.files[i] for i in keep.tolist()]
+        images = decode_images(files, images.size)
+    elif keep is not None:
+        images = images[keep.to(images.device)]
+    c = images.shape[1]
+    total = torch.zeros(c, dtype=torch.float64)
+    total_sq = torch.zeros(c, dtype=torch.float64)
+    for start in range(0, images.shape[0], chunk):
+        x = images[start:start + chunk].to(torch.float64) / 255.0
+        total += x.sum(dim=(0, 2, 3)).cpu()
+        total_sq += x.pow(2).sum(dim=(0, 2, 3)).cpu()
+    n = images.shape[0] * images.shape[2] * images.shape[3]
+    mean = total / n
+    std = (total_sq / n - mean.pow(2)).clamp_min(1e-12).sqrt()
+    return mean.float(), std.float().clamp_min(1e-3)
+
+
+def memory_budget(cfg: Any, device: torch.device) -> int:
+    """Bytes a dataset may take in memory on `device`: dataset.memory_budget_gib, or by default half
+    of the device's memory (the GPU's total memory, or the host's physical RAM)."""
+    if cfg.memory_budget_gib is not None:
+        return int(cfg.memory_budget_gib * 2**30)
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).total_memory // 2
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+    except (ValueError, OSError, AttributeError):
+        return 8 * 2**30
+
+
+def load_dataset(cfg: Any, device: torch.device = torch.device("cpu")) -> ImageData:
+    """Load `cfg` (a dataset config); splits that fit the memory budget are moved to `device`.
+
+    dataset.in_memory: `true` keeps every split on the device, `false` leaves tensors on the host
+    (batches are gathered there and copied) and streams image folders from their files, `auto` keeps
+    them on the device when their total size fits `memory_budget(cfg, device)`.
+    """
+    if cfg.name not in LOADERS:
+        raise DatasetError(f"unknown dataset {cfg.name!r}; known: {', '.join(sorted(LOADERS))}")
+    budget = memory_budget(cfg, device)
+    in_memory = str(cfg.in_memory).lower()   # YAML's true/false arrive as 'True'/'False'
+
+    def fits(nbytes: int) -> bool:
+        return in_memory == "true" or (in_memory == "auto" and nbytes <= budget)
+
+    data = LOADERS[cfg.name](cfg, fits)
+    for split in ("train", "test"):   # a truncated label file must not surface as a crash after training
+        images, labels = getattr(data, f"{split}_images"), getattr(data, f"{split}_labels")
+        if images.shape[0] != labels.shape[0] or (labels.numel() and not 0 <= int(labels.min()) <= int(labels.max()) < len(data.classes)):
+            raise DatasetError(f"dataset {cfg.name}: the {split} split has {images.shape[0]} images but "
+                               f"{labels.shape[0]} labels, or labels outside 0..{len(data.classes) - 1}; "
+                               "its files are damaged: delete them and download again")
+    data.mean, data.std = channel_stats(data.ssl_images)
+    splits = ("train_images", "test_images", "unlabelled_images")
+    tensors = [getattr(data, s) for s in splits if isinstance(getattr(data, s), Tensor)]
+    if len(tensors) == sum(getattr(data, s) is not None for s in splits) \
+            and fits(sum(t.numel() for t in tensors)):
+        for s in splits:
+            if getattr(data, s) is not None:
+                setattr(data, s, getattr(data, s).to(device))
+    return data

@@ -1,0 +1,269 @@
+"""One loader per dataset format, by name: `LOADERS[name](cfg, fits) -> ImageData`.
+
+    shapes        generated from dataset.seed (shapes.py), with captions (captions.py)
+    cifar10/100   torchvision's pickled batches
+    stl10         torchvision's binary files (the unlabelled split for SSL)
+    imagefolder   <root>/<split>/<class>/* image files
+    image_text    a captions.tsv over class folders of images
+
+A loader returns uint8 tensors on the host or, for image files that do not fit the memory budget
+(`fits(nbytes)`), ImageFiles; load_dataset (datasets.py) fills in the normalisation and moves what
+fits to the device.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+from typing import Any, Callable, Dict, Tuple
+
+import numpy as np
+import torch
+from torch import Tensor
+from torchvision.datasets import CIFAR10, CIFAR100, STL10
+
+from ..errors import DatasetError
+from . import shapes
+from .captions import read_captions_tsv, shapes_captions
+from .files import Fits, ImageFiles, decode_or_stream, list_image_folder
+from .splits import Captions, ImageData
+
+LOADERS: Dict[str, Callable[[Any, Fits], ImageData]] = {}
+
+
+def register_dataset(name: str):
+    """Decorator: `loader(cfg, fits) -> ImageData` (mean and std are filled in by load_dataset).
+
+    A loader returns uint8 tensors (on the host) or, for data that do not fit, ImageFiles.
+    """
+    def wrap(loader):
+        LOADERS[name] = loader
+        return loader
+    return wrap
+
+
+def subset_indices(n: int, size: int | None, seed: int = 0) -> Tensor | None:
+    """A fixed random subset (the same for every run), so `subset` keeps the classes' balance."""
+    if size is None or size >= n:
+        return None
+    g = torch.Generator().manual_seed(seed)
+    return torch.randperm(n, generator=g)[:size].sort().values
+
+
+def resize(images: Tensor, size: int, chunk: int = 2048) -> Tensor:
+    """uint8 (N, C, H, W) -> uint8 (N, C, size, size), bilinear, antialiased when shrinking."""
+    if images.shape[-2:] == (size, size):
+        return images
+    out = torch.empty(images.shape[0], images.shape[1], size, size, dtype=torch.uint8)
+    for start in range(0, images.shape[0], chunk):
+        x = images[start:start + chunk].float()
+        x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", antialias=True,
+                                            align_corners=False)
+        out[start:start + chunk] = x.round_().clamp_(0, 255).to(torch.uint8)
+    return out
+
+
+def data_root(root: str) -> Path:
+    return Path(os.path.expanduser(root))
+
+
+def _missing(name: str, folder: Path, size: str) -> DatasetError:
+    return DatasetError(f"{name} not found: {folder} does not exist; download it with "
+                        f"dataset.download=true ({size}, needs internet) or point dataset.root (default: "
+                        "$SPECREP_DATA, else ~/.cache/specrep/data) at the folder that holds "
+                        f"{folder.name}/")
+
+
+def _download(tv_class, name: str, root: Path) -> None:
+    """torchvision's own download (and md5 check) into root."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        tv_class(str(root), download=True)
+    except Exception as err:   # URLError, OSError, RuntimeError from the md5 check...
+        raise DatasetError(f"downloading {name} into {root} failed ({type(err).__name__}: "
+                           f"{str(err).splitlines()[0] if str(err) else 'no message'}); check the "
+                           "connection, or download it elsewhere and set dataset.root") from None
+
+
+# ------------------------------------------------------------------------------------------ shapes
+@register_dataset("shapes")
+def _load_shapes(cfg: Any, fits: Fits) -> ImageData:
+    train = shapes.generate(cfg.num_train, seed=cfg.seed, image_size=cfg.image_size)
+    test = shapes.generate(cfg.num_test, seed=cfg.seed + 1_000_003, image_size=cfg.image_size)
+
+    def captions(split, seed: int) -> Captions:   # one caption per image, from its factors
+        return Captions(shapes_captions(split.factors, seed), torch.arange(split.labels.numel()))
+
+    x, y, train_captions = train.images, train.labels, captions(train, cfg.seed)
+    keep = subset_indices(len(y), cfg.subset)
+    if keep is not None:
+        x, y, train_captions = x[keep], y[keep], train_captions.subset(keep)
+    return ImageData(x, y, test.images, test.labels, list(shapes.CLASSES), train_captions=train_captions,
+                     test_captions=captions(test, cfg.seed + 1_000_003))
+
+
+# ------------------------------------------------------------------------------------- cifar10/100
+def _unpickle(path: Path) -> Dict[str, Any]:
+    try:
+        with path.open("rb") as f:
+            return pickle.load(f, encoding="latin1")
+    except FileNotFoundError:
+        raise DatasetError(f"{path} is missing: the dataset folder is incomplete; delete it and "
+                           "download again (dataset.download=true)") from None
+    except Exception as err:
+        raise DatasetError(f"cannot read {path} ({type(err).__name__}): the file is damaged; delete "
+                           "the dataset folder and download again (dataset.download=true)") from None
+
+
+@register_dataset("cifar10")
+@register_dataset("cifar100")
+def _load_cifar(cfg: Any, fits: Fits) -> ImageData:
+    """torchvision's on-disk format: <root>/cifar-10-batches-py/ or <root>/cifar-100-python/, pickled
+    dicts with `data` (N, 3072) uint8 and `labels` (CIFAR-10) or `fine_labels` (CIFAR-100)."""
+    tv = CIFAR10 if cfg.name == "cifar10" else CIFAR100
+    root = data_root(cfg.root)
+    folder = root / tv.base_folder
+    if not folder.is_dir() and cfg.download:
+        _download(tv, cfg.name, root)
+    if not folder.is_dir():
+        raise _missing(cfg.name, folder, "about 170 MB")
+
+    def read(file_list) -> Tuple[Tensor, Tensor]:
+        images, labels = [], []
+        for name, _md5 in file_list:
+            entry = _unpickle(folder / name)
+            try:
+                images.append(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+                labels.extend(entry["labels"] if "labels" in entry else entry["fine_labels"])
+            except (KeyError, ValueError, TypeError):
+                raise DatasetError(f"{folder / name} is not a {cfg.name} batch file (no data/labels "
+                                   "of 32x32 RGB images); delete the folder and download again") from None
+        return torch.from_numpy(np.concatenate(images)), torch.tensor(labels, dtype=torch.int64)
+
+    train_x, train_y = read(tv.train_list)
+    test_x, test_y = read(tv.test_list)
+    meta = _unpickle(folder / tv.meta["filename"])
+    if not isinstance(meta, dict) or tv.meta["key"] not in meta:
+        raise DatasetError(f"{folder / tv.meta['filename']} has no {tv.meta['key']!r}: the file is damaged; "
+                           "delete the folder and download again")
+    classes = meta[tv.meta["key"]]
+    keep = subset_indices(len(train_y), cfg.subset)
+    if keep is not None:
+        train_x, train_y = train_x[keep], train_y[keep]
+    return ImageData(resize(train_x, cfg.image_size), train_y, resize(test_x, cfg.image_size), test_y,
+                     list(classes))
+
+
+# ------------------------------------------------------------------------------------------ stl10
+@register_dataset("stl10")
+def _load_stl10(cfg: Any, fits: Fits) -> ImageData:
+    """torchvision's on-disk format: <root>/stl10_binary/{train,test,unlabeled}_X.bin (uint8, N x 3 x 96
+    x 96, column-major), {train,test}_y.bin (labels 1..10), class_names.txt."""
+    root = data_root(cfg.root)
+    folder = root / STL10.base_folder
+    if not folder.is_dir() and cfg.download:
+        _download(STL10, "stl10", root)
+    if not folder.is_dir():
+        raise _missing("stl10", folder, "about 2.6 GB")
+
+    def images(name: str, subset: int | None = None) -> Tensor:
+        path = folder / name
+        if not path.is_file():
+            raise DatasetError(f"{path} is missing: the dataset folder is incomplete; delete it and "
+                               "download again (dataset.download=true)")
+        if path.stat().st_size == 0:
+            raise DatasetError(f"{path} is empty (an interrupted download?); delete the folder and download again")
+        flat = np.memmap(path, dtype=np.uint8, mode="r")
+        if flat.size % (3 * 96 * 96):
+            raise DatasetError(f"{path} is truncated ({flat.size} bytes is not a whole number of 3x96x96 "
+                               "images); delete the folder and download again")
+        x = flat.reshape(-1, 3, 96, 96)
+        keep = subset_indices(x.shape[0], subset)
+        if keep is not None:
+            x = x[keep.numpy()]
+        return resize(torch.from_numpy(np.ascontiguousarray(x.transpose(0, 1, 3, 2))), cfg.image_size)
+
+    def labels(name: str) -> Tensor:
+        path = folder / name
+        if not path.is_file():
+            raise DatasetError(f"{path} is missing: delete the folder and download again")
+        return torch.from_numpy(np.fromfile(path, dtype=np.uint8).astype(np.int64) - 1)
+
+    train_x, train_y = images("train_X.bin"), labels("train_y.bin")
+    test_x, test_y = images("test_X.bin"), labels("test_y.bin")
+    names = folder / "class_names.txt"
+    classes = names.read_text().split() if names.is_file() else [str(i) for i in range(10)]
+    unlabelled = None   # ssl_split=train: SSL on the labelled train split, `subset` of it
+    if cfg.ssl_split == "train":
+        keep = subset_indices(len(train_y), cfg.subset)
+        if keep is not None:
+            train_x, train_y = train_x[keep], train_y[keep]
+    else:
+        unlabelled = images("unlabeled_X.bin", cfg.subset)
+        if cfg.ssl_split == "train+unlabeled":
+            unlabelled = torch.cat([train_x, unlabelled])
+    return ImageData(train_x, train_y, test_x, test_y, classes, unlabelled_images=unlabelled)
+
+
+def _test_split(root: Path, name: str | None) -> str:
+    if name is not None:
+        return name
+    return "val" if not (root / "test").is_dir() and (root / "val").is_dir() else "test"
+
+
+@register_dataset("imagefolder")
+def _load_imagefolder(cfg: Any, fits: Fits) -> ImageData:
+    """<root>/<train_split>/<class>/* and <root>/<test_split>/<class>/*, decoded to RGB at image_size:
+    once, cached on disk, when the splits fit in memory; else streamed (ImageFiles)."""
+    root = data_root(cfg.root)
+    test_split = _test_split(root, cfg.test_split)
+    if not root.is_dir():
+        raise DatasetError(f"dataset.root={cfg.root} does not exist: point it at a folder with "
+                           f"{cfg.train_split}/<class>/* and {test_split}/<class>/*")
+    train_files, train_labels, classes = list_image_folder(root / cfg.train_split)
+    keep = subset_indices(len(train_files), cfg.subset)
+    if keep is not None:
+        train_files = [train_files[i] for i in keep.tolist()]
+        train_labels = [train_labels[i] for i in keep.tolist()]
+    test_files, test_labels, _ = list_image_folder(root / test_split, classes)
+    train_x, test_x = decode_or_stream(train_files, test_files, cfg, fits)
+    return ImageData(train_x, torch.tensor(train_labels, dtype=torch.int64), test_x,
+                     torch.tensor(test_labels, dtype=torch.int64), classes)
+
+
+# -------------------------------------------------------------------------------------- image_text
+@register_dataset("image_text")
+def _load_image_text(cfg: Any, fits: Fits) -> ImageData:
+    """<root>/<captions> (default captions.tsv): `<class>/<image path><TAB><caption>` lines, several per
+    image allowed. The first folder of an image's path is its class (for the probe, kNN and zero-shot);
+    a fixed random `test_fraction` of the images (with their captions) is the test split."""
+    root = data_root(cfg.root)
+    tsv = root / cfg.captions
+    if not tsv.is_file():
+        raise DatasetError(f"{tsv} does not exist: dataset.root must hold {cfg.captions} with lines "
+                           "'<class>/<image><TAB><caption>' and the images under it")
+    rows = read_captions_tsv(tsv)
+    paths = sorted({image for image, _ in rows})
+    flat = [p for p in paths if "/" not in p]
+    if flat:
+        raise DatasetError(f"{tsv}: image {flat[0]!r} is not in a class folder: put each image under "
+                           "<class>/ (one folder for all is fine; the folder names are the classes)")
+    classes = sorted({p.split("/", 1)[0] for p in paths})
+    row_of = {p: i for i, p in enumerate(paths)}
+    labels = torch.tensor([classes.index(p.split("/", 1)[0]) for p in paths], dtype=torch.int64)
+    captions = Captions([caption for _, caption in rows], torch.tensor([row_of[image] for image, _ in rows]))
+
+    n_test = max(1, round(len(paths) * cfg.test_fraction))
+    if n_test >= len(paths):
+        raise DatasetError(f"{tsv} names {len(paths)} images: too few to hold out "
+                           f"dataset.test_fraction={cfg.test_fraction} of them and train on the rest")
+    perm = torch.randperm(len(paths), generator=torch.Generator().manual_seed(cfg.split_seed))
+    test_idx, train_idx = perm[:n_test].sort().values, perm[n_test:].sort().values
+    keep = subset_indices(len(train_idx), cfg.subset)
+    if keep is not None:
+        train_idx = train_idx[keep]
+    files = [tsv.parent / p for p in paths]   # paths are relative to the captions file's folder
+    train_files, test_files = [files[i] for i in train_idx.tolist()], [files[i] for i in test_idx.tolist()]
+    train_x, test_x = decode_or_stream(train_files, test_files, cfg, fits)
+    return ImageData(train_x, labels[train_idx], test_x, labels[test_idx], classes,
+                     train_captions=captions.subset(train_idx), test_captions=captions.subset(test_idx))

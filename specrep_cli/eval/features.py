@@ -1,0 +1,93 @@
+"""Features of a frozen encoder: the representation h and the projection z of every image, once.
+
+    reader = FeatureReader(compute, data.mean, data.std, cfg.eval.batch_size)
+    h, z = reader.features(encoder, data.train_images)            # (N, D), (N, d) float32 on the device
+    (h_a, z_a), (h_b, z_b) = reader.view_features(encoder, images, order, augmentation)
+
+The encoder runs in eval mode (restored afterwards), in the training loop's memory format, under the
+run's precision; no augmentation unless views are asked for.
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any, Dict, Iterator, Tuple
+
+import torch
+from torch import Tensor, nn
+
+from ..data.augment import make_views, normalize
+from ..data.batches import batches
+from ..data.splits import Images
+from ..models.encoders import uses_channels_last
+from ..runtime import Compute
+
+
+@contextlib.contextmanager
+def frozen(encoder: nn.Module) -> Iterator[bool]:
+    """The encoder in eval mode (restored afterwards), in the training loop's memory format; yields
+    whether inputs must be channels_last."""
+    was_training = encoder.training
+    encoder.eval()
+    channels_last = uses_channels_last(encoder)   # the same rule as training
+    if channels_last:
+        encoder.to(memory_format=torch.channels_last)
+    try:
+        yield channels_last
+    finally:
+        encoder.train(was_training)
+
+
+def encode(encoder: nn.Module, x: Tensor, compute: Compute, channels_last: bool,
+           project: bool = True) -> Tuple[Tensor, Tensor | None]:
+    """Normalised float images (B, C, H, W) -> h (B, D) and z (B, d) (None unless `project`), float32."""
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with compute.autocast():
+        h = encoder.backbone(x)
+        z = encoder.projector(h) if project else None
+    return h.float(), (z.float() if project else None)
+
+
+@dataclass(frozen=True)
+class FeatureReader:
+    """How images become features: where and in which precision (compute), normalised with which
+    per-channel mean and std (C,), how many images at a time."""
+    compute: Compute
+    mean: Tensor
+    std: Tensor
+    batch_size: int
+
+    @torch.no_grad()
+    def features(self, encoder: nn.Module, images: Images, order: Tensor | None = None) -> Tuple[Tensor, Tensor]:
+        """Representation h (N, D) and projection z (N, d) of images[order] (default: all), float32 on
+        the device. images: a uint8 tensor (N, C, H, W) or ImageFiles."""
+        device = self.compute.device
+        mean, std = self.mean.to(device), self.std.to(device)
+        order = torch.arange(images.shape[0]) if order is None else order
+        reps, projs = [], []
+        with frozen(encoder) as channels_last:
+            for batch in batches(images, order, self.batch_size, device):
+                h, z = encode(encoder, normalize(batch, mean, std), self.compute, channels_last)
+                reps.append(h)
+                projs.append(z)
+        return torch.cat(reps), torch.cat(projs)
+
+    @torch.no_grad()
+    def view_features(self, encoder: nn.Module, images: Images, order: Tensor, views: Any,
+                      seed: int = 0) -> Tuple[Tuple[Tensor, Tensor], Tuple[Tensor, Tensor]]:
+        """(h_a, z_a), (h_b, z_b): features of two augmented views (views.view_a, views.view_b) of
+        images[order], drawn from a generator seeded with `seed` (the same views on every device)."""
+        g = torch.Generator().manual_seed(seed)
+        device = self.compute.device
+        mean, std = self.mean.to(device), self.std.to(device)
+        out: Dict[str, list] = {"ha": [], "za": [], "hb": [], "zb": []}
+        with frozen(encoder) as channels_last:
+            for batch in batches(images, order, self.batch_size, device):
+                view_a, view_b = make_views(batch, views, mean, std, generator=g)
+                for name, view in (("a", view_a), ("b", view_b)):
+                    h, z = encode(encoder, view, self.compute, channels_last)
+                    out[f"h{name}"].append(h)
+                    out[f"z{name}"].append(z)
+        cat = {k: torch.cat(v) for k, v in out.items()}
+        return (cat["ha"], cat["za"]), (cat["hb"], cat["zb"])

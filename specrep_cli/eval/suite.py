@@ -1,0 +1,125 @@
+"""The evaluation of a run, shared by the end of training and `specrep eval`, and the monitoring pass.
+
+    report = evaluate_run(towers, data, cfg.eval, reader, seed, views, run_dir, header)
+        features of the train and test splits once (kept on the device), then the probe of
+        eval.protocol and the kNN on the representation h, the spectra of h and z, alignment and
+        uniformity over two views, the random-init baseline (eval.random_init), zero-shot and
+        retrieval for image-text towers; then report.json, report.md and plots/ in run_dir.
+    watched = monitor(encoder, data, cfg.eval, compute)   # kNN top-1 and effective ranks on a subset
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict
+
+import torch
+from rich.console import Console
+from torch import nn
+
+from ..data.tokenizer import Tokenizer
+from ..report.report import print_report, write_report
+from ..runtime import Compute
+from .features import FeatureReader
+from .probes import knn_top1, linear_probe, standard_probe
+from .spectra import alignment, effective_rank, spectrum, uniformity
+from .zeroshot import evaluate_two_towers
+
+
+@dataclass
+class Towers:
+    """What a run's evaluation scores: phi (the probed tower), a maker of its random initialisation
+    (the baseline), and for image-text runs the text tower with its tokenizer."""
+    encoder: nn.Module
+    fresh: Callable[[], nn.Module]
+    text: nn.Module | None = None
+    tokenizer: Tokenizer | None = None
+    context_length: int = 0
+
+
+def monitor(encoder: nn.Module, data: Any, cfg: Any, compute: Compute) -> Dict[str, float]:
+    """The cheap in-training check: kNN top-1 on a fixed subset, effective rank of h and z."""
+    n_train = min(cfg.monitor_images, data.train_images.shape[0])
+    n_test = min(max(1, cfg.monitor_images // 2), data.test_images.shape[0])
+    g = torch.Generator().manual_seed(0)   # the same subset at every epoch and in every run
+    train_idx = torch.randperm(data.train_images.shape[0], generator=g)[:n_train]
+    test_idx = torch.randperm(data.test_images.shape[0], generator=g)[:n_test]
+    reader = FeatureReader(compute, data.mean, data.std, cfg.batch_size)
+    h_train, z_train = reader.features(encoder, data.train_images, train_idx)
+    h_test, _ = reader.features(encoder, data.test_images, test_idx)
+    device = compute.device
+    knn = knn_top1(h_train, data.train_labels[train_idx].to(device), h_test,
+                   data.test_labels[test_idx].to(device), len(data.classes), cfg.knn_k, cfg.knn_temperature)
+    return {"knn_top1": knn, "effective_rank_representation": effective_rank(h_train),
+            "effective_rank_projection": effective_rank(z_train), "projection_dim": z_train.shape[1]}
+
+
+def evaluate_encoder(encoder: nn.Module, data: Any, cfg: Any, reader: FeatureReader, seed: int,
+                     views: Any = None, diagnostics: bool = True) -> Dict[str, Any]:
+    """Features of the train and test splits once (kept on the device), then, on the representation h:
+    the probe of cfg.protocol and the kNN; with `diagnostics`, the spectrum of h and of the projection z
+    (train split) and, given `views` (an augmentation config), alignment and uniformity of h and z over
+    two views of a fixed subset of cfg.alignment_images test images."""
+    train_h, train_z = reader.features(encoder, data.train_images)
+    test_h, _ = reader.features(encoder, data.test_images)
+    device = reader.compute.device
+    train_y, test_y = data.train_labels.to(device), data.test_labels.to(device)
+    k = len(data.classes)
+    t0 = time.perf_counter()
+    if cfg.protocol == "standard":
+        probe = standard_probe(encoder, data, train_h, test_h, cfg, reader, seed)
+        probe["epochs"] = cfg.standard_epochs
+    else:
+        probe = linear_probe(train_h, train_y, test_h, test_y, k, cfg.probe_weight_decays,
+                             cfg.probe_val_fraction, cfg.probe_steps, seed)
+    probe = {**probe, "protocol": cfg.protocol, "seconds": time.perf_counter() - t0}
+    knn = knn_top1(train_h, train_y, test_h, test_y, k, cfg.knn_k, cfg.knn_temperature)
+    results: Dict[str, Any] = {"linear_probe": probe, "knn": {"top1": knn, "k": min(cfg.knn_k, len(train_y)),
+                                                              "temperature": cfg.knn_temperature}}
+    if diagnostics:
+        results["spectrum"] = {"representation": spectrum(train_h), "projection": spectrum(train_z)}
+        results.update(view_diagnostics(encoder, data, cfg, reader, views))
+    return results
+
+
+def view_diagnostics(encoder: nn.Module, data: Any, cfg: Any, reader: FeatureReader,
+                     views: Any) -> Dict[str, Any]:
+    """Alignment and uniformity of h and z over two views (`views`, an augmentation config; none:
+    nothing) of a fixed subset of cfg.alignment_images test images."""
+    n = min(cfg.alignment_images, data.test_images.shape[0])
+    if views is None or n < 2:
+        return {}
+    order = torch.randperm(data.test_images.shape[0], generator=torch.Generator().manual_seed(0))[:n]
+    (h_a, z_a), (h_b, z_b) = reader.view_features(encoder, data.test_images, order, views, seed=0)
+    return {"alignment": {"representation": alignment(h_a, h_b), "projection": alignment(z_a, z_b)},
+            "uniformity": {"representation": (uniformity(h_a) + uniformity(h_b)) / 2,
+                           "projection": (uniformity(z_a) + uniformity(z_b)) / 2}}
+
+
+def evaluate_towers(towers: Towers, data: Any, cfg: Any, reader: FeatureReader, seed: int,
+                    views: Any = None) -> Dict[str, Any]:
+    """evaluate_encoder on phi; on its random initialisation (probe and kNN, same protocol) when
+    cfg.random_init; zero-shot and retrieval when there is a text tower."""
+    results = evaluate_encoder(towers.encoder, data, cfg, reader, seed, views)
+    if cfg.random_init:
+        baseline = evaluate_encoder(towers.fresh(), data, cfg, reader, seed, diagnostics=False)
+        results["random_init"] = {"linear_probe_top1": baseline["linear_probe"]["top1"],
+                                  "knn_top1": baseline["knn"]["top1"]}
+    if towers.text is not None:
+        results.update(evaluate_two_towers(towers.encoder, towers.text, towers.tokenizer,
+                                           towers.context_length, data, cfg, reader))
+    return results
+
+
+def evaluate_run(towers: Towers, data: Any, cfg: Any, reader: FeatureReader, seed: int, views: Any,
+                 run_dir: Path, header: Dict[str, Any], console: Console | None = None) -> Dict[str, Any]:
+    """evaluate_towers, then the report: header's "run" (the settings), the results, header's
+    "history" and "timing" with the evaluation's seconds added; written into run_dir and printed."""
+    t0 = time.perf_counter()
+    results = evaluate_towers(towers, data, cfg, reader, seed, views)
+    report = {"run": header["run"], **results, "history": header.get("history", []),
+              "timing": {**header.get("timing", {}), "eval_seconds": time.perf_counter() - t0}}
+    write_report(run_dir, report)   # report.json, plots/ (from metrics.jsonl and the report), report.md
+    print_report(report, console)
+    return report

@@ -1,0 +1,43 @@
+"""metrics.jsonl: one JSON object per logging step and per epoch, written by rank 0 as training goes.
+
+    metrics = MetricsLog(run_dir / "metrics.jsonl")
+    metrics.write({"step": 20, "epoch": 1, "lr": 0.1, "loss": -0.7, ...})   # a logging step
+    records = read_step_records(run_dir / "metrics.jsonl")                   # the steps, for the plots
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Dict, List
+
+NOT_TERMS = {"step", "epoch", "lr"}   # keys of a step record of metrics.jsonl that are not loss terms
+
+
+class MetricsLog:
+    """Appends records to metrics.jsonl (a no-op when not `enabled`: the ranks other than 0)."""
+
+    def __init__(self, path: Path, enabled: bool = True):
+        self.path, self.enabled = Path(path), enabled
+
+    def write(self, record: Dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+def read_step_records(metrics_path: Path) -> List[Dict[str, Any]]:
+    """The per-step records of metrics.jsonl (those with an `lr`), by step; a step logged twice (a
+    resumed run redoes the steps after its last checkpoint) keeps its last record; unreadable lines
+    (a run killed mid-write) are skipped."""
+    by_step: Dict[int, Dict[str, Any]] = {}
+    if not Path(metrics_path).is_file():
+        return []
+    for line in Path(metrics_path).read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and "lr" in record and "step" in record:
+            by_step[record["step"]] = record
+    return [by_step[s] for s in sorted(by_step)]

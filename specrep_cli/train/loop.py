@@ -1,0 +1,331 @@
+"""The training loop, as its stages: build the run, restore it if resuming, run each epoch, end each
+epoch (monitor, checkpoint), finish (evaluate_run: the probe report).
+
+It knows no particular objective: a method (objectives/methods.py) turns a step's two inputs into
+named loss terms, and this loop only steps the optimizer, logs the terms, saves checkpoints and
+evaluates. The step has no host sync: loss terms are summed on the device and pulled to the host
+every `trainer.log_every_n_steps` steps (and, opt-in, once a step under trainer.max_bad_steps).
+
+    train(cfg, job_dir)                      # the Hydra job: one process, or trainer.devices ranks
+    terms = take_step(run, state, batch, index)   # one optimizer step (benchmarks call it too)
+"""
+from __future__ import annotations
+
+import logging
+import math
+import signal
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Dict, Iterator, Tuple
+
+import torch
+from omegaconf import DictConfig
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from torch import Tensor, nn
+
+from .. import __version__
+from ..checkpoint import Position, payload, rng_state, save_checkpoint
+from ..data.batches import batches
+from ..errors import TrainingError
+from ..eval.features import FeatureReader
+from ..eval.suite import Towers, evaluate_run, monitor
+from ..models.encoders import seeded_encoder
+from ..runtime import Compute, Ranks
+from .processes import agree, gather_objects, left_at_exit, run_ranks
+from .setup import LoopState, Run, build_run, log_run, start_state
+from .stop import StopRequest, interrupted
+
+log = logging.getLogger("specrep")
+Terms = Dict[str, Tensor]
+
+
+def train(cfg: DictConfig, job_dir: Path) -> Dict[str, Any] | None:
+    """The Hydra job: train `cfg` in one process, or in trainer.devices (or torchrun's) ranks."""
+    return run_ranks(train_rank, cfg, Path(job_dir))
+
+
+def train_rank(cfg: DictConfig, job_dir: Path, ranks: Ranks = Ranks()) -> Dict[str, Any] | None:
+    """Train `cfg` as one rank of the run; rank 0 writes checkpoints, metrics.jsonl and the report into
+    the run dir and returns the report (the other ranks return None)."""
+    if not ranks.main:
+        log.setLevel(logging.WARNING)   # one log: rank 0's
+    run = build_run(cfg, job_dir, ranks)
+    log_run(run)
+    state = start_state(run)
+    stop = StopRequest()
+    with stop.installed(), left_at_exit():
+        for epoch in range(state.start_epoch, cfg.trainer.epochs + 1):
+            end_epoch(run, state, run_epoch(run, state, epoch, stop), stop)
+    return finish(run, state) if ranks.main else None
+
+
+# ------------------------------------------------------------------------------------- the step
+def forward_backward(model: nn.Module, optimizer: torch.optim.Optimizer, x: Tensor, y: Tensor,
+                     channels_last: bool, compute: Compute) -> Terms:
+    """The step up to the optimizer: the method's loss terms on a pair (x, y) under autocast, then
+    gradients. Image inputs (B, C, H, W) go channels_last when the model does. No host sync."""
+    if channels_last:
+        x, y = (t.contiguous(memory_format=torch.channels_last) if t.ndim == 4 else t for t in (x, y))
+    with compute.autocast():
+        terms = model(x, y)
+    optimizer.zero_grad(set_to_none=True)
+    terms["loss"].backward()
+    return terms
+
+
+def take_step(run: Run, state: LoopState, batch: Tensor, index: Tensor) -> Terms | None:
+    """One optimizer step on a uint8 batch (b, C, H, W) whose image ids are `index` (b,), both on the
+    device: the schedule's lr, the pair (x, y), forward, backward, the optimizer step, after_step.
+    Returns the loss terms, or None for a step skipped as non-finite under trainer.max_bad_steps."""
+    tr, progress = run.cfg.trainer, state.progress
+    for group in run.optimizer.param_groups:
+        group["lr"] = run.lrs[progress.step]
+    x, y = run.pairs(batch, index)
+    compiling = tr.compile and state.compile_seconds is None   # this invocation's first step compiles
+    t0 = time.perf_counter()
+    terms = forward_backward(run.model, run.optimizer, x, y, run.channels_last, run.compute)
+    if compiling:
+        state.compile_seconds = time.perf_counter() - t0
+        log.info(f"first step (torch.compile): {state.compile_seconds:.1f} s")
+    progress.step += 1
+    if tr.max_bad_steps and not torch.isfinite(terms["loss"]).item():   # opt-in sync
+        state.bad_steps += 1   # skip the update; the batch is spent
+        check_finite(Meter(terms).mean(), progress.step, state, tr.max_bad_steps)
+        return None
+    run.optimizer.step()
+    run.method.after_step(progress.step / run.total_steps)
+    return terms
+
+
+class Meter:
+    """Loss terms summed on the device over steps; mean() pulls them to the host in one transfer."""
+
+    def __init__(self, terms: Terms | None = None):
+        self.sums: Terms = {}
+        self.count = 0
+        if terms is not None:
+            self.add(terms)
+
+    def add(self, terms: Terms) -> None:
+        for k, v in terms.items():
+            v = v.detach().float()
+            self.sums[k] = self.sums[k] + v if k in self.sums else v
+        self.count += 1
+
+    def mean(self) -> Dict[str, float]:
+        if not self.sums:
+            return {}
+        keys = list(self.sums)
+        values = (torch.stack([self.sums[k] for k in keys]) / max(self.count, 1)).tolist()
+        return dict(zip(keys, values))
+
+
+def check_finite(values: Dict[str, float], step: int, state: LoopState, max_bad_steps: int = 0) -> None:
+    """Stop on a non-finite loss; with max_bad_steps, only once more than that many were skipped."""
+    if all(math.isfinite(v) for v in values.values()):
+        return
+    shown = ", ".join(f"{k}={v:.4g}" for k, v in values.items())
+    if state.bad_steps and state.bad_steps <= max_bad_steps:
+        log.warning(f"skipped step {step}: non-finite loss ({shown}); {state.bad_steps}/{max_bad_steps} bad steps")
+        return
+    last = state.last_checkpoint
+    where = f"last good checkpoint: {last}" if last else "no checkpoint yet"
+    skipped = f" after skipping {max_bad_steps} bad steps" if max_bad_steps else ""
+    raise TrainingError(f"non-finite loss at step {step}{skipped} ({shown}); {where}; lower optim.lr or "
+                        "check the objective's settings (trainer.max_bad_steps skips bad steps)")
+
+
+# ------------------------------------------------------------------------------------ an epoch
+def epoch_permutation(n: int, seed: int, epoch: int, device: torch.device) -> Tensor:
+    """The epoch's order of the n training images: the same on every rank (its own generator, seeded
+    by the run's seed and the epoch), independent of the augmentations' random draws."""
+    g = torch.Generator(device=device).manual_seed(seed * 100_003 + epoch)
+    return torch.randperm(n, generator=g, device=device)
+
+
+def rank_shard(order: Tensor, global_batch: int, ranks: Ranks) -> Tensor:
+    """This rank's samples of each full global batch of `order`, in step order: rank r takes
+    [r * b, (r + 1) * b) of every batch (b = global_batch / world), as the objectives assume."""
+    n = order.shape[0] // global_batch * global_batch
+    b = global_batch // ranks.world
+    return order[:n].view(-1, ranks.world, b)[:, ranks.rank].reshape(-1)
+
+
+def epoch_batches(run: Run, perm: Tensor, first: int) -> Iterator[Tuple[int, Tensor, Tensor]]:
+    """(step in the epoch, uint8 batch, its image ids) of this rank, from step `first` of the epoch
+    whose order is `perm`; everything on the device."""
+    b, global_batch = run.local_batch, run.cfg.trainer.batch_size
+    mine = rank_shard(perm[first * global_batch:], global_batch, run.ranks)   # this rank's samples
+    index = mine.to(run.compute.device, non_blocking=True)                  # their image ids, on the device
+    for i, batch in enumerate(batches(run.data.ssl_images, mine, b, run.compute.device, drop_last=True)):
+        yield first + i, batch, index[i * b:(i + 1) * b]
+
+
+@dataclass
+class Epoch:
+    """What an epoch did."""
+    number: int
+    means: Dict[str, float]   # each loss term's mean over the epoch's steps
+    seconds: float
+    images: int               # images trained on (global batches x batch size)
+
+
+def run_epoch(run: Run, state: LoopState, epoch: int, stop: StopRequest) -> Epoch:
+    """The epoch's steps, from its saved position when resuming inside it."""
+    run.method.train()
+    run.compute.synchronize()
+    t0 = time.perf_counter()
+    n = run.data.ssl_images.shape[0]
+    perm, first = state.position or (epoch_permutation(n, run.cfg.seed, epoch, run.perm_device), 0)
+    state.position, state.progress.epoch = None, epoch
+    epoch_meter, log_meter = Meter(), Meter()
+    tr, last = run.cfg.trainer, run.steps_per_epoch - 1
+    with _progress_bar(run.console, epoch, tr.epochs) as bar:
+        task = bar.add_task("train", total=run.steps_per_epoch, completed=first, info="")
+        for i, batch, index in epoch_batches(run, perm, first):
+            terms = take_step(run, state, batch, index)
+            if terms is not None:
+                epoch_meter.add(terms)
+                log_meter.add(terms)
+            at_log_step = state.progress.step % tr.log_every_n_steps == 0 or i == last
+            if log_meter.count and at_log_step:
+                info = log_step(run, state, log_meter, (i + 1 - first) / (time.perf_counter() - t0))
+                bar.update(task, info=info)
+                log_meter = Meter()
+            bar.advance(task)
+            if _stopping(run, stop, at_log_step) and i < last:   # a checkpoint inside the epoch
+                save_position(run, state, (perm, i + 1), time.perf_counter() - t0)
+                raise interrupted(stop.signum or signal.SIGTERM, state.progress.step, state.last_checkpoint,
+                                  run.run_dir)
+    run.compute.synchronize()
+    seconds = time.perf_counter() - t0
+    state.progress.train_seconds += seconds
+    return Epoch(epoch, epoch_meter.mean(), seconds, (run.steps_per_epoch - first) * tr.batch_size)
+
+
+def log_step(run: Run, state: LoopState, meter: Meter, steps_per_second: float) -> str:
+    """A logging step: the terms' means since the last one (the loop's only host sync) to
+    metrics.jsonl; the progress line's text."""
+    step, lr = state.progress.step, run.lrs[state.progress.step - 1]
+    shown = meter.mean()
+    check_finite(shown, step, state)
+    run.metrics.write({"step": step, "epoch": state.progress.epoch, "lr": lr, **shown})
+    history = state.progress.history
+    watched = (f"  kNN {history[-1]['knn_top1']:.1f} %  rank {history[-1]['effective_rank_representation']:.1f}"
+               if history else "")
+    return ("  ".join(f"{k} {v:.4f}" for k, v in shown.items())
+            + f"  lr {lr:.3g}  {steps_per_second * run.cfg.trainer.batch_size:.0f} img/s" + watched)
+
+
+def _stopping(run: Run, stop: StopRequest, at_log_step: bool) -> bool:
+    """Whether to stop now; several ranks decide together, at logging steps (a collective)."""
+    stopping = stop.signum is not None
+    if run.ranks.world > 1:
+        stopping = at_log_step and agree(stopping, run.compute.device)
+    return stopping
+
+
+def checkpoint_now(run: Run, state: LoopState, position: Position | None = None,
+                   elapsed: float = 0.0) -> Dict[str, Any]:
+    """The checkpoint of the run as it stands (`elapsed`: this epoch's seconds so far, when inside
+    it). A collective with several ranks: every rank's RNG state goes in."""
+    progress = replace(state.progress, train_seconds=state.progress.train_seconds + elapsed)
+    tokenizer = run.tokenizer.state() if run.tokenizer is not None else None
+    return payload(run.cfg, run.data, run.input, run.method, run.optimizer, progress,
+                   gather_objects(rng_state()), position, tokenizer)
+
+
+def save_position(run: Run, state: LoopState, position: Position, elapsed: float) -> None:
+    """last.pt inside an epoch: where it stopped, so that a resume goes on from the next step."""
+    ckpt = checkpoint_now(run, state, position, elapsed)
+    state.last_checkpoint = run.ckpt_dir / "last.pt"
+    if run.ranks.main:
+        save_checkpoint(state.last_checkpoint, ckpt)
+
+
+# ------------------------------------------------------------------------------- end of an epoch
+def end_epoch(run: Run, state: LoopState, epoch: Epoch, stop: StopRequest) -> None:
+    """The epoch's line in metrics.jsonl and train.log, the monitoring, the checkpoints; then stop
+    here if a signal asked for it."""
+    tr = run.cfg.trainer
+    throughput = epoch.images / epoch.seconds
+    run.metrics.write({"epoch": epoch.number, "step": state.progress.step, "epoch_seconds": epoch.seconds,
+                       "images_per_second": throughput, **{f"epoch_{k}": v for k, v in epoch.means.items()}})
+    log.info(f"epoch {epoch.number}/{tr.epochs}  " + "  ".join(f"{k} {v:.4f}" for k, v in epoch.means.items())
+             + f"  {epoch.seconds:.1f} s  {throughput:.0f} img/s")
+    watched = monitor_epoch(run, state, epoch.number)
+    save_epoch(run, state, epoch.number, watched)
+    if agree(stop.signum is not None, run.compute.device) and epoch.number < tr.epochs:
+        raise interrupted(stop.signum or signal.SIGTERM, state.progress.step, state.last_checkpoint, run.run_dir)
+
+
+def monitor_epoch(run: Run, state: LoopState, epoch: int) -> Dict[str, float]:
+    """Rank 0, every eval.every_n_epochs epochs and at the last: kNN top-1 and effective ranks on the
+    monitoring subset, into the history, metrics.jsonl and train.log (with a warning on collapse)."""
+    cfg = run.cfg.eval
+    if not (run.ranks.main and cfg.every_n_epochs
+            and (epoch % cfg.every_n_epochs == 0 or epoch == run.cfg.trainer.epochs)):
+        return {}
+    watched = monitor(run.method.encoder, run.data, cfg, run.compute)
+    state.progress.history.append({"epoch": epoch, **watched})
+    run.metrics.write({"epoch": epoch, "step": state.progress.step, "monitor": watched})
+    log.info(f"epoch {epoch}/{run.cfg.trainer.epochs}  monitor: kNN top-1 {watched['knn_top1']:.2f} %  "
+             f"effective rank {watched['effective_rank_representation']:.1f} (representation), "
+             f"{watched['effective_rank_projection']:.1f} / {watched['projection_dim']} (projection)")
+    if watched["effective_rank_projection"] < cfg.collapse_fraction * watched["projection_dim"]:
+        log.warning(f"the projection is collapsing: effective rank "
+                    f"{watched['effective_rank_projection']:.1f} of {watched['projection_dim']}")
+    return watched
+
+
+def save_epoch(run: Run, state: LoopState, epoch: int, watched: Dict[str, float]) -> None:
+    """last.pt every epoch; epoch_NNNN.pt every trainer.checkpoint_every_n_epochs and at the last;
+    best.pt at the best monitoring kNN top-1 so far (trainer.keep_best)."""
+    tr = run.cfg.trainer
+    ckpt = checkpoint_now(run, state)   # every rank: the RNG states are gathered
+    state.last_checkpoint = run.ckpt_dir / "last.pt"
+    if not run.ranks.main:
+        return
+    save_checkpoint(state.last_checkpoint, ckpt)
+    if epoch % tr.checkpoint_every_n_epochs == 0 or epoch == tr.epochs:
+        save_checkpoint(run.ckpt_dir / f"epoch_{epoch:04d}.pt", ckpt)
+    history = state.progress.history
+    if tr.keep_best and watched and watched["knn_top1"] >= max(h["knn_top1"] for h in history):
+        save_checkpoint(run.ckpt_dir / "best.pt", ckpt)
+
+
+# ------------------------------------------------------------------------------------- the end
+def finish(run: Run, state: LoopState) -> Dict[str, Any]:
+    """Rank 0: evaluate_run on the trained towers and their random initialisation (alignment and
+    uniformity compare two views drawn with the run's own augmentation); the report."""
+    cfg, data, device = run.cfg, run.data, run.compute.device
+    towers = Towers(run.method.encoder,
+                    lambda: seeded_encoder(cfg.encoder, data.in_channels, cfg.seed, run.input).to(device))
+    if run.pairs.kind == "text":   # image-text towers: zero-shot classification and retrieval
+        towers.text, towers.tokenizer = run.method.encoder_y, run.tokenizer
+        towers.context_length = cfg.objective.text.context_length
+    progress, tr = state.progress, cfg.trainer
+    header = {
+        "run": {"objective": cfg.objective.name, "encoder": cfg.encoder.name,
+                "augmentation": cfg.augmentation.name, "dataset": cfg.dataset.name,
+                "epochs": tr.epochs, "batch_size": tr.batch_size, "seed": cfg.seed,
+                "device": str(device), "precision": run.compute.precision, "lr": run.lr,
+                "git_sha": run.sha, "specrep_version": __version__, "torch_version": torch.__version__},
+        "history": progress.history,
+        "timing": {"train_seconds": progress.train_seconds,
+                   "train_images_per_second": run.total_steps * tr.batch_size / max(progress.train_seconds, 1e-9),
+                   **({"compile_seconds": state.compile_seconds} if state.compile_seconds is not None else {})},
+    }
+    reader = FeatureReader(run.compute, data.mean, data.std, cfg.eval.batch_size)
+    report = evaluate_run(towers, data, cfg.eval, reader, cfg.seed, cfg.augmentation, run.run_dir, header,
+                          run.console)
+    log.info(f"report: {run.run_dir / 'report.md'}")
+    return report
+
+
+def _progress_bar(console: Console, epoch: int, epochs: int) -> Progress:
+    return Progress(TextColumn(f"epoch {epoch}/{epochs}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[info]}"), TimeRemainingColumn(), console=console,
+                    transient=True)

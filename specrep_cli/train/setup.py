@@ -1,0 +1,257 @@
+"""Everything a training run is made of, built once from the config: `build_run(cfg, job_dir) -> Run`;
+and where it starts: `start_state(run) -> LoopState`, fresh or restored from a checkpoint.
+
+    run = build_run(cfg, job_dir, ranks)   # device, data, the step's pairs, method, optimizer, schedule
+    state = start_state(run)               # epoch and step to start from; weights restored when resuming
+
+The order of the random draws is fixed (torch.manual_seed(seed) right before the method builds its
+first encoder, then a per-rank seed for the augmentations), so a run with a seed is reproducible and
+the random-init baseline (models.seeded_encoder) is the encoder training started from.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import List
+
+import torch
+from omegaconf import DictConfig
+from rich.console import Console
+from torch import nn
+
+from .. import __version__
+from ..checkpoint import Position, Progress, check_resumable, load_checkpoint, resolve_checkpoint_path, restore
+from ..data.datasets import load_dataset
+from ..data.files import ImageFiles
+from ..data.pairs import TextPairs, ViewPairs
+from ..data.splits import ImageData
+from ..data.tokenizer import Tokenizer
+from ..errors import DatasetError, TrainingError
+from ..models.encoders import build_encoder, param_count, uses_channels_last
+from ..models.text import text_encoder
+from ..objectives.methods import Method, build_method
+from ..report.metrics import MetricsLog
+from ..runtime import Compute, Ranks, git_sha, resolve_bf16, resolve_device
+from .optimizers import applied_lr, build_optimizer, lr_schedule
+from .processes import join
+
+log = logging.getLogger("specrep")
+
+
+@dataclass
+class Run:
+    """What a training run is made of; the loop's stages read it and change only the modules' state."""
+    cfg: DictConfig
+    ranks: Ranks
+    compute: Compute
+    job_dir: Path                # this invocation's Hydra output dir (its train.log)
+    run_dir: Path                # the run's own dir: checkpoints, metrics.jsonl, the report (resumed: the first's)
+    resume_from: Path | None     # the checkpoint this invocation continues
+    data: ImageData
+    pairs: ViewPairs | TextPairs  # uint8 batch -> (x, y): two views, or an image and a caption
+    tokenizer: Tokenizer | None  # image-text pairs: the text tower's tokenizer
+    method: Method
+    model: nn.Module             # method, or its DistributedDataParallel wrapper: what a step calls
+    optimizer: torch.optim.Optimizer
+    lr: float                    # the peak learning rate (after the linear scaling rule)
+    lrs: List[float]             # the learning rate of every step
+    steps_per_epoch: int
+    channels_last: bool
+    metrics: MetricsLog
+    console: Console
+    sha: str | None
+
+    @property
+    def total_steps(self) -> int:
+        return self.cfg.trainer.epochs * self.steps_per_epoch
+
+    @property
+    def local_batch(self) -> int:
+        """Samples this rank takes of every global batch."""
+        return self.cfg.trainer.batch_size // self.ranks.world
+
+    @property
+    def input(self) -> str:
+        """What phi sees: rgb, or lab_l (augmentation=lab_split)."""
+        return tower_input(self.cfg.augmentation.lab_split)
+
+    @property
+    def ckpt_dir(self) -> Path:
+        return self.run_dir / "checkpoints"
+
+    @property
+    def perm_device(self) -> torch.device:
+        """Where the epoch's permutation lives: with the images (streamed files: the host)."""
+        images = self.data.ssl_images
+        return images.device if isinstance(images, torch.Tensor) else torch.device("cpu")
+
+
+@dataclass
+class LoopState:
+    """Where the loop stands; what a checkpoint saves of it is `progress` (and a mid-epoch position)."""
+    progress: Progress = field(default_factory=Progress)
+    position: Position | None = None       # resuming inside an epoch: its permutation and steps done
+    last_checkpoint: Path | None = None
+    bad_steps: int = 0                     # steps skipped for a non-finite loss (trainer.max_bad_steps)
+    compile_seconds: float | None = None   # this invocation's first step under trainer.compile
+
+    @property
+    def start_epoch(self) -> int:
+        return self.progress.epoch if self.position is not None else self.progress.epoch + 1
+
+
+def tower_input(lab: bool, tower: str = "x") -> str:
+    """What an image tower sees: RGB, or (augmentation=lab_split) phi the L and nu the ab channels."""
+    return ("lab_l" if tower == "x" else "lab_ab") if lab else "rgb"
+
+
+def pairs_kind(objective, data: ImageData, lab: bool = False) -> str:
+    """'text' (image, caption) or 'views' (two augmented views) for objective.pairs (auto: text when
+    the dataset has captions and the views are not a Lab split)."""
+    setting = objective.get("pairs", "views")
+    has_captions = data.train_captions is not None and data.unlabelled_images is None and not lab
+    if setting == "text" and not has_captions:
+        raise DatasetError("objective.pairs=text needs image captions, and this dataset has none "
+                           "(dataset=shapes has them); use objective.pairs=views")
+    return "text" if setting == "text" or (setting == "auto" and has_captions) else "views"
+
+
+def build_pairs(cfg: DictConfig, data: ImageData, device: torch.device) -> tuple[ViewPairs | TextPairs, Tokenizer | None]:
+    """What a step's two inputs are: two augmented views, or an augmented image and one of its
+    captions (then also the tokenizer built from the training captions). With augmentation=lab_split
+    the views stay RGB in [0, 1] (no normalisation) and the towers take their L or ab channels
+    themselves (models.lab.LabInput)."""
+    lab = cfg.augmentation.lab_split
+    if lab:
+        data.mean, data.std = torch.zeros_like(data.mean), torch.ones_like(data.std)
+    mean, std = data.mean.to(device), data.std.to(device)
+    if pairs_kind(cfg.objective, data, lab) == "views":
+        return ViewPairs(cfg.augmentation, mean, std), None
+    if cfg.encoder.projector_layers == 0:
+        raise TrainingError("image-text pairs need encoder.projector_layers >= 1, so that the image and "
+                            "the text tower both end in encoder.projector_out_dim dimensions")
+    tokenizer = Tokenizer.build(data.train_captions.texts, level=cfg.objective.text.level)
+    pairs = TextPairs(cfg.augmentation, mean, std, data.train_captions, data.ssl_images.shape[0], tokenizer,
+                      cfg.objective.text.context_length)
+    return pairs, tokenizer
+
+
+def build_model(cfg: DictConfig, data: ImageData, tokenizer: Tokenizer | None, ranks: Ranks,
+                device: torch.device) -> tuple[Method, nn.Module, bool]:
+    """(method, what a step calls: the method or its DDP wrapper, channels_last), seeded with cfg.seed
+    so that phi starts as models.seeded_encoder(cfg.encoder, ..., cfg.seed) does."""
+    lab, tr = cfg.augmentation.lab_split, cfg.trainer
+
+    def make_encoder(tower: str = "x"):   # phi ("x"); a two-tower objective's nu ("y")
+        if tower == "y" and tokenizer is not None:
+            return text_encoder(cfg.objective.text, cfg.encoder, len(tokenizer), tokenizer.pad_id)
+        return build_encoder(cfg.encoder, data.in_channels, tower_input(lab, tower))
+
+    torch.manual_seed(cfg.seed)   # the method builds its (first) encoder first
+    method = build_method(cfg.objective, make_encoder, tr.batch_size).to(device)   # the global batch
+    channels_last = uses_channels_last(method)
+    if channels_last:
+        method = method.to(memory_format=torch.channels_last)
+    if tr.compile:   # in place (nn.Module.compile): the state dict keeps its keys
+        for tower in (method.encoder, getattr(method, "encoder_y", None)):
+            if tower is not None:
+                tower.compile()
+    model = method
+    if ranks.world > 1:   # DDP averages the gradients over the ranks
+        if tr.sync_batchnorm:
+            method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)
+        model = torch.nn.parallel.DistributedDataParallel(
+            method, device_ids=[device.index] if device.type == "cuda" else None)
+    return method, model, channels_last
+
+
+def resume_source(cfg: DictConfig, job_dir: Path) -> Path | None:
+    """The checkpoint to continue: cfg.resume's, or checkpoints/last.pt already in the job's dir (a
+    requeued SLURM job runs the same command again: it is resumed, never overwritten)."""
+    if cfg.resume is None and (job_dir / "checkpoints" / "last.pt").is_file():
+        return resolve_checkpoint_path(job_dir)
+    return resolve_checkpoint_path(cfg.resume) if cfg.resume else None
+
+
+def _join(cfg: DictConfig, ranks: Ranks) -> torch.device:
+    """This rank's device, once the global batch is known to split over the ranks."""
+    tr = cfg.trainer
+    if tr.batch_size % ranks.world:
+        raise TrainingError(f"trainer.batch_size={tr.batch_size} (the global batch) must be divisible by the "
+                            f"{ranks.world} processes of the run")
+    device = join(ranks, resolve_device(tr.device))
+    if tr.sync_batchnorm and ranks.world > 1 and device.type != "cuda":
+        raise TrainingError("trainer.sync_batchnorm needs CUDA (torch's SyncBatchNorm has no CPU kernel); "
+                            "drop it for gloo runs on the CPU")
+    return device
+
+
+def build_run(cfg: DictConfig, job_dir: Path, ranks: Ranks = Ranks(), data: ImageData | None = None) -> Run:
+    """The run `cfg` describes, as rank `ranks` of it (joining the process group); `data` replaces
+    the configured dataset (benchmarks and tests hand in ready-made images)."""
+    device = _join(cfg, ranks)
+    compute = Compute(device, resolve_bf16(cfg.trainer.precision, device))
+    torch.backends.cudnn.benchmark = True
+    data = load_dataset(cfg.dataset, device) if data is None else data   # uint8 (N, C, H, W)
+    n_train, batch_size = data.ssl_images.shape[0], cfg.trainer.batch_size
+    if batch_size > n_train:
+        raise DatasetError(f"trainer.batch_size={batch_size} is larger than the training set "
+                           f"({n_train} images): lower the batch size or enlarge the dataset")
+    pairs, tokenizer = build_pairs(cfg, data, device)
+    method, model, channels_last = build_model(cfg, data, tokenizer, ranks, device)
+    steps_per_epoch = n_train // batch_size   # the last partial batch is dropped
+    lr = applied_lr(cfg.optim, batch_size)
+    lrs = lr_schedule(lr, cfg.trainer.epochs * steps_per_epoch,
+                      round(cfg.optim.warmup_epochs * steps_per_epoch), cfg.optim.min_lr_ratio)
+    optimizer = build_optimizer(method, cfg.optim, lr)
+    torch.manual_seed(cfg.seed + 1_000_003 * ranks.rank)   # augmentations: each rank its own draws
+    job_dir = Path(job_dir)
+    resume_from = resume_source(cfg, job_dir)
+    run_dir = resume_from.parent.parent if resume_from is not None else job_dir
+    return Run(cfg, ranks, compute, job_dir, run_dir, resume_from, data, pairs, tokenizer, method, model,
+               optimizer, lr, lrs, steps_per_epoch, channels_last,
+               MetricsLog(run_dir / "metrics.jsonl", ranks.main), Console(quiet=not ranks.main), git_sha())
+
+
+def start_state(run: Run) -> LoopState:
+    """A fresh LoopState, or (resuming) the checkpoint's, with its weights, optimizer and RNG restored."""
+    if run.resume_from is None:
+        return LoopState()
+    if run.cfg.resume is None:
+        log.info(f"{run.job_dir} already holds checkpoints/last.pt: resuming it instead of overwriting it "
+                 "(choose another hydra.run.dir to start afresh)")
+    ckpt = load_checkpoint(run.resume_from)
+    check_resumable(ckpt, run.cfg, run.data.in_channels, run.input,
+                    run.tokenizer.state() if run.tokenizer is not None else None, run.resume_from)
+    progress, position = restore(ckpt, run.method, run.optimizer, run.ranks)
+    if position is not None:
+        position = (position[0].to(run.perm_device), position[1])
+    state = LoopState(progress, position, run.resume_from)
+    log.info(f"resuming {run.resume_from} at epoch {state.start_epoch}, step {progress.step}; this "
+             f"invocation logs to {run.job_dir / 'train.log'}")
+    return state
+
+
+def log_run(run: Run) -> None:
+    """The run's settings, at the top of train.log."""
+    cfg, data, tr = run.cfg, run.data, run.cfg.trainer
+    images = data.ssl_images
+    where = (f"streamed from files by {images.workers} DataLoader workers" if isinstance(images, ImageFiles)
+             else f"in memory on {images.device} ({images.numel() / 2**30:.2f} GiB uint8)")
+    log.info(f"specrep {__version__} (git {run.sha or 'n/a'}), torch {torch.__version__}")
+    log.info(f"run dir: {run.job_dir}")
+    log.info(f"device: {run.compute.device}, precision: {'bf16 autocast' if run.compute.bf16 else 'fp32'}, "
+             f"channels_last: {run.channels_last}")
+    log.info(f"data: {cfg.dataset.name}, {images.shape[0]} training / {data.train_images.shape[0]} probe-train / "
+             f"{data.test_images.shape[0]} test images, {data.in_channels}x{data.image_size}x{data.image_size}, "
+             f"{len(data.classes)} classes, {where}")
+    log.info(f"objective: {cfg.objective.name}, encoder: {cfg.encoder.name} "
+             f"({param_count(run.method.encoder) / 1e6:.2f} M params), augmentation: {cfg.augmentation.name}")
+    log.info(f"batch size {tr.batch_size}, {run.steps_per_epoch} steps/epoch x {tr.epochs} epochs, "
+             f"lr {run.lr:.4g}" + (f" (= {cfg.optim.lr} x {tr.batch_size}/256)" if cfg.optim.scale_lr else ""))
+    if run.ranks.world > 1:
+        log.info(f"{run.ranks.world} processes ({torch.distributed.get_backend()}), {run.local_batch} images "
+                 f"per process and step; sync_batchnorm: {tr.sync_batchnorm}")
+    if tr.compile:
+        log.info("torch.compile: on (the first step includes the compilation; its time is logged)")
