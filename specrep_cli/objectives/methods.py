@@ -346,18 +346,21 @@ def _byol(cfg, make_encoder, batch_size):
 
 
 class BarlowTwins(Method):
-    def __init__(self, encoder: Encoder, lam: float):
+    """Barlow Twins' loss times scale_loss (solo-learn's recipes scale it; the terms are scaled too)."""
+
+    def __init__(self, encoder: Encoder, lam: float, scale_loss: float = 1.0):
         super().__init__(encoder)
-        self.lam = lam
+        self.lam, self.scale_loss = lam, scale_loss
 
     def forward(self, view_a, view_b):
         z_a, z_b = self.embed_pair(view_a, view_b)
-        return _with_loss(*O.barlow_twins_loss(z_a, z_b, self.lam, return_terms=True))
+        loss, terms = O.barlow_twins_loss(z_a, z_b, self.lam, return_terms=True)
+        return _with_loss(self.scale_loss * loss, {k: self.scale_loss * v for k, v in terms.items()})
 
 
 @register_objective("barlow_twins")
 def _barlow_twins(cfg, make_encoder, batch_size):
-    return BarlowTwins(make_encoder(), cfg.lam)
+    return BarlowTwins(make_encoder(), cfg.lam, cfg.scale_loss)
 
 
 class VICReg(Method):
