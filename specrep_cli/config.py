@@ -351,6 +351,7 @@ class OptimConfig:
     weight_decay: float = 5e-4
     warmup_epochs: float = 1.0
     min_lr_ratio: float = 0.0
+    exclude_bias_and_norm: bool = True
 
     def __post_init__(self) -> None:
         _require(self.lr > 0, f"optim.lr must be > 0, got {self.lr}")
@@ -377,6 +378,7 @@ class LARSConfig(OptimConfig):
     name: str = "lars"
     momentum: float = 0.9
     eta: float = 0.02
+    clip_lr: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
