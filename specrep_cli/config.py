@@ -402,6 +402,7 @@ class TrainerConfig:
     devices: int = 1
     sync_batchnorm: bool = False
     compile: bool = False
+    deterministic: bool = False
 
     def __post_init__(self) -> None:
         _require(self.epochs > 0, f"trainer.epochs must be > 0, got {self.epochs}")

@@ -54,3 +54,23 @@ def test_gpu_epoch_benchmark_runs_on_the_cpu(tmp_path):
     assert "data: random uint8" in proc.stdout
     for objective in ("simclr", "spectral"):
         assert f"verdict, {objective}: " in proc.stdout
+
+
+def test_device_check_runs_its_cpu_fallback(tmp_path):
+    """benchmarks/device_check.sh --device cpu --smoke: every step of the GPU check, tiny, on the CPU
+    (the CUDA tests skip), and the summary naming each step's exit status."""
+    import os
+    from PIL import Image
+    for split in ("train", "test"):
+        for c, colour in (("dark", (30, 30, 30)), ("bright", (220, 220, 220))):
+            (tmp_path / "folder" / split / c).mkdir(parents=True)
+            for i in range(40 if split == "train" else 10):
+                Image.new("RGB", (32, 32), tuple(v + i for v in colour)).save(tmp_path / "folder" / split / c / f"{i}.png")
+    env = {**os.environ, "OUT": str(tmp_path / "out"), "SPECREP_CACHE": str(tmp_path / "cache")}
+    proc = subprocess.run(["bash", str(BENCH / "device_check.sh"), "--device", "cpu", "--smoke",
+                           "--data", str(tmp_path / "folder")], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "device check summary" in proc.stdout and "spectral_cifar10, 1 epochs: probe top-1" in proc.stdout
+    for step in ("cuda_tests", "gpu_epoch", "spectral_cifar10"):
+        assert f"step {step}: exit 0" in proc.stdout
