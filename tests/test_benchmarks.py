@@ -36,8 +36,19 @@ def test_loss_scaling_benchmark_runs(tmp_path):
 
 
 def test_default_runs_benchmark_runs(tmp_path):
-    proc = run("default_runs.py", "--objectives", "spectral", "clip", "--", *TINY, tmp_path=tmp_path)
+    proc = run("default_runs.py", "--objectives", "spectral", "clip", "--cpu", "native", "avx2", "--", *TINY,
+               tmp_path=tmp_path)
     assert proc.returncode == 0 and "failed" not in proc.stdout, proc.stdout + proc.stderr
+    assert "avx2" in proc.stdout
+
+
+@needs_cifar
+def test_real_data_benchmark_runs(tmp_path):
+    proc = run("real_data.py", "--epochs", "1", "--objectives", "spectral", "simclr", "--", "dataset.subset=256",
+               "encoder.width=8", "encoder.projector_hidden_dim=64", "encoder.projector_out_dim=32",
+               "trainer.batch_size=64", "eval.probe_steps=20", "eval.every_n_epochs=0", tmp_path=tmp_path)
+    assert proc.returncode == 0 and "failed" not in proc.stdout, proc.stdout + proc.stderr
+    assert "spectral - simclr:" in proc.stdout
 
 
 def test_probe_benchmark_runs(tmp_path):
