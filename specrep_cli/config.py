@@ -249,6 +249,7 @@ class DatasetConfig:
     subset: Optional[int] = None
     in_memory: str = "auto"
     memory_budget_gib: Optional[float] = None
+    holdout: Optional[float] = None
 
     def __post_init__(self) -> None:
         _require(self.subset is None or self.subset > 0, "dataset.subset must be null or > 0")
@@ -257,6 +258,8 @@ class DatasetConfig:
                  f"dataset.in_memory must be auto, true or false, got {self.in_memory!r}")
         _require(self.memory_budget_gib is None or self.memory_budget_gib > 0,
                  "dataset.memory_budget_gib must be null or > 0")
+        _require(self.holdout is None or 0 < self.holdout < 1,
+                 "dataset.holdout must be null or a fraction in (0, 1)")
 
 
 def _check_image_size(size: int) -> None:
