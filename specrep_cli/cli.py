@@ -12,6 +12,7 @@ printed as one line on stderr with exit status 1; HYDRA_FULL_ERROR=1 shows the t
 """
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 import tempfile
@@ -26,11 +27,15 @@ from omegaconf import DictConfig
 
 from . import config
 from .errors import ReportError, SpecrepError
-from .eval.command import evaluate_checkpoint
-from .report.summary import summarize
-from .train.loop import train
 
 config.register()
+
+# What each subcommand runs, imported when it runs: `specrep --help`, `specrep train --help`, `--cfg job`
+# and a mistyped override answer without loading torch (half a second instead of six). The import graph
+# of tests/test_layout.py counts these as cli's imports.
+WORK = {"train": ("specrep_cli.train.loop", "train"),
+        "eval": ("specrep_cli.eval.command", "evaluate_checkpoint"),
+        "report": ("specrep_cli.report.summary", "summarize")}
 
 COMMANDS = {
     "train": "train an encoder with an objective; writes checkpoints and a probe report "
@@ -43,11 +48,18 @@ COMMANDS = {
 CONF = "pkg://specrep_cli.conf"
 
 
-def _run(cfg: DictConfig, work: Callable[[DictConfig, Path], object]) -> None:
-    """Validate the composed config, run `work` in the job's output dir, turn SpecrepError into one line."""
+def work(command: str) -> Callable:
+    """The function behind `command` (WORK), its module imported now."""
+    module, name = WORK[command]
+    return getattr(importlib.import_module(module), name)
+
+
+def _run(cfg: DictConfig, command: str) -> None:
+    """Validate the composed config, run `command`'s work in the job's output dir, turn SpecrepError
+    into one line."""
     try:
         config.validate(cfg)
-        work(cfg, Path(HydraConfig.get().runtime.output_dir))
+        work(command)(cfg, Path(HydraConfig.get().runtime.output_dir))
     except SpecrepError as err:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
@@ -57,12 +69,12 @@ def _run(cfg: DictConfig, work: Callable[[DictConfig, Path], object]) -> None:
 
 @hydra.main(config_path=CONF, config_name="train", version_base="1.3")
 def train_app(cfg: DictConfig) -> None:
-    _run(cfg, train)
+    _run(cfg, "train")
 
 
 @hydra.main(config_path=CONF, config_name="eval", version_base="1.3")
 def eval_app(cfg: DictConfig) -> None:
-    _run(cfg, evaluate_checkpoint)
+    _run(cfg, "eval")
 
 
 APPS = {"train": train_app, "eval": eval_app}
@@ -88,7 +100,7 @@ def report_command(args: list[str]) -> int:
         if flags:
             raise ReportError(f"specrep report takes directories, not options ({flags[0]}); "
                               "see specrep report --help")
-        summarize(args)
+        work("report")(args)
     except SpecrepError as err:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
