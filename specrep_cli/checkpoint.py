@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +35,7 @@ from . import __version__
 from .config import flatten
 from .errors import CheckpointError
 from .runtime import Ranks
+from .storage import atomic_write, reason
 
 FORMAT = "specrep-checkpoint"
 FORMAT_VERSION = 1
@@ -44,36 +44,18 @@ SECOND_TOWER = "encoder_y."  # nu's keys in a two-tower method's state dict (the
 
 
 def save_checkpoint(path: Path, ckpt: Dict[str, Any]) -> None:
-    """Write atomically: a temporary file in the same directory, flushed and fsynced, then renamed.
+    """Write atomically (storage.atomic_write: a temporary file, fsynced, renamed over `path`).
 
-    A reader never sees a partial file; if writing fails, any previous file at `path` is untouched.
+    A reader never sees a partial file; if writing fails (a full disk), any previous file at `path`
+    is untouched, no temporary file is left, and the error is one line saying so.
     """
     path = Path(path)
     ckpt = {"format": FORMAT, "format_version": FORMAT_VERSION, **ckpt}
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        atomic_write(path, lambda f: torch.save(ckpt, f))
     except OSError as err:
-        raise CheckpointError(f"cannot write checkpoint {path} ({err.strerror or err}): "
-                              "fix the directory's permissions") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(ckpt, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as err:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(err, OSError):
-            raise CheckpointError(f"cannot write checkpoint {path} ({err.strerror or err}); the previous "
-                                  "checkpoint there is intact: free some space or fix the permissions, "
-                                  "then resume") from None
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+        raise CheckpointError(f"cannot write checkpoint {path} ({reason(err)}); the previous checkpoint there "
+                              "is intact: free some space or fix the permissions, then resume") from None
 
 
 def resolve_checkpoint_path(path: str | os.PathLike | None) -> Path:

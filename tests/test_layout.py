@@ -11,7 +11,7 @@ import specrep_cli
 ROOT = Path(specrep_cli.__file__).parent
 # The layers, lowest first: a module may import its own package and anything on a lower layer only.
 LAYERS = [
-    {"specrep_cli", "errors"},
+    {"specrep_cli", "errors", "storage"},   # storage: atomic writes, used by checkpoint, data, report, rundir
     {"config", "runtime"},
     {"models", "data", "report", "checkpoint"},
     {"objectives"},

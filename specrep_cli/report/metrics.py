@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any, Dict, List
 
@@ -14,16 +15,26 @@ NOT_TERMS = {"step", "epoch", "lr"}   # keys of a step record of metrics.jsonl t
 
 
 class MetricsLog:
-    """Appends records to metrics.jsonl (a no-op when not `enabled`: the ranks other than 0)."""
+    """Appends records to metrics.jsonl (a no-op when not `enabled`: the ranks other than 0).
+
+    A record that cannot be written (a full disk) is a warning, once, and the run goes on: its
+    checkpoints say whether the disk still has no room (a line on how to resume), the plots lack the
+    steps that were lost (a line already cut by a killed run is skipped when read)."""
 
     def __init__(self, path: Path, enabled: bool = True):
-        self.path, self.enabled = Path(path), enabled
+        self.path, self.enabled, self.lost = Path(path), enabled, 0
 
     def write(self, record: Dict[str, Any]) -> None:
         if not self.enabled:
             return
-        with self.path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
+        try:
+            with self.path.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+        except OSError as err:
+            if not self.lost:
+                logging.getLogger("specrep").warning(f"cannot append to {self.path} ({err.strerror or err}): "
+                                                     f"records from step {record.get('step')} on may be lost")
+            self.lost += 1
 
 
 def read_step_records(metrics_path: Path) -> List[Dict[str, Any]]:
