@@ -32,9 +32,10 @@ from ..errors import TrainingError
 from ..eval.features import FeatureReader
 from ..eval.suite import Towers, evaluate_run, monitor
 from ..models.encoders import seeded_encoder
+from ..rundir import held
 from ..runtime import Compute, Ranks
 from .processes import agree, gather_objects, left_at_exit, run_ranks
-from .setup import LoopState, Run, build_run, log_run, start_state
+from .setup import LoopState, Run, build_run, log_run, resume_source, run_dir_for, start_state
 from .stop import StopRequest, interrupted
 
 log = logging.getLogger("specrep")
@@ -42,8 +43,10 @@ Terms = Dict[str, Tensor]
 
 
 def train(cfg: DictConfig, job_dir: Path) -> Dict[str, Any] | None:
-    """The Hydra job: train `cfg` in one process, or in trainer.devices (or torchrun's) ranks."""
-    return run_ranks(train_rank, cfg, Path(job_dir))
+    """The Hydra job: train `cfg` in one process, or in trainer.devices (or torchrun's) ranks; the run
+    dir (a resumed run's own) locked for it."""
+    with held(run_dir_for(resume_source(cfg, Path(job_dir)), Path(job_dir))):
+        return run_ranks(train_rank, cfg, Path(job_dir))
 
 
 def train_rank(cfg: DictConfig, job_dir: Path, ranks: Ranks = Ranks()) -> Dict[str, Any] | None:

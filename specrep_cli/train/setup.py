@@ -32,6 +32,7 @@ from ..models.encoders import build_encoder, param_count, uses_channels_last
 from ..models.text import text_encoder
 from ..objectives.methods import Method, build_method
 from ..report.metrics import MetricsLog
+from ..rundir import run_dir_of
 from ..runtime import Compute, Ranks, git_sha, resolve_bf16, resolve_device
 from .optimizers import applied_lr, build_optimizer, lr_schedule
 from .processes import join
@@ -174,6 +175,12 @@ def resume_source(cfg: DictConfig, job_dir: Path) -> Path | None:
     return resolve_checkpoint_path(cfg.resume) if cfg.resume else None
 
 
+def run_dir_for(resume_from: Path | None, job_dir: Path) -> Path:
+    """Where the run's files go: the resumed checkpoint's run dir (<run>/checkpoints/x.pt), else the
+    job's own dir (a fresh run, or a checkpoint from outside any run dir: ~/Downloads/model.pt)."""
+    return run_dir_of(resume_from) or Path(job_dir)
+
+
 def _join(cfg: DictConfig, ranks: Ranks) -> torch.device:
     """This rank's device, once the global batch is known to split over the ranks."""
     tr = cfg.trainer
@@ -208,7 +215,7 @@ def build_run(cfg: DictConfig, job_dir: Path, ranks: Ranks = Ranks(), data: Imag
     torch.manual_seed(cfg.seed + 1_000_003 * ranks.rank)   # augmentations: each rank its own draws
     job_dir = Path(job_dir)
     resume_from = resume_source(cfg, job_dir)
-    run_dir = resume_from.parent.parent if resume_from is not None else job_dir
+    run_dir = run_dir_for(resume_from, job_dir)
     return Run(cfg, ranks, compute, job_dir, run_dir, resume_from, data, pairs, tokenizer, method, model,
                optimizer, lr, lrs, steps_per_epoch, channels_last,
                MetricsLog(run_dir / "metrics.jsonl", ranks.main), Console(quiet=not ranks.main), git_sha())
