@@ -26,17 +26,18 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import Tensor, nn
 
 from .. import __version__
-from ..checkpoint import Position, payload, rng_state, save_checkpoint
+from ..checkpoint import Position, payload, rng_state
 from ..data.batches import batches
-from ..errors import TrainingError
+from ..errors import ReportError, TrainingError
 from ..eval.features import FeatureReader
 from ..eval.suite import Towers, evaluate_run, monitor
 from ..models.encoders import seeded_encoder
 from ..rundir import held
 from ..runtime import Compute, Ranks
 from .processes import agree, gather_objects, left_at_exit, run_ranks
+from .saving import save_checkpoint
 from .setup import LoopState, Run, build_run, log_run, resume_source, run_dir_for, start_state
-from .stop import StopRequest, interrupted
+from .stop import StopRequest, evaluation_stops, interrupted, resume_command
 
 log = logging.getLogger("specrep")
 Terms = Dict[str, Tensor]
@@ -61,7 +62,10 @@ def train_rank(cfg: DictConfig, job_dir: Path, ranks: Ranks = Ranks()) -> Dict[s
     with stop.installed(), left_at_exit():
         for epoch in range(state.start_epoch, cfg.trainer.epochs + 1):
             end_epoch(run, state, run_epoch(run, state, epoch, stop), stop)
-    return finish(run, state) if ranks.main else None
+    if not ranks.main:
+        return None
+    with evaluation_stops(state.last_checkpoint, run.run_dir):
+        return finish(run, state)
 
 
 # ------------------------------------------------------------------------------------- the step
@@ -260,8 +264,9 @@ def end_epoch(run: Run, state: LoopState, epoch: Epoch, stop: StopRequest) -> No
              + f"  {epoch.seconds:.1f} s  {throughput:.0f} img/s")
     watched = monitor_epoch(run, state, epoch.number)
     save_epoch(run, state, epoch.number, watched)
-    if agree(stop.signum is not None, run.compute.device) and epoch.number < tr.epochs:
-        raise interrupted(stop.signum or signal.SIGTERM, state.progress.step, state.last_checkpoint, run.run_dir)
+    if agree(stop.signum is not None, run.compute.device):   # the last epoch too: stop, say how to finish
+        raise interrupted(stop.signum or signal.SIGTERM, state.progress.step, state.last_checkpoint, run.run_dir,
+                          finished=epoch.number >= tr.epochs)
 
 
 def monitor_epoch(run: Run, state: LoopState, epoch: int) -> Dict[str, float]:
@@ -322,8 +327,13 @@ def finish(run: Run, state: LoopState) -> Dict[str, Any]:
                    **({"compile_seconds": state.compile_seconds} if state.compile_seconds is not None else {})},
     }
     reader = FeatureReader(run.compute, data.mean, data.std, cfg.eval.batch_size)
-    report = evaluate_run(towers, data, cfg.eval, reader, cfg.seed, cfg.augmentation, run.run_dir, header,
-                          run.console)
+    log.info(f"final evaluation: {cfg.eval.protocol} probe, kNN, spectra (training is complete)")
+    try:
+        report = evaluate_run(towers, data, cfg.eval, reader, cfg.seed, cfg.augmentation, run.run_dir, header,
+                              run.console)
+    except ReportError as err:   # a full disk: the checkpoints are complete, rerunning writes the report
+        raise ReportError(f"{err}; training is complete (checkpoint {state.last_checkpoint}): finish it "
+                          f"with: {resume_command(run.run_dir)}") from None
     log.info(f"report: {run.run_dir / 'report.md'}")
     return report
 

@@ -229,9 +229,12 @@ def start_state(run: Run) -> LoopState:
         log.info(f"{run.job_dir} already holds checkpoints/last.pt: resuming it instead of overwriting it "
                  "(choose another hydra.run.dir to start afresh)")
     ckpt = load_checkpoint(run.resume_from)
-    check_resumable(ckpt, run.cfg, run.data.in_channels, run.input,
-                    run.tokenizer.state() if run.tokenizer is not None else None, run.resume_from)
-    progress, position = restore(ckpt, run.method, run.optimizer, run.ranks)
+    changes = check_resumable(ckpt, run.cfg, run.data.in_channels, run.input,
+                              run.tokenizer.state() if run.tokenizer is not None else None, run.resume_from,
+                              run.data.ssl_images.shape[0])
+    if changes:
+        log.info(f"resuming with changed settings: {'; '.join(changes)}")
+    progress, position = restore(ckpt, run.method, run.optimizer, run.ranks, run.resume_from)
     if position is not None:
         position = (position[0].to(run.perm_device), position[1])
     state = LoopState(progress, position, run.resume_from)
