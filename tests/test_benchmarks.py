@@ -60,5 +60,5 @@ def test_gpu_epoch_benchmark_runs_on_the_cpu(tmp_path):
 @pytest.mark.skipif(os.geteuid() != 0, reason="the fault run mounts a tmpfs, which needs root "
                                             "(tests/test_disk_full.py patches the writes instead)")
 def test_disk_full_fault_run_on_a_tmpfs(tmp_path):
-    proc = run("disk_full.py", "--cases", "cache", tmp_path=tmp_path)
+    proc = run("disk_full.py", "--cases", "cache", "--quick", tmp_path=tmp_path)
     assert proc.returncode == 0 and "FAIL" not in proc.stdout, proc.stdout + proc.stderr
