@@ -1,6 +1,7 @@
 """A full disk costs what it must and nothing more: the decode cache only costs decoding time (no
 temporary file left), a checkpoint or report that cannot be written is one line saying that the
-previous checkpoint is intact and how to go on, never a partial or zero-byte file.
+previous checkpoint is intact and how to go on, never a partial or zero-byte file; so is the
+summary of `specrep report`.
 
 Each test fills a real small disk, a tmpfs, where this machine lets the test mount one (root);
 elsewhere file writes are patched to fail as they do on a nearly full disk (4 KiB go through, then
@@ -24,7 +25,8 @@ from specrep_cli.data import load_dataset
 from specrep_cli.errors import CheckpointError, ReportError
 from specrep_cli.report.report import write_report
 from test_data import folder_cfg, make_folder
-from test_report import fake_report
+from specrep_cli.report.summary import summarize
+from test_report import config_of, fake_report, fake_run
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 from disk_full import fill, mount  # noqa: E402  (the fault run's own tmpfs helpers)
@@ -132,4 +134,17 @@ def test_a_full_run_dir_at_report_time_is_one_line_and_no_empty_report(full_disk
         write_report(run_dir, fake_report(90.0, 80.0))
     assert "No space left on device" in str(err.value) and "\n" not in str(err.value)
     assert not (run_dir / "report.json").exists()
+    assert _leftovers(where) == []
+
+
+def test_a_full_disk_at_summary_time_is_one_line_and_no_partial_summary(full_disk):
+    where, fill = full_disk
+    sweep = where / "sweep"
+    for seed in (0, 1):
+        fake_run(sweep / str(seed), config_of("spectral", seed), fake_report(90.0 + seed, 80.0, seed))
+    fill(0)
+    with pytest.raises(ReportError, match="cannot write the summary") as err:
+        summarize([sweep])
+    assert "No space left on device" in str(err.value) and "\n" not in str(err.value)
+    assert sorted(p.name for p in sweep.iterdir()) == ["0", "1"]   # no empty or partial summary.csv/.md
     assert _leftovers(where) == []

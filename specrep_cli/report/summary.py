@@ -15,6 +15,7 @@ and in summary.md.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -31,6 +32,7 @@ from rich.table import Table
 
 from ..config import flatten
 from ..errors import ReportError
+from ..storage import atomic_write_text
 from .jobs import Unreported, describe, not_reported
 from .plots import write_bar_plot
 
@@ -202,7 +204,7 @@ def write_summary(out_dir: Path, groups: Sequence[Group], unreported: Sequence[U
     out_dir = Path(out_dir)
     keys = list(groups[0].settings) if groups else []
     csv_path, md_path, png_path = out_dir / "summary.csv", out_dir / "summary.md", out_dir / "summary.png"
-    with csv_path.open("w", newline="") as f:
+    with io.StringIO(newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["group", *keys, "n", *(f"{col}_{s}" for col, _, _ in METRICS for s in ("mean", "std")),
                          "runs"])
@@ -213,6 +215,7 @@ def write_summary(out_dir: Path, groups: Sequence[Group], unreported: Sequence[U
                                         else g.settings[k] for k in keys), len(g.runs),
                              *("" if math.isnan(v) else f"{v:.6g}" for v in values),
                              ";".join(os.path.relpath(r.path, out_dir) for r in g.runs)])
+        atomic_write_text(csv_path, f.getvalue())
     stats = [group_stats(g) for g in groups]
     try:
         write_bar_plot(png_path, [g.label for g in groups],
@@ -234,7 +237,7 @@ def write_summary(out_dir: Path, groups: Sequence[Group], unreported: Sequence[U
                                                   for r in g.runs))
     if unreported:
         lines += ["", "## Jobs without a report", ""] + [f"- {line}" for line in describe(unreported)]
-    md_path.write_text("\n".join(lines) + "\n")
+    atomic_write_text(md_path, "\n".join(lines) + "\n")
     return [md_path, csv_path] + ([png_path] if png_path.is_file() else [])
 
 
