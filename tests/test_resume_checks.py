@@ -4,8 +4,10 @@ non-finite state never replaces a finite checkpoint; a stop at the last step or 
 evaluation says that rerunning in the same dir finishes the run, and it does."""
 from __future__ import annotations
 
+import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -50,12 +52,17 @@ def test_resume_refuses_what_breaks_the_continuation_naming_the_keys(override, n
 
 
 def test_resume_accepts_a_new_lr_and_logs_it(tmp_path, trained_run, caplog):
+    copy = tmp_path / "run"   # the resume appends to the run's metrics.jsonl: not the shared run's
+    shutil.copytree(trained_run, copy)
     with caplog.at_level(logging.INFO, logger="specrep"):
-        run, state = resume_run(["optim.lr=0.05", "trainer.log_every_n_steps=3", f"resume={trained_run}"], tmp_path)
+        run, state = resume_run(["optim.lr=0.05", "trainer.log_every_n_steps=3", f"resume={copy}"], tmp_path)
     assert state.progress.epoch == 1
     changed = [r.message for r in caplog.records if "resuming with changed settings" in r.message]
     assert changed and "optim.lr (checkpoint 0.1, now 0.05)" in changed[0]
     assert "trainer.log_every_n_steps (checkpoint 2, now 3)" in changed[0]
+    last = json.loads((copy / "metrics.jsonl").read_text().splitlines()[-1])   # the record the report reads
+    assert last["changed"] == ["optim.lr (checkpoint 0.1, now 0.05)", "trainer.log_every_n_steps (checkpoint 2, now 3)"]
+    assert last["step"] == state.progress.step and last["resumed_from"] == str(copy / "checkpoints" / "last.pt")
 
 
 def _damaged(trained_run: Path, tmp_path: Path, how: str) -> Path:
@@ -137,4 +144,5 @@ def test_a_signal_during_the_final_evaluation_says_rerun_and_rerunning_finishes(
     assert command[:2] == ["specrep", "train"] and command[-1] == f"resume={run_dir}"
     again = run_cli(*command[1:], "eval.protocol=fast", f"hydra.run.dir={tmp_path / 'again'}", cwd=tmp_path)
     assert again.returncode == 0, again.stderr
-    assert (run_dir / "report.json").is_file()
+    report = json.loads((run_dir / "report.json").read_text())   # and says what the resume changed
+    assert report["run"]["changed_on_resume"][0]["changed"] == ["eval.protocol (checkpoint 'standard', now 'fast')"]

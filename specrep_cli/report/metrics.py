@@ -1,15 +1,19 @@
-"""metrics.jsonl: one JSON object per logging step and per epoch, written by rank 0 as training goes.
+"""metrics.jsonl: one JSON object per logging step, per epoch and per resume that changed settings,
+written by rank 0 as training goes.
 
     metrics = MetricsLog(run_dir / "metrics.jsonl")
     metrics.write({"step": 20, "epoch": 1, "lr": 0.1, "loss": -0.7, ...})   # a logging step
     records = read_step_records(run_dir / "metrics.jsonl")                   # the steps, for the plots
+    metrics.write({"step": 40, "epoch": 2, "resumed_from": ".../last.pt",    # a resume that changed
+                   "changed": ["optim.lr (checkpoint 0.1, now 0.05)"]})       #   safe settings
+    resumes = read_resume_records(run_dir / "metrics.jsonl")                 # those, for report.json
 """
 from __future__ import annotations
 
 import json
 import logging
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, Iterator, List
 
 NOT_TERMS = {"step", "epoch", "lr"}   # keys of a step record of metrics.jsonl that are not loss terms
 
@@ -37,18 +41,30 @@ class MetricsLog:
             self.lost += 1
 
 
-def read_step_records(metrics_path: Path) -> List[Dict[str, Any]]:
-    """The per-step records of metrics.jsonl (those with an `lr`), by step; a step logged twice (a
-    resumed run redoes the steps after its last checkpoint) keeps its last record; unreadable lines
-    (a run killed mid-write) are skipped."""
-    by_step: Dict[int, Dict[str, Any]] = {}
+def _records(metrics_path: Path) -> Iterator[Dict[str, Any]]:
+    """The readable records of metrics.jsonl, in order (a line cut by a killed run is skipped)."""
     if not Path(metrics_path).is_file():
-        return []
+        return
     for line in Path(metrics_path).read_text().splitlines():
         try:
             record = json.loads(line)
         except json.JSONDecodeError:
             continue
-        if isinstance(record, dict) and "lr" in record and "step" in record:
+        if isinstance(record, dict):
+            yield record
+
+
+def read_resume_records(metrics_path: Path) -> List[Dict[str, Any]]:
+    """The records of the resumes that changed settings (those with `changed`), in order."""
+    return [r for r in _records(metrics_path) if "changed" in r]
+
+
+def read_step_records(metrics_path: Path) -> List[Dict[str, Any]]:
+    """The per-step records of metrics.jsonl (those with an `lr`), by step; a step logged twice (a
+    resumed run redoes the steps after its last checkpoint) keeps its last record; unreadable lines
+    (a run killed mid-write) are skipped."""
+    by_step: Dict[int, Dict[str, Any]] = {}
+    for record in _records(metrics_path):
+        if "lr" in record and "step" in record:
             by_step[record["step"]] = record
     return [by_step[s] for s in sorted(by_step)]

@@ -32,6 +32,7 @@ from ..errors import ReportError, TrainingError
 from ..eval.features import FeatureReader
 from ..eval.suite import Towers, evaluate_run, monitor
 from ..models.encoders import seeded_encoder
+from ..report.metrics import read_resume_records
 from ..rundir import held
 from ..runtime import Compute, Ranks
 from .processes import agree, gather_objects, left_at_exit, run_ranks
@@ -315,12 +316,14 @@ def finish(run: Run, state: LoopState) -> Dict[str, Any]:
         towers.text, towers.tokenizer = run.method.encoder_y, run.tokenizer
         towers.context_length = cfg.objective.text.context_length
     progress, tr = state.progress, cfg.trainer
+    resumes = read_resume_records(run.run_dir / "metrics.jsonl")
     header = {
         "run": {"objective": cfg.objective.name, "encoder": cfg.encoder.name,
                 "augmentation": cfg.augmentation.name, "dataset": cfg.dataset.name,
                 "epochs": tr.epochs, "batch_size": tr.batch_size, "seed": cfg.seed,
                 "device": str(device), "precision": run.compute.precision, "lr": run.lr,
-                "git_sha": run.sha, "specrep_version": __version__, "torch_version": torch.__version__},
+                "git_sha": run.sha, "specrep_version": __version__, "torch_version": torch.__version__,
+                **({"changed_on_resume": resumes} if resumes else {})},   # what every resume changed
         "history": progress.history,
         "timing": {"train_seconds": progress.train_seconds,
                    "train_images_per_second": run.total_steps * tr.batch_size / max(progress.train_seconds, 1e-9),

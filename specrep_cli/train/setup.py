@@ -232,9 +232,11 @@ def start_state(run: Run) -> LoopState:
     changes = check_resumable(ckpt, run.cfg, run.data.in_channels, run.input,
                               run.tokenizer.state() if run.tokenizer is not None else None, run.resume_from,
                               run.data.ssl_images.shape[0])
-    if changes:
-        log.info(f"resuming with changed settings: {'; '.join(changes)}")
     progress, position = restore(ckpt, run.method, run.optimizer, run.ranks, run.resume_from)
+    if changes:   # in this invocation's log, and in metrics.jsonl, where the report finds every resume's
+        log.info(f"resuming with changed settings: {'; '.join(changes)}")
+        run.metrics.write({"step": progress.step, "epoch": progress.epoch, "resumed_from": str(run.resume_from),
+                           "changed": changes})
     if position is not None:
         position = (position[0].to(run.perm_device), position[1])
     state = LoopState(progress, position, run.resume_from)
