@@ -17,7 +17,7 @@ from torch import Tensor
 from ..errors import DatasetError
 from .files import ImageFiles, decode_images
 from .loaders import LOADERS, subset_indices
-from .splits import ImageData, Images
+from .splits import ImageData, Images, take
 
 
 def channel_stats(images: Images, chunk: int = 4096, sample: int = 10000) -> Tuple[Tensor, Tensor]:
@@ -55,6 +55,22 @@ def memory_budget(cfg: Any, device: torch.device) -> int:
         return 8 * 2**30
 
 
+def hold_out(data: ImageData, fraction: float, seed: int = 0) -> ImageData:
+    """For tuning: a fixed random `fraction` of the labelled train split becomes the probe's test split
+    and leaves training (SSL and the probe's fit); the real test split is not used."""
+    n = data.train_images.shape[0]
+    n_val = max(1, round(n * fraction))
+    if n_val >= n:
+        raise DatasetError(f"dataset.holdout={fraction} leaves no training images of the {n}")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    val, keep = perm[:n_val].sort().values, perm[n_val:].sort().values
+    captions = data.train_captions
+    return ImageData(take(data.train_images, keep), data.train_labels[keep], take(data.train_images, val),
+                     data.train_labels[val], data.classes, data.unlabelled_images,
+                     captions.subset(keep) if captions is not None else None,
+                     captions.subset(val) if captions is not None else None)
+
+
 def load_dataset(cfg: Any, device: torch.device = torch.device("cpu")) -> ImageData:
     """Load `cfg` (a dataset config); splits that fit the memory budget are moved to `device`.
 
@@ -71,6 +87,8 @@ def load_dataset(cfg: Any, device: torch.device = torch.device("cpu")) -> ImageD
         return in_memory == "true" or (in_memory == "auto" and nbytes <= budget)
 
     data = LOADERS[cfg.name](cfg, fits)
+    if cfg.holdout is not None:
+        data = hold_out(data, cfg.holdout)
     for split in ("train", "test"):   # a truncated label file must not surface as a crash after training
         images, labels = getattr(data, f"{split}_images"), getattr(data, f"{split}_labels")
         if images.shape[0] != labels.shape[0] or (labels.numel() and not 0 <= int(labels.min()) <= int(labels.max()) < len(data.classes)):
