@@ -185,11 +185,11 @@ def restore(ckpt: Dict[str, Any], method: nn.Module, optimizer: torch.optim.Opti
     return progress, ((ckpt["perm"], ckpt["epoch_step"]) if "perm" in ckpt else None)
 
 
-# What a resumed run may not change: what the weights, the optimizer state, the epoch order, the
-# schedule or the report's identity of the run depend on. Everything else (lr, weight decay, the
-# augmentation, eval, logging, the device...) may change; the change is logged.
-RESUME_FIXED = ("encoder.", "objective.", "dataset.", "optim.name", "trainer.batch_size", "trainer.epochs",
-                "seed")
+# What a resumed run may not change: what the weights, the optimizer state (its kind and parameter
+# groups), the epoch order, the schedule or the report's identity of the run depend on. Everything else
+# (lr, weight decay, the augmentation, eval, logging, the device...) may change; the change is logged.
+RESUME_FIXED = ("encoder.", "objective.", "dataset.", "optim.name", "optim.exclude_bias_and_norm",
+                "trainer.batch_size", "trainer.epochs", "seed")
 RESUME_FREE = {"resume", "dataset.root", "dataset.in_memory", "dataset.memory_budget_gib", "dataset.workers",
                "dataset.cache_dir", "dataset.download"}   # where the same data are read from, and how
 

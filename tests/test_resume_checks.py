@@ -44,7 +44,8 @@ def resume_run(overrides, tmp_path: Path):
     ("dataset.seed=5", "dataset.seed (checkpoint 0, config 5)"),
     ("optim=adamw", "optim.name (checkpoint 'sgd', config 'adamw')"),
     ("seed=3", "seed (checkpoint 0, config 3)"),
-], ids=["batch", "epochs", "dataset-size", "dataset", "optimizer", "seed"])
+    ("optim.exclude_bias_and_norm=false", "optim.exclude_bias_and_norm (checkpoint True, config False)"),
+], ids=["batch", "epochs", "dataset-size", "dataset", "optimizer", "seed", "decay-groups"])
 def test_resume_refuses_what_breaks_the_continuation_naming_the_keys(override, named, tmp_path, trained_run):
     with pytest.raises(CheckpointError, match="cannot resume") as err:
         resume_run([override, f"resume={trained_run}"], tmp_path)
