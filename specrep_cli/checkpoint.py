@@ -7,7 +7,7 @@ A checkpoint is a plain dict of tensors and plain data (no pickled classes), so 
     {"format": "specrep-checkpoint", "format_version": 1, "specrep_version", "torch_version",
      "config": the resolved run config as plain data,
      "data": {"in_channels", "image_size", "classes", "input" (rgb | lab_l: what phi sees),
-              "mean", "std" (the normalisation it was trained with)},
+              "mean", "std" (the normalisation it was trained with), "num_train" (images trained on)},
      "encoder": state dict of phi (backbone + projector), "objective": the method's other state
      (targets, Lambda_t, learnable scales, a second tower under "encoder_y."), "optimizer", "epoch",
      "step", "rng", "history", "train_seconds", and when present: "tokenizer" (image-text runs: its
@@ -15,14 +15,15 @@ A checkpoint is a plain dict of tensors and plain data (no pickled classes), so 
      done), "rng_ranks" (several processes: every rank's RNG state)}
 
     ckpt = payload(cfg, data, input, method, optimizer, progress, rng_ranks)   # -> save_checkpoint(path, ckpt)
-    progress, position = restore(load_checkpoint(path), method, optimizer, ranks)
-    model = trained(load_checkpoint(path))                             # what `specrep eval` rebuilds
+    changes = check_resumable(ckpt, cfg, in_channels, input, tokenizer, path, num_train)   # refused, or safe
+    progress, position = restore(ckpt, method, optimizer, ranks, path)
+    model = trained(load_checkpoint(path), path)                       # what `specrep eval` rebuilds
 """
 from __future__ import annotations
 
+import math
 import os
 import pickle
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,7 @@ from . import __version__
 from .config import flatten
 from .errors import CheckpointError
 from .runtime import Ranks
+from .storage import atomic_write, reason
 
 FORMAT = "specrep-checkpoint"
 FORMAT_VERSION = 1
@@ -44,36 +46,18 @@ SECOND_TOWER = "encoder_y."  # nu's keys in a two-tower method's state dict (the
 
 
 def save_checkpoint(path: Path, ckpt: Dict[str, Any]) -> None:
-    """Write atomically: a temporary file in the same directory, flushed and fsynced, then renamed.
+    """Write atomically (storage.atomic_write: a temporary file, fsynced, renamed over `path`).
 
-    A reader never sees a partial file; if writing fails, any previous file at `path` is untouched.
+    A reader never sees a partial file; if writing fails (a full disk), any previous file at `path`
+    is untouched, no temporary file is left, and the error is one line saying so.
     """
     path = Path(path)
     ckpt = {"format": FORMAT, "format_version": FORMAT_VERSION, **ckpt}
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        atomic_write(path, lambda f: torch.save(ckpt, f))
     except OSError as err:
-        raise CheckpointError(f"cannot write checkpoint {path} ({err.strerror or err}): "
-                              "fix the directory's permissions") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(ckpt, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as err:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(err, OSError):
-            raise CheckpointError(f"cannot write checkpoint {path} ({err.strerror or err}); the previous "
-                                  "checkpoint there is intact: free some space or fix the permissions, "
-                                  "then resume") from None
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+        raise CheckpointError(f"cannot write checkpoint {path} ({reason(err)}); the previous checkpoint there "
+                              "is intact: free some space or fix the permissions, then resume") from None
 
 
 def resolve_checkpoint_path(path: str | os.PathLike | None) -> Path:
@@ -158,7 +142,7 @@ def payload(cfg: Any, data: Any, input: str, method: nn.Module, optimizer: torch
         "specrep_version": __version__, "torch_version": str(torch.__version__),
         "config": OmegaConf.to_container(cfg, resolve=True),
         "data": {"in_channels": data.in_channels, "image_size": data.image_size,
-                 "classes": list(data.classes), "input": input,
+                 "classes": list(data.classes), "input": input, "num_train": data.ssl_images.shape[0],
                  "mean": data.mean.tolist(), "std": data.std.tolist()},   # the normalisation trained with
         "encoder": {k[len(ENCODER):]: v for k, v in state.items() if k.startswith(ENCODER)},
         "objective": {k: v for k, v in state.items() if not k.startswith(ENCODER)},
@@ -171,39 +155,91 @@ def payload(cfg: Any, data: Any, input: str, method: nn.Module, optimizer: torch
     }
 
 
+RESUME_KEYS = ("objective", "optimizer", "epoch", "step", "train_seconds", "history", "rng")
+
+
 def restore(ckpt: Dict[str, Any], method: nn.Module, optimizer: torch.optim.Optimizer,
-            ranks: Ranks) -> Tuple[Progress, Position | None]:
+            ranks: Ranks, path: Path | str = "the checkpoint") -> Tuple[Progress, Position | None]:
     """Load the weights, the objective's state, the optimizer and this rank's RNG state; return the
-    progress and, for a checkpoint written inside an epoch, the position to go on from."""
-    method.load_state_dict({**{f"{ENCODER}{k}": v for k, v in ckpt["encoder"].items()}, **ckpt["objective"]})
-    optimizer.load_state_dict(ckpt["optimizer"])
-    rng_ranks = ckpt.get("rng_ranks", [])
-    set_rng_state(rng_ranks[ranks.rank] if len(rng_ranks) == ranks.world else ckpt["rng"])
-    progress = Progress(ckpt["epoch"], ckpt["step"], ckpt["train_seconds"], ckpt["history"])
+    progress and, for a checkpoint written inside an epoch, the position to go on from. A missing
+    entry, a missing or mis-shaped tensor, or an optimizer state that does not fit is one line."""
+    missing = [k for k in RESUME_KEYS if k not in ckpt]
+    if missing:
+        raise CheckpointError(f"{path} is an incomplete specrep checkpoint (missing {', '.join(missing)}): it "
+                              "cannot be resumed; resume from another of the run's checkpoints")
+    load_strict(method, {**{f"{ENCODER}{k}": v for k, v in ckpt["encoder"].items()}, **ckpt["objective"]},
+                path, "model")
+    try:
+        optimizer.load_state_dict(ckpt["optimizer"])
+        shapes = [(v.shape, p.shape) for p, st in optimizer.state.items() for v in st.values()
+                  if isinstance(v, Tensor) and v.ndim > 0]
+        if any(a != b for a, b in shapes):
+            raise ValueError("a state tensor's shape differs from its parameter's")
+        rng_ranks = ckpt.get("rng_ranks", [])
+        set_rng_state(rng_ranks[ranks.rank] if len(rng_ranks) == ranks.world else ckpt["rng"])
+        progress = Progress(int(ckpt["epoch"]), int(ckpt["step"]), float(ckpt["train_seconds"]), list(ckpt["history"]))
+    except (ValueError, KeyError, TypeError, RuntimeError, IndexError) as err:
+        raise CheckpointError(f"{path}: its optimizer or RNG state is damaged ({type(err).__name__}: "
+                              f"{str(err).strip().splitlines()[0] if str(err).strip() else 'no message'}); "
+                              "resume from another of the run's checkpoints") from None
     return progress, ((ckpt["perm"], ckpt["epoch_step"]) if "perm" in ckpt else None)
 
 
+# What a resumed run may not change: what the weights, the optimizer state (its kind and parameter
+# groups), the epoch order, the schedule or the report's identity of the run depend on. Everything else
+# (lr, weight decay, the augmentation, eval, logging, the device...) may change; the change is logged.
+RESUME_FIXED = ("encoder.", "objective.", "dataset.", "optim.name", "optim.exclude_bias_and_norm",
+                "trainer.batch_size", "trainer.epochs", "seed")
+RESUME_FREE = {"resume", "dataset.root", "dataset.in_memory", "dataset.memory_budget_gib", "dataset.workers",
+               "dataset.cache_dir", "dataset.download"}   # where the same data are read from, and how
+
+
+def _fixed(key: str) -> bool:
+    return key not in RESUME_FREE and any(key == f or (f.endswith(".") and key.startswith(f)) for f in RESUME_FIXED)
+
+
 def check_resumable(ckpt: Dict[str, Any], cfg: Any, in_channels: int, input: str,
-                    tokenizer: Dict[str, Any] | None, path: Path) -> None:
-    """Refuse a checkpoint whose architecture, objective, data shape, tower inputs or tokenizer differ
-    from the run about to continue it."""
-    ours = OmegaConf.to_container(cfg, resolve=True)
-    differ = []
-    for section in ("encoder", "objective"):
-        theirs_flat, ours_flat = flatten(ckpt["config"][section], f"{section}."), flatten(ours[section], f"{section}.")
-        differ += [f"{k} (checkpoint {theirs_flat.get(k)!r}, config {ours_flat.get(k)!r})"
-                   for k in sorted(set(theirs_flat) | set(ours_flat)) if theirs_flat.get(k) != ours_flat.get(k)]
+                    tokenizer: Dict[str, Any] | None, path: Path, num_train: int | None = None) -> List[str]:
+    """Refuse, in one line naming the keys, a checkpoint the composed config cannot continue: another
+    architecture, objective, dataset or size of it, optimizer, batch size, schedule length or seed,
+    other image channels, tower inputs or tokenizer. Return the changes it can continue with
+    ("optim.lr (checkpoint 0.1, now 0.05)"), for the log."""
+    theirs, ours = flatten(ckpt["config"]), flatten(OmegaConf.to_container(cfg, resolve=True))
+    changed = [k for k in sorted(set(theirs) | set(ours)) if k != "resume" and theirs.get(k) != ours.get(k)]
+    differ = [f"{k} (checkpoint {theirs.get(k)!r}, config {ours.get(k)!r})" for k in changed if _fixed(k)]
     if ckpt["data"]["in_channels"] != in_channels:
         differ.append(f"image channels (checkpoint {ckpt['data']['in_channels']}, data {in_channels})")
     if ckpt["data"].get("input", "rgb") != input:
         differ.append(f"what the towers see (checkpoint {ckpt['data'].get('input', 'rgb')}, config "
                       f"{input}: augmentation=lab_split or not)")
+    theirs_n = ckpt["data"].get("num_train", len(ckpt["perm"]) if "perm" in ckpt else None)
+    if num_train is not None and theirs_n is not None and theirs_n != num_train:
+        differ.append(f"training images (checkpoint {theirs_n}, data {num_train})")
     if differ:
         raise CheckpointError(f"cannot resume {path}: it differs from the composed config in "
                               f"{'; '.join(differ)}; pass the overrides the run was started with")
     if ckpt.get("tokenizer") != tokenizer:
         raise CheckpointError(f"cannot resume {path}: its tokenizer differs from the one built "
                               "from this dataset's captions; pass the dataset the run was started with")
+    return [f"{k} (checkpoint {theirs.get(k)!r}, now {ours.get(k)!r})" for k in changed if not _fixed(k)]
+
+
+def _floating(node: Any, prefix: str = "") -> List[Tuple[str, Tensor]]:
+    if isinstance(node, Tensor):
+        return [(prefix.rstrip("."), node)] if node.is_floating_point() else []
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, (list, tuple)) else ()
+    return [found for k, v in items for found in _floating(v, f"{prefix}{k}.")]
+
+
+def nonfinite(ckpt: Dict[str, Any], sections: Tuple[str, ...] = ("encoder", "objective", "optimizer")) -> List[str]:
+    """The floating tensors of `sections` holding a NaN or an infinity ("encoder.backbone.0.weight");
+    one host sync for all of them."""
+    named = _floating({s: ckpt[s] for s in sections if s in ckpt})
+    if not named:
+        return []
+    device = named[0][1].device
+    finite = torch.stack([torch.isfinite(t).all().to(device) for _, t in named]).tolist()
+    return [name for (name, _), ok in zip(named, finite) if not ok]
 
 
 # ------------------------------------------------------------------------------ specrep eval's view
@@ -222,7 +258,42 @@ class Trained:
     history: List[Dict[str, Any]]          # the training run's monitoring, up to this checkpoint
 
 
-def trained(ckpt: Dict[str, Any]) -> Trained:
+EVAL_NEEDS = ("data.in_channels", "config.encoder.name", "config.objective.name", "config.augmentation.name",
+              "config.dataset.name", "config.trainer.batch_size")
+
+
+def _missing(ckpt: Dict[str, Any], dotted: str) -> str | None:
+    node: Any = ckpt
+    parts = dotted.split(".")
+    for i, part in enumerate(parts):
+        if not isinstance(node, dict) or part not in node:
+            return ".".join(parts[:i + 1])
+        node = node[part]
+    return None
+
+
+def check_evaluable(ckpt: Dict[str, Any], path: Path | str = "the checkpoint") -> None:
+    """One line, before any work, for a checkpoint `specrep eval` cannot score: an entry it reads is
+    missing, the normalisation does not fit the channels, or the weights are not finite."""
+    missing = sorted({m for m in (_missing(ckpt, d) for d in EVAL_NEEDS) if m})
+    if missing:
+        raise CheckpointError(f"{path} is an incomplete specrep checkpoint (missing {', '.join(missing)}): "
+                              "use another checkpoint of the run")
+    channels = ckpt["data"]["in_channels"]
+    for key in ("mean", "std"):
+        values = ckpt["data"].get(key)
+        if values is not None and (not isinstance(values, list) or len(values) != channels
+                                   or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)):
+            raise CheckpointError(f"{path} is damaged: data.{key} has {len(values) if isinstance(values, list) else 'no'} "
+                                  f"values for {channels} channels; use another checkpoint of the run")
+    bad = nonfinite(ckpt, ("encoder",))
+    if bad:
+        raise CheckpointError(f"{path} holds non-finite weights ({', '.join(bad[:3])}): the run diverged before "
+                              "this checkpoint; evaluate an earlier one (checkpoints/epoch_NNNN.pt, best.pt)")
+
+
+def trained(ckpt: Dict[str, Any], path: Path | str = "the checkpoint") -> Trained:
+    check_evaluable(ckpt, path)
     data = ckpt["data"]
     has_text = "tokenizer" in ckpt
     text = ({k[len(SECOND_TOWER):]: v for k, v in ckpt.get("objective", {}).items() if k.startswith(SECOND_TOWER)}

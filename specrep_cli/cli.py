@@ -13,6 +13,7 @@ printed as one line on stderr with exit status 1; HYDRA_FULL_ERROR=1 shows the t
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import sys
 import tempfile
@@ -23,10 +24,12 @@ import hydra
 from hydra import compose, initialize_config_module
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from . import config
-from .errors import ReportError, SpecrepError
+from .errors import ReportError, SpecrepError, exit_with
+from .rundir import run_job
 
 config.register()
 
@@ -54,27 +57,31 @@ def work(command: str) -> Callable:
     return getattr(importlib.import_module(module), name)
 
 
-def _run(cfg: DictConfig, command: str) -> None:
-    """Validate the composed config, run `command`'s work in the job's output dir, turn SpecrepError
-    into one line."""
-    try:
+def _run(cfg: DictConfig, command: str) -> object:
+    """Validate the composed config, run the command's work in the job's output dir (locked; a failure recorded
+    there, and in a sweep the next job runs: rundir.run_job), turn SpecrepError into one line."""
+    hydra_cfg = HydraConfig.get()
+    job_dir = Path(hydra_cfg.runtime.output_dir)
+
+    def job() -> object:
         config.validate(cfg)
-        work(command)(cfg, Path(HydraConfig.get().runtime.output_dir))
+        return work(command)(cfg, job_dir)
+
+    try:
+        return run_job(job_dir, job, hydra_cfg.mode == RunMode.MULTIRUN, list(hydra_cfg.overrides.task),
+                       hydra_cfg.job.get("num"))
     except SpecrepError as err:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
-            raise
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(getattr(err, "exit_code", 1))
+        exit_with(err)
 
 
 @hydra.main(config_path=CONF, config_name="train", version_base="1.3")
-def train_app(cfg: DictConfig) -> None:
-    _run(cfg, "train")
+def train_app(cfg: DictConfig) -> object:
+    return _run(cfg, "train")
 
 
 @hydra.main(config_path=CONF, config_name="eval", version_base="1.3")
-def eval_app(cfg: DictConfig) -> None:
-    _run(cfg, "eval")
+def eval_app(cfg: DictConfig) -> object:
+    return _run(cfg, "eval")
 
 
 APPS = {"train": train_app, "eval": eval_app}
@@ -118,7 +125,8 @@ def unwritable_output_dir(args: list[str]) -> str | None:
     The directory given by hydra.run.dir (hydra.sweep.dir with --multirun), up to its first
     interpolation, else ./outputs.
     """
-    key = "hydra.sweep.dir=" if {"--multirun", "-m"} & set(args) else "hydra.run.dir="
+    multirun = {"--multirun", "-m"} & set(args) or any(a.lower() == "hydra.mode=multirun" for a in args)
+    key = "hydra.sweep.dir=" if multirun else "hydra.run.dir="
     target = next((a[len(key):] for a in args if a.startswith(key)), "outputs").split("${")[0] or "."
     existing = Path(target).absolute()
     while not existing.exists():
@@ -203,6 +211,7 @@ def complete(args: list[str]) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
+    logging.raiseExceptions = False   # a full disk: train.log misses lines (the console has them), no traceback each
     if not args or args[0] in ("-h", "--help", "help"):
         print(usage())
         sys.exit(0)

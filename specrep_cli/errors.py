@@ -5,6 +5,10 @@ set); HYDRA_FULL_ERROR=1 shows the traceback instead.
 """
 from __future__ import annotations
 
+import os
+import sys
+from typing import NoReturn
+
 
 class SpecrepError(Exception):
     """A problem the user can fix: bad config, missing data, unusable checkpoint, diverged run.
@@ -39,5 +43,28 @@ class TrainingInterrupted(SpecrepError):
         self.exit_code = 128 + signum
 
 
+class SignalledStop(BaseException):
+    """Raised by a signal handler to stop at once (the final evaluation): a BaseException, like
+    KeyboardInterrupt, so that no `except Exception` on the way (logging's, say) swallows it; the
+    code that installed the handler turns it into a TrainingInterrupted."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
 class ReportError(SpecrepError):
     """The paths hold no runs, or a run's files cannot be read or written."""
+
+
+class RunDirError(SpecrepError):
+    """The run directory is in use by another run, or is not one this command may write into."""
+
+
+def exit_with(err: SpecrepError) -> NoReturn:
+    """The CLI's way out for a SpecrepError: its line on stderr and its exit status (the traceback
+    with HYDRA_FULL_ERROR=1)."""
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        raise err
+    print(f"error: {err}", file=sys.stderr)
+    sys.exit(getattr(err, "exit_code", 1))

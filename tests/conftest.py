@@ -9,6 +9,9 @@ import tempfile
 from pathlib import Path
 
 import pytest
+import torch
+
+from specrep_cli.checkpoint import save_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 CIFAR = REPO.parent / "shared" / "data" / "cifar10-jpeg"
@@ -45,3 +48,11 @@ def trained_run(tmp_path_factory) -> Path:
     proc = run_cli("train", *TINY, f"hydra.run.dir={run_dir}", cwd=work, script=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return run_dir
+
+
+def edited_checkpoint(source: Path, target: Path, edit) -> Path:
+    """A copy of the checkpoint `source` at `target`, changed by edit(ckpt) (a damaged checkpoint)."""
+    ckpt = torch.load(source, weights_only=True)
+    edit(ckpt)
+    save_checkpoint(target, {k: v for k, v in ckpt.items() if k not in ("format", "format_version")})
+    return target

@@ -97,6 +97,7 @@ def _variant(trained_run: Path, tmp: Path, name: str) -> Path:
         key = next(k for k in ckpt["encoder"] if k.endswith("weight") and ckpt["encoder"][k].ndim == 4)
         ckpt["encoder"][key] = ckpt["encoder"][key][:, :1].clone()
         ckpt["data"]["in_channels"] = 1
+        ckpt["data"]["mean"], ckpt["data"]["std"] = ckpt["data"]["mean"][:1], ckpt["data"]["std"][:1]
         save_checkpoint(path, {k: v for k, v in ckpt.items() if k not in ("format", "format_version")})
     return path
 

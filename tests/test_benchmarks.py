@@ -1,6 +1,7 @@
 """The benchmark scripts still run against the current code (smoke runs: tiny sizes, figures ignored)."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -65,6 +66,13 @@ def test_gpu_epoch_benchmark_runs_on_the_cpu(tmp_path):
     assert "data: random uint8" in proc.stdout
     for objective in ("simclr", "spectral"):
         assert f"verdict, {objective}: " in proc.stdout
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the fault run mounts a tmpfs, which needs root "
+                                            "(tests/test_disk_full.py patches the writes instead)")
+def test_disk_full_fault_run_on_a_tmpfs(tmp_path):
+    proc = run("disk_full.py", "--cases", "cache", "--quick", tmp_path=tmp_path)
+    assert proc.returncode == 0 and "FAIL" not in proc.stdout, proc.stdout + proc.stderr
 
 
 def test_device_check_runs_its_cpu_fallback(tmp_path):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import zipfile
 from pathlib import Path
 
@@ -201,14 +202,16 @@ def test_wheel_ships_every_config(tmp_path: Path):
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(system_site_packages=True, with_pip=True).create(env_dir)
     py = env_dir / "bin" / "python"
+    # without the PYTHONPATH a worktree's tests run under, which would put its checkout first again
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     # the venv's own pip: it never uninstalls the checkout's editable install outside the venv
     proc = subprocess.run([str(py), "-m", "pip", "install", "--no-deps", "--no-index", "--quiet", str(wheel)],
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr
     site = subprocess.run([str(py), "-c", "import specrep_cli, sys; print(specrep_cli.__file__)"],
-                          capture_output=True, text=True, cwd=tmp_path).stdout
+                          capture_output=True, text=True, cwd=tmp_path, env=env).stdout
     assert str(env_dir) in site, site   # the wheel's copy, not the editable checkout
     proc = subprocess.run([str(env_dir / "bin" / "specrep"), "train", "objective=simclr", "--cfg", "job"],
-                          capture_output=True, text=True, cwd=tmp_path, timeout=120)
+                          capture_output=True, text=True, cwd=tmp_path, timeout=120, env=env)
     assert proc.returncode == 0, proc.stderr
     assert "temperature: 0.5" in proc.stdout

@@ -13,8 +13,8 @@ from specrep_cli.cli import WORK
 ROOT = Path(specrep_cli.__file__).parent
 # The layers, lowest first: a module may import its own package and anything on a lower layer only.
 LAYERS = [
-    {"specrep_cli", "errors"},
-    {"config", "runtime"},
+    {"specrep_cli", "errors", "storage"},   # storage: atomic writes, used by checkpoint, data, report, rundir
+    {"config", "runtime", "rundir"},        # rundir: the run dir's lock and failure record, below train/eval/report
     {"models", "data", "report", "checkpoint"},
     {"objectives"},
     {"eval"},

@@ -161,9 +161,15 @@ def test_sigkill_at_random_moments_then_resume_ends_identical(tmp_path, uninterr
 def test_a_run_dir_with_a_checkpoint_is_resumed_not_overwritten(tmp_path):
     """What a requeued SLURM job does: the same command and run dir again, without resume=."""
     run = tmp_path / "run"
-    first = run_cli("train", *TINY, f"hydra.run.dir={run}", cwd=tmp_path)
+    job = [o for o in TINY if not o.startswith("trainer.epochs")] + ["trainer.epochs=2",
+                                                                      "trainer.checkpoint_every_n_epochs=1"]
+    first = run_cli("train", *job, f"hydra.run.dir={run}", cwd=tmp_path)
     assert first.returncode == 0, first.stderr
-    again = run_cli("train", *TINY, "trainer.epochs=2", f"hydra.run.dir={run}", cwd=tmp_path)
+    # the job as SLURM preempted it after epoch 1: epoch 1's checkpoint as last.pt, no report yet
+    shutil.copy(run / "checkpoints" / "epoch_0001.pt", run / "checkpoints" / "last.pt")
+    (run / "report.json").unlink()
+    again = run_cli("train", *job, f"hydra.run.dir={run}", cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert "already holds checkpoints/last.pt: resuming it" in (run / "train.log").read_text()
     assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["step"] == 8   # 2 epochs of 4 steps
+    assert (run / "report.json").is_file()

@@ -7,6 +7,7 @@ the files' paths, sizes and mtimes and the target size: the second run starts in
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,8 +19,11 @@ from PIL import Image
 from torch import Tensor
 
 from ..errors import DatasetError
+from .cache import read_cache, write_cache
+from .pixels import to_rgb
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+log = logging.getLogger("specrep")
 Fits = Callable[[int], bool]   # fits(nbytes): may a split of nbytes live in memory on the device?
 
 
@@ -51,18 +55,21 @@ def list_image_folder(split_dir: Path, classes: Sequence[str] | None = None):
     found = sorted(d.name for d in split_dir.iterdir() if d.is_dir() and not d.name.startswith("."))
     if not found:
         raise DatasetError(f"{split_dir} has no class folders: put the images in {split_dir}/<class>/")
-    if classes is None:
-        classes = found
-    unknown = sorted(set(found) - set(classes))
+    listed = {c: [f for f in sorted((split_dir / c).rglob("*"))
+                  if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file()] for c in found}
+    unknown = sorted(c for c in found if listed[c] and classes is not None and c not in classes)
     if unknown:
         raise DatasetError(f"{split_dir} has class folders that the train split lacks: {', '.join(unknown[:5])}")
+    empty = [c for c in found if not listed[c]]
+    if empty:   # not a class: it has nothing to learn or score
+        log.warning(f"{split_dir}: class folder(s) {', '.join(empty)} hold no images and are left out")
+    if classes is None:
+        classes = [c for c in found if listed[c]] or found
     index = {c: i for i, c in enumerate(classes)}
     files, labels = [], []
-    for c in found:
-        for f in sorted((split_dir / c).rglob("*")):
-            if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file():
-                files.append(f)
-                labels.append(index[c])
+    for c in (c for c in found if listed[c]):
+        files += listed[c]
+        labels += [index[c]] * len(listed[c])
     if not files:
         raise DatasetError(f"{split_dir} holds no images ({', '.join(IMAGE_EXTENSIONS[:4])}, ...) "
                            "in its class folders")
@@ -71,7 +78,7 @@ def list_image_folder(split_dir: Path, classes: Sequence[str] | None = None):
 
 def _decode(path: Path, size: int) -> np.ndarray:
     with Image.open(path) as im:
-        im = im.convert("RGB")
+        im = to_rgb(im)   # 16-bit images scaled, not clipped
         if im.size != (size, size):
             im = im.resize((size, size), Image.BILINEAR)  # PIL's bilinear antialiases when shrinking
         return np.array(im, dtype=np.uint8)   # a writable copy (torch.from_numpy needs one)
@@ -109,21 +116,12 @@ def cached_decode(files: Sequence[Path], size: int, cache_dir: Path) -> Tensor:
     key = hashlib.sha256(str(size).encode())
     for f in files:
         st = f.stat()
-        key.update(f"{f.resolve()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        key.update(os.fsencode(f.resolve()) + f"\0{st.st_size}\0{st.st_mtime_ns}\n".encode())   # any file name
     path = cache_dir / "imagefolder" / f"{key.hexdigest()[:32]}.pt"
-    if path.is_file():
-        try:
-            return torch.load(path, weights_only=True)
-        except Exception:
-            pass  # a damaged cache entry is rebuilt below
-    images = decode_images(files, size)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        torch.save(images, tmp)
-        os.replace(tmp, path)
-    except OSError:
-        pass  # an unwritable cache only costs the next run the decoding time
+    images = read_cache(path, key.hexdigest(), (len(files), 3, size, size))   # None: missing or not this key's
+    if images is None:
+        images = decode_images(files, size)
+        write_cache(path, key.hexdigest(), images)   # an unwritable cache only costs the next run the decoding
     return images
 
 

@@ -78,7 +78,7 @@ def evaluate_checkpoint(cfg: Any, run_dir: Path) -> Dict[str, Any]:
     """`specrep eval`: the report of the checkpoint cfg.checkpoint, written into run_dir."""
     compute = resolve_compute(cfg.device, cfg.precision)
     path = resolve_checkpoint_path(cfg.checkpoint)
-    model = trained(load_checkpoint(path))
+    model = trained(load_checkpoint(path), path)   # checked: a checkpoint it cannot score is one line, here
     enc_cfg, data_cfg, views = _configs(cfg, model, path)
     towers = _towers(model, enc_cfg, cfg.seed, compute, path)
     data = load_dataset(data_cfg, compute.device)

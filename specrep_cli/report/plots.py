@@ -16,6 +16,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from ..storage import atomic_write
 from .metrics import NOT_TERMS, read_step_records
 
 
@@ -27,8 +28,7 @@ def _figure(width: float, height: float, rows: int = 1, sharex: bool = True):
 
 
 def _save(fig, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100, format="png")
+    atomic_write(path, lambda f: fig.savefig(f, dpi=100, format="png"))   # a full disk: no partial PNG
     return path
 
 

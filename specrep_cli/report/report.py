@@ -22,6 +22,8 @@ from typing import Any, Dict, List, Tuple
 from rich.console import Console
 from rich.table import Table
 
+from ..errors import ReportError
+from ..storage import atomic_write_text, reason
 from .plots import write_run_plots
 
 SIDES = ("representation", "projection")
@@ -80,9 +82,10 @@ def _settings(report: Dict[str, Any]) -> List[Tuple[str, str]]:
 
 
 def write_report(run_dir: Path, report: Dict[str, Any]) -> None:
-    """Write report.json, the plots (plots.write_run_plots) and report.md, which embeds them, into run_dir."""
+    """Write the plots (plots.write_run_plots), report.md, which embeds them, and report.json into
+    run_dir, each atomically and report.json last (what `specrep report` takes for a finished run).
+    A file that cannot be written (a full disk) is a ReportError; no partial or empty file is left."""
     run_dir = Path(run_dir)
-    (run_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     plots = write_run_plots(run_dir, report)
     lines = ["# specrep report", "", "| metric | value |", "| --- | --- |"]
     lines += [f"| {k} | {v} |" for k, v in _rows(report)]
@@ -98,7 +101,12 @@ def write_report(run_dir: Path, report: Dict[str, Any]) -> None:
         lines += [f"![{caption}]({path})\n" for caption, path in plots]
     lines += ["", "## Run", "", "| setting | value |", "| --- | --- |"]
     lines += [f"| {k} | {v} |" for k, v in _settings(report)]
-    (run_dir / "report.md").write_text("\n".join(lines) + "\n")
+    try:
+        atomic_write_text(run_dir / "report.md", "\n".join(lines) + "\n")
+        atomic_write_text(run_dir / "report.json", json.dumps(report, indent=2) + "\n")
+    except OSError as err:
+        raise ReportError(f"cannot write the report into {run_dir} ({reason(err)}): report.json was not "
+                          "written (an earlier one is intact); free some space") from None
 
 
 def print_report(report: Dict[str, Any], console: Console | None = None) -> None:

@@ -8,11 +8,14 @@ A group's label is the config keys whose values differ across groups, written as
 (`objective=simclr` for a group option, `key=value` otherwise; a key that only follows from a group
 option, such as objective.temperature under objective=simclr, is left out). Each metric is shown as
 mean ± std over the group's runs (std with n - 1; none for a single run). The files go next to the
-sweep: into the common parent directory of the paths given (for one path, that path).
+sweep: into the common parent directory of the paths given (for one path, that path). Every job
+without a report (failed, stopped, unfinished, or missing from its sweep: jobs.py) is named on stderr
+and in summary.md.
 """
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -29,6 +32,8 @@ from rich.table import Table
 
 from ..config import flatten
 from ..errors import ReportError
+from ..storage import atomic_write_text
+from .jobs import Unreported, describe, not_reported
 from .plots import write_bar_plot
 
 RUN_SPECIFIC_KEYS = ("seed", "resume")   # top-level keys that differ between runs of one configuration
@@ -193,13 +198,13 @@ def _rows(groups: Sequence[Group]) -> List[List[str]]:
 HEADINGS = ["group", "n", *(heading for _, heading, _ in METRICS)]
 
 
-def write_summary(out_dir: Path, groups: Sequence[Group]) -> List[Path]:
+def write_summary(out_dir: Path, groups: Sequence[Group], unreported: Sequence[Unreported] = ()) -> List[Path]:
     """summary.csv (one row per group, mean and std columns), summary.md (the table, the bar plot, the
-    runs of each group) and summary.png (probe and kNN top-1, mean ± std) in out_dir."""
+    runs of each group, the jobs without a report) and summary.png (probe and kNN top-1, mean ± std)."""
     out_dir = Path(out_dir)
     keys = list(groups[0].settings) if groups else []
     csv_path, md_path, png_path = out_dir / "summary.csv", out_dir / "summary.md", out_dir / "summary.png"
-    with csv_path.open("w", newline="") as f:
+    with io.StringIO(newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["group", *keys, "n", *(f"{col}_{s}" for col, _, _ in METRICS for s in ("mean", "std")),
                          "runs"])
@@ -210,6 +215,7 @@ def write_summary(out_dir: Path, groups: Sequence[Group]) -> List[Path]:
                                         else g.settings[k] for k in keys), len(g.runs),
                              *("" if math.isnan(v) else f"{v:.6g}" for v in values),
                              ";".join(os.path.relpath(r.path, out_dir) for r in g.runs)])
+        atomic_write_text(csv_path, f.getvalue())
     stats = [group_stats(g) for g in groups]
     try:
         write_bar_plot(png_path, [g.label for g in groups],
@@ -229,7 +235,9 @@ def write_summary(out_dir: Path, groups: Sequence[Group]) -> List[Path]:
         lines.append(f"- {g.label}: " + ", ".join(f"[{os.path.relpath(r.path, out_dir)}]"
                                                   f"({os.path.relpath(r.path / 'report.md', out_dir)})"
                                                   for r in g.runs))
-    md_path.write_text("\n".join(lines) + "\n")
+    if unreported:
+        lines += ["", "## Jobs without a report", ""] + [f"- {line}" for line in describe(unreported)]
+    atomic_write_text(md_path, "\n".join(lines) + "\n")
     return [md_path, csv_path] + ([png_path] if png_path.is_file() else [])
 
 
@@ -242,7 +250,9 @@ def print_summary(groups: Sequence[Group], console: Console | None = None) -> No
         table.add_column(heading, justify="right", no_wrap=True)
     for row in _rows(groups):
         table.add_row(*row)
-    (console or Console()).print(table)
+    if console is None:   # piped into a file: the table's own width, not 80 columns with its last one cut
+        console = Console() if sys.stdout.isatty() else Console(width=10_000)
+    console.print(table)
 
 
 def output_dir(paths: Sequence[str | Path]) -> Path:
@@ -256,17 +266,17 @@ def summarize(paths: Sequence[str | Path], console: Console | None = None) -> Li
         raise ReportError("specrep report needs at least one run or sweep directory, e.g. "
                           "specrep report outputs/multirun/2026-12-01/10-00-00")
     runs, unfinished = find_runs(paths)
+    unreported = not_reported(paths, unfinished)
+    for line in describe(unreported):   # every failed, stopped, unfinished and missing job, by name
+        print(line, file=sys.stderr)
     if not runs:
         raise ReportError(f"no finished runs below {', '.join(map(str, paths))} (a run is a directory "
                           "with report.json and .hydra/config.yaml)"
-                          + (f"; {len(unfinished)} without report.json" if unfinished else ""))
-    if unfinished:
-        print(f"note: skipped {len(unfinished)} run(s) without report.json (running, failed or stopped): "
-              + ", ".join(map(str, unfinished[:3])) + (" ..." if len(unfinished) > 3 else ""), file=sys.stderr)
+                          + (f"; {len(unreported)} without a report (above)" if unreported else ""))
     groups = group_runs(runs)
     out = output_dir(paths)
     try:
-        written = write_summary(out, groups)
+        written = write_summary(out, groups, unreported)
     except OSError as err:
         raise ReportError(f"cannot write the summary into {out} ({err.strerror})") from None
     print_summary(groups, console)

@@ -26,24 +26,29 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import Tensor, nn
 
 from .. import __version__
-from ..checkpoint import Position, payload, rng_state, save_checkpoint
+from ..checkpoint import Position, payload, rng_state
 from ..data.batches import batches
-from ..errors import TrainingError
+from ..errors import ReportError, TrainingError
 from ..eval.features import FeatureReader
 from ..eval.suite import Towers, evaluate_run, monitor
 from ..models.encoders import seeded_encoder
+from ..report.metrics import read_resume_records
+from ..rundir import held
 from ..runtime import Compute, Ranks
 from .processes import agree, gather_objects, left_at_exit, run_ranks
-from .setup import LoopState, Run, build_run, log_run, start_state
-from .stop import StopRequest, interrupted
+from .saving import save_checkpoint
+from .setup import LoopState, Run, build_run, log_run, resume_source, run_dir_for, start_state
+from .stop import StopRequest, evaluation_stops, interrupted, resume_command
 
 log = logging.getLogger("specrep")
 Terms = Dict[str, Tensor]
 
 
 def train(cfg: DictConfig, job_dir: Path) -> Dict[str, Any] | None:
-    """The Hydra job: train `cfg` in one process, or in trainer.devices (or torchrun's) ranks."""
-    return run_ranks(train_rank, cfg, Path(job_dir))
+    """The Hydra job: train `cfg` in one process, or in trainer.devices (or torchrun's) ranks; the run
+    dir (a resumed run's own) locked for it."""
+    with held(run_dir_for(resume_source(cfg, Path(job_dir)), Path(job_dir))):
+        return run_ranks(train_rank, cfg, Path(job_dir))
 
 
 def train_rank(cfg: DictConfig, job_dir: Path, ranks: Ranks = Ranks()) -> Dict[str, Any] | None:
@@ -58,7 +63,10 @@ def train_rank(cfg: DictConfig, job_dir: Path, ranks: Ranks = Ranks()) -> Dict[s
     with stop.installed(), left_at_exit():
         for epoch in range(state.start_epoch, cfg.trainer.epochs + 1):
             end_epoch(run, state, run_epoch(run, state, epoch, stop), stop)
-    return finish(run, state) if ranks.main else None
+    if not ranks.main:
+        return None
+    with evaluation_stops(state.last_checkpoint, run.run_dir):
+        return finish(run, state)
 
 
 # ------------------------------------------------------------------------------------- the step
@@ -257,8 +265,9 @@ def end_epoch(run: Run, state: LoopState, epoch: Epoch, stop: StopRequest) -> No
              + f"  {epoch.seconds:.1f} s  {throughput:.0f} img/s")
     watched = monitor_epoch(run, state, epoch.number)
     save_epoch(run, state, epoch.number, watched)
-    if agree(stop.signum is not None, run.compute.device) and epoch.number < tr.epochs:
-        raise interrupted(stop.signum or signal.SIGTERM, state.progress.step, state.last_checkpoint, run.run_dir)
+    if agree(stop.signum is not None, run.compute.device):   # the last epoch too: stop, say how to finish
+        raise interrupted(stop.signum or signal.SIGTERM, state.progress.step, state.last_checkpoint, run.run_dir,
+                          finished=epoch.number >= tr.epochs)
 
 
 def monitor_epoch(run: Run, state: LoopState, epoch: int) -> Dict[str, float]:
@@ -307,20 +316,27 @@ def finish(run: Run, state: LoopState) -> Dict[str, Any]:
         towers.text, towers.tokenizer = run.method.encoder_y, run.tokenizer
         towers.context_length = cfg.objective.text.context_length
     progress, tr = state.progress, cfg.trainer
+    resumes = read_resume_records(run.run_dir / "metrics.jsonl")
     header = {
         "run": {"objective": cfg.objective.name, "encoder": cfg.encoder.name,
                 "augmentation": cfg.augmentation.name, "dataset": cfg.dataset.name,
                 "epochs": tr.epochs, "batch_size": tr.batch_size, "seed": cfg.seed,
                 "device": str(device), "precision": run.compute.precision, "lr": run.lr,
-                "git_sha": run.sha, "specrep_version": __version__, "torch_version": torch.__version__},
+                "git_sha": run.sha, "specrep_version": __version__, "torch_version": torch.__version__,
+                **({"changed_on_resume": resumes} if resumes else {})},   # what every resume changed
         "history": progress.history,
         "timing": {"train_seconds": progress.train_seconds,
                    "train_images_per_second": run.total_steps * tr.batch_size / max(progress.train_seconds, 1e-9),
                    **({"compile_seconds": state.compile_seconds} if state.compile_seconds is not None else {})},
     }
     reader = FeatureReader(run.compute, data.mean, data.std, cfg.eval.batch_size)
-    report = evaluate_run(towers, data, cfg.eval, reader, cfg.seed, cfg.augmentation, run.run_dir, header,
-                          run.console)
+    log.info(f"final evaluation: {cfg.eval.protocol} probe, kNN, spectra (training is complete)")
+    try:
+        report = evaluate_run(towers, data, cfg.eval, reader, cfg.seed, cfg.augmentation, run.run_dir, header,
+                              run.console)
+    except ReportError as err:   # a full disk: the checkpoints are complete, rerunning writes the report
+        raise ReportError(f"{err}; training is complete (checkpoint {state.last_checkpoint}): finish it "
+                          f"with: {resume_command(run.run_dir)}") from None
     log.info(f"report: {run.run_dir / 'report.md'}")
     return report
 

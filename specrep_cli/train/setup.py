@@ -33,6 +33,7 @@ from ..models.encoders import build_encoder, param_count, uses_channels_last
 from ..models.text import text_encoder
 from ..objectives.methods import Method, build_method
 from ..report.metrics import MetricsLog
+from ..rundir import run_dir_of
 from ..runtime import Compute, Ranks, git_sha, resolve_bf16, resolve_device
 from .optimizers import applied_lr, build_optimizer, lr_schedule
 from .processes import join
@@ -175,6 +176,12 @@ def resume_source(cfg: DictConfig, job_dir: Path) -> Path | None:
     return resolve_checkpoint_path(cfg.resume) if cfg.resume else None
 
 
+def run_dir_for(resume_from: Path | None, job_dir: Path) -> Path:
+    """Where the run's files go: the resumed checkpoint's run dir (<run>/checkpoints/x.pt), else the
+    job's own dir (a fresh run, or a checkpoint from outside any run dir: ~/Downloads/model.pt)."""
+    return run_dir_of(resume_from) or Path(job_dir)
+
+
 def _join(cfg: DictConfig, ranks: Ranks) -> torch.device:
     """This rank's device, once the global batch is known to split over the ranks."""
     tr = cfg.trainer
@@ -220,7 +227,7 @@ def build_run(cfg: DictConfig, job_dir: Path, ranks: Ranks = Ranks(), data: Imag
     torch.manual_seed(cfg.seed + 1_000_003 * ranks.rank)   # augmentations: each rank its own draws
     job_dir = Path(job_dir)
     resume_from = resume_source(cfg, job_dir)
-    run_dir = resume_from.parent.parent if resume_from is not None else job_dir
+    run_dir = run_dir_for(resume_from, job_dir)
     return Run(cfg, ranks, compute, job_dir, run_dir, resume_from, data, pairs, tokenizer, method, model,
                optimizer, lr, lrs, steps_per_epoch, channels_last,
                MetricsLog(run_dir / "metrics.jsonl", ranks.main), Console(quiet=not ranks.main), git_sha())
@@ -234,9 +241,14 @@ def start_state(run: Run) -> LoopState:
         log.info(f"{run.job_dir} already holds checkpoints/last.pt: resuming it instead of overwriting it "
                  "(choose another hydra.run.dir to start afresh)")
     ckpt = load_checkpoint(run.resume_from)
-    check_resumable(ckpt, run.cfg, run.data.in_channels, run.input,
-                    run.tokenizer.state() if run.tokenizer is not None else None, run.resume_from)
-    progress, position = restore(ckpt, run.method, run.optimizer, run.ranks)
+    changes = check_resumable(ckpt, run.cfg, run.data.in_channels, run.input,
+                              run.tokenizer.state() if run.tokenizer is not None else None, run.resume_from,
+                              run.data.ssl_images.shape[0])
+    progress, position = restore(ckpt, run.method, run.optimizer, run.ranks, run.resume_from)
+    if changes:   # in this invocation's log, and in metrics.jsonl, where the report finds every resume's
+        log.info(f"resuming with changed settings: {'; '.join(changes)}")
+        run.metrics.write({"step": progress.step, "epoch": progress.epoch, "resumed_from": str(run.resume_from),
+                           "changed": changes})
     if position is not None:
         position = (position[0].to(run.perm_device), position[1])
     state = LoopState(progress, position, run.resume_from)

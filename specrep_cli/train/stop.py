@@ -5,6 +5,11 @@ that resumes it; a second SIGINT stops at once.
     stop = StopRequest()
     with stop.installed():
         ... if stop.signum is not None: raise interrupted(stop.signum, step, checkpoint, run_dir)
+    with evaluation_stops(checkpoint, run_dir): ...   # the final evaluation: a signal stops it at once
+
+A stop requested during the last step writes the epoch's checkpoint and stops there too, without the
+final evaluation (which can take minutes a SIGTERM's grace time may not have); the line says so and
+gives the command that runs it.
 """
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ import sys
 import threading
 from pathlib import Path
 
-from ..errors import TrainingInterrupted
+from ..errors import SignalledStop, TrainingInterrupted
 from .processes import task_overrides
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)
@@ -46,9 +51,42 @@ class StopRequest:
                 signal.signal(s, handler)
 
 
-def interrupted(signum: int, step: int, checkpoint: Path, run_dir: Path) -> TrainingInterrupted:
-    """The one line a stopped run prints: where it stopped and the command that resumes it."""
+def resume_command(run_dir: Path) -> str:
+    """The command that continues the run in run_dir: this run's overrides and resume=run_dir."""
     overrides = [o for o in task_overrides() if not o.startswith("resume=")]
-    command = " ".join(["specrep train", *overrides, f"resume={run_dir}"])
-    return TrainingInterrupted(f"stopped by {signal.Signals(signum).name} after step {step}; checkpoint "
-                               f"{checkpoint}; resume with: {command}", signum)
+    return " ".join(["specrep train", *overrides, f"resume={run_dir}"])
+
+
+def interrupted(signum: int, step: int, checkpoint: Path, run_dir: Path, finished: bool = False) -> TrainingInterrupted:
+    """The one line a stopped run prints: where it stopped and the command that resumes it. After the
+    last step (`finished`) training is complete and the command runs the final evaluation."""
+    name = signal.Signals(signum).name
+    if finished:
+        return TrainingInterrupted(f"stopped by {name} after the last step (step {step}): training is complete "
+                                   f"(checkpoint {checkpoint}), the final evaluation did not run; finish it with: "
+                                   f"{resume_command(run_dir)}", signum)
+    return TrainingInterrupted(f"stopped by {name} after step {step}; checkpoint {checkpoint}; resume with: "
+                               f"{resume_command(run_dir)}", signum)
+
+
+@contextlib.contextmanager
+def evaluation_stops(checkpoint: Path | None, run_dir: Path):
+    """During the final evaluation the first of SIGNALS stops at once (nothing to save: training is
+    complete) with the line that says how to finish it; rerunning evaluates from the last checkpoint."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handle(signum, frame):
+        raise SignalledStop(signum)
+
+    previous = {s: signal.signal(s, handle) for s in SIGNALS}
+    try:
+        yield
+    except SignalledStop as stop:
+        raise TrainingInterrupted(f"stopped by {signal.Signals(stop.signum).name} during the final evaluation: "
+                                  f"training is complete (checkpoint {checkpoint}); finish it with: "
+                                  f"{resume_command(run_dir)}", stop.signum) from None
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
