@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -18,6 +21,16 @@ def test_bare_command_lists_subcommands():
         proc = run_cli(*args)
         assert proc.returncode == 0
         assert "train" in proc.stdout and "eval" in proc.stdout
+
+
+def test_python_dash_m_specrep_is_the_same_command(tmp_path: Path):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    for args, code in ((["--help"], 0), (["train", "objective=spectrall"], 1)):
+        forwarded = subprocess.run([sys.executable, "-m", "specrep", *args], capture_output=True, text=True,
+                                   cwd=tmp_path, env=env)
+        direct = run_cli(*args, cwd=tmp_path)
+        assert forwarded.returncode == direct.returncode == code
+        assert (forwarded.stdout, forwarded.stderr) == (direct.stdout, direct.stderr)
 
 
 def test_unknown_subcommand_exits_2_with_the_list():
