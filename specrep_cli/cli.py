@@ -16,18 +16,20 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import hydra
 from hydra import compose, initialize_config_module
+from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
-from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig
 
 from . import config
 from .errors import ReportError, SpecrepError
 from .eval.command import evaluate_checkpoint
+from .report.report import objective_value
 from .report.summary import summarize
+from .sweeps import optuna_direction, representative_overrides
 from .train.loop import train
 
 config.register()
@@ -43,11 +45,11 @@ COMMANDS = {
 CONF = "pkg://specrep_cli.conf"
 
 
-def _run(cfg: DictConfig, work: Callable[[DictConfig, Path], object]) -> None:
+def _run(cfg: DictConfig, work: Callable[[DictConfig, Path], Any]) -> Any:
     """Validate the composed config, run `work` in the job's output dir, turn SpecrepError into one line."""
     try:
         config.validate(cfg)
-        work(cfg, Path(HydraConfig.get().runtime.output_dir))
+        return work(cfg, Path(HydraConfig.get().runtime.output_dir))
     except SpecrepError as err:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
@@ -55,9 +57,14 @@ def _run(cfg: DictConfig, work: Callable[[DictConfig, Path], object]) -> None:
         sys.exit(getattr(err, "exit_code", 1))
 
 
+def train_and_score(cfg: DictConfig, job_dir: Path) -> float:
+    """Train; the figure eval.objective_metric names, for Hydra's sweepers (optuna searches on it)."""
+    return objective_value(train(cfg, job_dir), cfg.eval.objective_metric, job_dir)
+
+
 @hydra.main(config_path=CONF, config_name="train", version_base="1.3")
-def train_app(cfg: DictConfig) -> None:
-    _run(cfg, train)
+def train_app(cfg: DictConfig) -> float:
+    return _run(cfg, train_and_score)
 
 
 @hydra.main(config_path=CONF, config_name="eval", version_base="1.3")
@@ -133,16 +140,6 @@ def _one_line(err: Exception) -> str:
     return f"{line} ({hint[0].lower()}{hint[1:]})" if hint else line
 
 
-def _first_of_each_sweep(overrides: list[str]) -> list[list[str]]:
-    """Override lists that together try every value of every sweep (`k=a,b`) at least once."""
-    parsed = OverridesParser.create().parse_overrides(overrides)
-    values = [list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.input_line.split("=", 1)[1]]
-              for o in parsed]
-    keys = [o.input_line.split("=", 1)[0] for o in parsed]
-    width = max((len(v) for v in values), default=1)
-    return [[f"{k}={v[min(i, len(v) - 1)]}" for k, v in zip(keys, values)] for i in range(width)]
-
-
 def preflight(command: str, args: list[str]) -> str | None:
     """One line saying what is wrong with the command line, checked before Hydra starts any job:
     composition (unknown keys and options, wrong types, parse errors), value ranges, output dir."""
@@ -150,7 +147,9 @@ def preflight(command: str, args: list[str]) -> str | None:
         return None   # nothing is written, or another config tree: Hydra checks it itself
     overrides = [a for a in args if not a.startswith("-")]
     try:
-        for combination in _first_of_each_sweep(overrides):
+        with initialize_config_module(config_module="specrep_cli.conf", version_base="1.3"):
+            combinations = representative_overrides(overrides, GlobalHydra.instance().config_loader())
+        for combination in combinations:
             with initialize_config_module(config_module="specrep_cli.conf", version_base="1.3"):
                 config.validate(compose(config_name=command, overrides=combination))
     except SpecrepError as err:
@@ -203,6 +202,11 @@ def main(argv: list[str] | None = None) -> None:
     if command not in APPS:
         print(f"specrep: unknown command {command!r}\n\n{usage()}", file=sys.stderr)
         sys.exit(2)
+    direction = optuna_direction(args[1:]) if command == "train" else []
+    if direction:
+        print(f"note: hydra/sweeper=optuna maximises eval.objective_metric ({direction[0]}); pass "
+              "hydra.sweeper.direction=minimize for a figure to minimise", file=sys.stderr)
+        args = [*args, *direction]
     problem = None if os.environ.get("HYDRA_FULL_ERROR") == "1" else preflight(command, args[1:])
     if problem:
         print(f"error: {problem}", file=sys.stderr)

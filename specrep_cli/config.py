@@ -414,6 +414,23 @@ class TrainerConfig:
                  "trainer.sync_batchnorm needs CUDA (torch's SyncBatchNorm has no CPU kernel)")
 
 
+# The top-level keys of report.json, and the figures among them a run can be scored by
+# (eval.objective_metric); zero_shot and retrieval come with image-text runs only.
+REPORT_SECTIONS = ("linear_probe", "knn", "random_init", "spectrum", "alignment", "uniformity", "zero_shot",
+                   "retrieval", "timing")
+_SIDES = ("representation", "projection")
+REPORT_METRICS = (
+    "linear_probe.top1", "linear_probe.top5", "linear_probe.val_top1", "knn.top1",
+    "random_init.linear_probe_top1", "random_init.knn_top1",
+    *(f"spectrum.{side}.{key}" for side in _SIDES for key in (
+        "effective_rank", "orthonormality_error", "top_variance_share.1", "top_variance_share.10",
+        "top_variance_share.100")),
+    *(f"{key}.{side}" for key in ("alignment", "uniformity") for side in _SIDES),
+    "zero_shot.top1", "zero_shot.top5",
+    *(f"retrieval.{way}.r{k}" for way in ("image_to_text", "text_to_image") for k in (1, 5, 10)),
+    "timing.train_seconds", "timing.train_images_per_second", "timing.eval_seconds")
+
+
 @dataclass
 class EvalConfig:
     batch_size: int = 1024
@@ -434,8 +451,12 @@ class EvalConfig:
     alignment_images: int = 1000
     zero_shot_templates: List[str] = field(default_factory=lambda: [
         "a {}", "a picture of a {}", "there is a {}", "an image showing a {}"])
+    objective_metric: str = "linear_probe.top1"
 
     def __post_init__(self) -> None:
+        _require(self.objective_metric in REPORT_METRICS,
+                 f"eval.objective_metric must be a figure of report.json, one of: {', '.join(REPORT_METRICS)}; "
+                 f"got {self.objective_metric!r}")
         _require(self.protocol in ("fast", "standard"),
                  f"eval.protocol must be fast or standard, got {self.protocol!r}")
         _require(self.standard_epochs > 0, "eval.standard_epochs must be > 0")

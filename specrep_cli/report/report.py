@@ -16,15 +16,44 @@ Accuracies and variance shares are percentages in the tables, accuracies percent
 from __future__ import annotations
 
 import json
+import logging
+import math
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 
 from rich.console import Console
 from rich.table import Table
 
+from ..config import REPORT_SECTIONS
 from .plots import write_run_plots
 
 SIDES = ("representation", "projection")
+
+
+def metric(report: Dict[str, Any], where: Sequence[str]) -> float | None:
+    """The number at the path `where` of the report (e.g. ("linear_probe", "top1")); None if absent."""
+    node: Any = report
+    for key in where:
+        if not isinstance(node, dict) or key not in node:
+            return None
+        node = node[key]
+    return float(node) if isinstance(node, (int, float)) and not isinstance(node, bool) else None
+
+
+def objective_value(report: Dict[str, Any] | None, key: str, run_dir: Path) -> float:
+    """The figure at the dotted `key` of the run's report (eval.objective_metric), what `specrep train`
+    returns to Hydra's sweepers; read from run_dir/report.json when the report was written by a spawned
+    rank. NaN, with a warning naming the key, when the report has no such number (Optuna records
+    such a trial as failed and goes on)."""
+    if report is None and (Path(run_dir) / "report.json").is_file():
+        report = json.loads((Path(run_dir) / "report.json").read_text())
+    value = metric(report or {}, key.split("."))
+    if value is None:
+        logging.getLogger("specrep").warning(
+            f"eval.objective_metric={key} is not a number in this run's report.json "
+            f"(it has {', '.join(k for k in REPORT_SECTIONS if k in (report or {}))}): returning NaN to Hydra")
+        return math.nan
+    return value
 
 
 def _rows(report: Dict[str, Any]) -> List[Tuple[str, str]]:

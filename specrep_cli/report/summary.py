@@ -30,6 +30,8 @@ from rich.table import Table
 from ..config import flatten
 from ..errors import ReportError
 from .plots import write_bar_plot
+from .report import metric as _metric
+from .search import search_summary
 
 RUN_SPECIFIC_KEYS = ("seed", "resume")   # top-level keys that differ between runs of one configuration
 METRICS = (   # (column, heading, where in report.json)
@@ -144,15 +146,6 @@ def group_runs(runs: Sequence[FinishedRun]) -> List[Group]:
             run = g.runs[0].report["run"]
             g.label = " / ".join(str(run[k]) for k in ("objective", "encoder", "dataset") if run.get(k))
     return groups
-
-
-def _metric(report: Dict[str, Any], where: Sequence[str]) -> float | None:
-    node: Any = report
-    for key in where:
-        if not isinstance(node, dict) or key not in node:
-            return None
-        node = node[key]
-    return float(node) if isinstance(node, (int, float)) and not isinstance(node, bool) else None
 
 
 def mean_std(values: Sequence[float | None]) -> Tuple[float, float, int]:
@@ -270,5 +263,6 @@ def summarize(paths: Sequence[str | Path], console: Console | None = None) -> Li
     except OSError as err:
         raise ReportError(f"cannot write the summary into {out} ({err.strerror})") from None
     print_summary(groups, console)
+    written += search_summary(out, runs, console)   # a sweep that searched: its trials, best first
     print("wrote " + ", ".join(str(p) for p in written))
     return groups
