@@ -13,7 +13,7 @@ FORWARDER = ROOT.parent / "specrep"   # `python -m specrep`: a tiny package that
 # The layers, lowest first: a module may import its own package and anything on a lower layer only.
 LAYERS = [
     {"specrep_cli", "errors"},
-    {"config", "runtime"},
+    {"config", "runtime", "sweeps"},
     {"models", "data", "report", "checkpoint"},
     {"objectives"},
     {"eval"},
