@@ -10,7 +10,7 @@ A checkpoint is a plain dict of tensors and plain data (no pickled classes), so 
               "mean", "std" (the normalisation it was trained with)},
      "encoder": state dict of phi (backbone + projector), "objective": the method's other state
      (targets, Lambda_t, learnable scales, a second tower under "encoder_y."), "optimizer", "epoch",
-     "step", "rng", "history", "train_seconds", and when present: "tokenizer" (image-text runs: its
+     "step", "rng", "history", "train_seconds", "logger_ids" (e.g. the W&B run id), and when present: "tokenizer" (image-text runs: its
      vocabulary), "perm" and "epoch_step" (stopped inside an epoch: the epoch's order and the steps
      done), "rng_ranks" (several processes: every rank's RNG state)}
 
@@ -128,6 +128,7 @@ class Progress:
     step: int = 0                 # optimizer steps taken (and skipped bad ones), all epochs
     train_seconds: float = 0.0    # time spent in training steps, all invocations
     history: List[Dict[str, Any]] = field(default_factory=list)   # the monitoring, one entry per epoch
+    logger_ids: Dict[str, str] = field(default_factory=dict)      # trackers' run ids (W&B), to log on into them
 
 
 Position = Tuple[Tensor, int]   # inside an epoch: (the epoch's permutation, steps done in it)
@@ -164,7 +165,7 @@ def payload(cfg: Any, data: Any, input: str, method: nn.Module, optimizer: torch
         "objective": {k: v for k, v in state.items() if not k.startswith(ENCODER)},
         "optimizer": optimizer.state_dict(),
         "epoch": progress.epoch, "step": progress.step, "train_seconds": progress.train_seconds,
-        "history": progress.history, "rng": rng_ranks[0],
+        "history": progress.history, "logger_ids": dict(progress.logger_ids), "rng": rng_ranks[0],
         **({"perm": position[0].cpu(), "epoch_step": position[1]} if position is not None else {}),
         **({"tokenizer": tokenizer} if tokenizer is not None else {}),
         **({"rng_ranks": rng_ranks} if len(rng_ranks) > 1 else {}),
@@ -179,7 +180,8 @@ def restore(ckpt: Dict[str, Any], method: nn.Module, optimizer: torch.optim.Opti
     optimizer.load_state_dict(ckpt["optimizer"])
     rng_ranks = ckpt.get("rng_ranks", [])
     set_rng_state(rng_ranks[ranks.rank] if len(rng_ranks) == ranks.world else ckpt["rng"])
-    progress = Progress(ckpt["epoch"], ckpt["step"], ckpt["train_seconds"], ckpt["history"])
+    progress = Progress(ckpt["epoch"], ckpt["step"], ckpt["train_seconds"], ckpt["history"],
+                        dict(ckpt.get("logger_ids", {})))
     return progress, ((ckpt["perm"], ckpt["epoch_step"]) if "perm" in ckpt else None)
 
 

@@ -27,6 +27,7 @@ from omegaconf import DictConfig
 from . import config
 from .errors import ReportError, SpecrepError
 from .eval.command import evaluate_checkpoint
+from .report.loggers import tensorboard_from_metrics
 from .report.report import objective_value
 from .report.summary import summarize
 from .sweeps import optuna_direction, representative_overrides
@@ -73,14 +74,16 @@ def eval_app(cfg: DictConfig) -> None:
 
 
 APPS = {"train": train_app, "eval": eval_app}
-REPORT_USAGE = """usage: specrep report PATH [PATH...]
+REPORT_USAGE = """usage: specrep report PATH [PATH...] [--tensorboard]
 
 Reads every run below the given directories (a run: a directory with report.json and
 .hydra/config.yaml, e.g. the jobs of a --multirun sweep), groups the runs whose configs differ only
 in `seed` (and `resume`), and prints one row per group: the settings that differ, probe and kNN
 top-1 as mean ± std over the group's runs with n, effective rank, images/s and training time.
 Writes summary.md, summary.csv and summary.png into the common parent of the paths (for one path,
-that path).
+that path). A sweep that searched (hydra/sweeper=optuna) also gets its trials, best first, and the
+best configuration's command (search.md). --tensorboard writes TensorBoard events into each run's
+tensorboard/ from its metrics.jsonl and report.json (runs made without trainer.loggers=[tensorboard]).
 
 example: specrep report outputs/multirun/2026-12-01/10-00-00"""
 
@@ -91,11 +94,15 @@ def report_command(args: list[str]) -> int:
         print(REPORT_USAGE)
         return 0
     try:
-        flags = [a for a in args if a.startswith("-")]
+        tensorboard, paths = "--tensorboard" in args, [a for a in args if a != "--tensorboard"]
+        flags = [a for a in paths if a.startswith("-")]
         if flags:
-            raise ReportError(f"specrep report takes directories, not options ({flags[0]}); "
+            raise ReportError(f"specrep report takes directories and --tensorboard, not {flags[0]}; "
                               "see specrep report --help")
-        summarize(args)
+        groups = summarize(paths)
+        for run in [r for g in groups for r in g.runs] if tensorboard else []:
+            events = tensorboard_from_metrics(run.path)
+            print(f"wrote {events}" if events else f"note: {run.path / 'tensorboard'} already holds events")
     except SpecrepError as err:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise

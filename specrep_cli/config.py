@@ -10,6 +10,7 @@ ranges (`__post_init__` of each dataclass), raising ConfigError with one line.
 """
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, List, Optional
 
@@ -34,6 +35,18 @@ def _one_slot(template: str) -> bool:
         return "{}" in template and template.format("x") != template and template.count("{}") == 1
     except (IndexError, KeyError, ValueError):
         return False
+
+
+def installed(module: str) -> bool:
+    """Whether an optional package can be imported (without importing it)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _require_installed(module: str, chosen: str, extra: str) -> None:
+    _require(installed(module), f"{chosen}, which needs: pip install 'specrep[{extra}]'")
 
 
 def _check_probability(name: str, p: float) -> None:
@@ -382,6 +395,21 @@ OPTIM_SCHEMAS = {"sgd": SGDConfig, "adamw": AdamWConfig, "lars": LARSConfig}
 
 
 # ------------------------------------------------------------------------------ trainer and eval
+LOGGERS = ("jsonl", "tensorboard", "wandb")
+
+
+@dataclass
+class WandbConfig:
+    project: str = "specrep"
+    entity: Optional[str] = None
+    mode: str = "online"
+    tags: List[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        _require(self.mode in ("online", "offline", "disabled"),
+                 f"trainer.wandb.mode must be online, offline or disabled, got {self.mode!r}")
+
+
 @dataclass
 class TrainerConfig:
     epochs: int = 20
@@ -395,9 +423,17 @@ class TrainerConfig:
     devices: int = 1
     sync_batchnorm: bool = False
     compile: bool = False
+    loggers: List[str] = field(default_factory=lambda: ["jsonl"])
+    wandb: WandbConfig = field(default_factory=WandbConfig)
 
     def __post_init__(self) -> None:
         _require(self.epochs > 0, f"trainer.epochs must be > 0, got {self.epochs}")
+        unknown = [name for name in self.loggers if name not in LOGGERS]
+        _require(not unknown, f"trainer.loggers: unknown logger {', '.join(map(repr, unknown))}; "
+                 f"choose from {', '.join(LOGGERS)}")
+        for name in ("tensorboard", "wandb"):
+            if name in self.loggers:
+                _require_installed(name, f"trainer.loggers contains {name}", name)
         _require(self.batch_size >= 2, f"trainer.batch_size must be >= 2, got {self.batch_size}")
         _require(self.device in ("auto", "cpu", "cuda"),
                  f"trainer.device must be auto, cpu or cuda, got {self.device!r}")

@@ -54,11 +54,13 @@ def train_rank(cfg: DictConfig, job_dir: Path, ranks: Ranks = Ranks()) -> Dict[s
     run = build_run(cfg, job_dir, ranks)
     log_run(run)
     state = start_state(run)
+    run.metrics.start(state.progress)   # the trackers (W&B: the checkpoint's run id, when resuming)
     stop = StopRequest()
-    with stop.installed(), left_at_exit():
-        for epoch in range(state.start_epoch, cfg.trainer.epochs + 1):
-            end_epoch(run, state, run_epoch(run, state, epoch, stop), stop)
-    return finish(run, state) if ranks.main else None
+    with run.metrics:   # closed however the run ends
+        with stop.installed(), left_at_exit():
+            for epoch in range(state.start_epoch, cfg.trainer.epochs + 1):
+                end_epoch(run, state, run_epoch(run, state, epoch, stop), stop)
+        return finish(run, state) if ranks.main else None
 
 
 # ------------------------------------------------------------------------------------- the step
@@ -321,6 +323,7 @@ def finish(run: Run, state: LoopState) -> Dict[str, Any]:
     reader = FeatureReader(run.compute, data.mean, data.std, cfg.eval.batch_size)
     report = evaluate_run(towers, data, cfg.eval, reader, cfg.seed, cfg.augmentation, run.run_dir, header,
                           run.console)
+    run.metrics.finish(report, run.run_dir)   # the trackers get the figures, the plots and the config
     log.info(f"report: {run.run_dir / 'report.md'}")
     return report
 

@@ -31,7 +31,7 @@ from ..errors import DatasetError, TrainingError
 from ..models.encoders import build_encoder, param_count, uses_channels_last
 from ..models.text import text_encoder
 from ..objectives.methods import Method, build_method
-from ..report.metrics import MetricsLog
+from ..report.loggers import Loggers, open_loggers
 from ..runtime import Compute, Ranks, git_sha, resolve_bf16, resolve_device
 from .optimizers import applied_lr, build_optimizer, lr_schedule
 from .processes import join
@@ -58,7 +58,7 @@ class Run:
     lrs: List[float]             # the learning rate of every step
     steps_per_epoch: int
     channels_last: bool
-    metrics: MetricsLog
+    metrics: Loggers             # metrics.jsonl and the trackers of trainer.loggers (rank 0)
     console: Console
     sha: str | None
 
@@ -211,7 +211,7 @@ def build_run(cfg: DictConfig, job_dir: Path, ranks: Ranks = Ranks(), data: Imag
     run_dir = resume_from.parent.parent if resume_from is not None else job_dir
     return Run(cfg, ranks, compute, job_dir, run_dir, resume_from, data, pairs, tokenizer, method, model,
                optimizer, lr, lrs, steps_per_epoch, channels_last,
-               MetricsLog(run_dir / "metrics.jsonl", ranks.main), Console(quiet=not ranks.main), git_sha())
+               open_loggers(cfg, run_dir, ranks.main), Console(quiet=not ranks.main), git_sha())
 
 
 def start_state(run: Run) -> LoopState:
