@@ -214,6 +214,7 @@ class Trained:
     """What `specrep eval` rebuilds from a checkpoint alone."""
     config: Dict[str, Any]                 # the resolved train config
     in_channels: int
+    image_size: int | None                 # the side of the (square) images it was trained on
     input: str                             # what phi sees: rgb, or lab_l (a Lab-split run: RGB in [0, 1])
     mean: List[float] | None               # the normalisation it was trained with (older files: none)
     std: List[float] | None
@@ -222,6 +223,7 @@ class Trained:
     tokenizer: Dict[str, Any] | None       # ... and its tokenizer
     epoch: int | None
     history: List[Dict[str, Any]]          # the training run's monitoring, up to this checkpoint
+    specrep_version: str | None = None     # the specrep that wrote it
 
 
 def trained(ckpt: Dict[str, Any]) -> Trained:
@@ -229,9 +231,9 @@ def trained(ckpt: Dict[str, Any]) -> Trained:
     has_text = "tokenizer" in ckpt
     text = ({k[len(SECOND_TOWER):]: v for k, v in ckpt.get("objective", {}).items() if k.startswith(SECOND_TOWER)}
             if has_text else None)
-    return Trained(ckpt["config"], data["in_channels"], data.get("input", "rgb"), data.get("mean"),
-                   data.get("std"), ckpt["encoder"], text, ckpt.get("tokenizer"), ckpt.get("epoch"),
-                   ckpt.get("history", []))
+    return Trained(ckpt["config"], data["in_channels"], data.get("image_size"), data.get("input", "rgb"),
+                   data.get("mean"), data.get("std"), ckpt["encoder"], text, ckpt.get("tokenizer"),
+                   ckpt.get("epoch"), ckpt.get("history", []), ckpt.get("specrep_version"))
 
 
 def load_strict(module: nn.Module, state: Dict[str, Tensor], path: Path, what: str) -> nn.Module:

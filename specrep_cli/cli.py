@@ -25,8 +25,9 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from . import config
-from .errors import ReportError, SpecrepError
+from .errors import ConfigError, ReportError, SpecrepError
 from .eval.command import evaluate_checkpoint
+from .export import export_checkpoint
 from .report.loggers import tensorboard_from_metrics
 from .report.report import objective_value
 from .report.summary import summarize
@@ -42,6 +43,8 @@ COMMANDS = {
             "(specrep eval checkpoint=PATH)",
     "report": "compare runs: one row per configuration, seeds pooled (mean ± std); writes summary.md, "
               "summary.csv and summary.png (specrep report SWEEP_OR_RUN_DIR...)",
+    "export": "write a checkpoint's backbone for torchvision, timm or safetensors, with a JSON sidecar "
+              "(specrep export checkpoint=PATH format=torchvision)",
 }
 CONF = "pkg://specrep_cli.conf"
 
@@ -109,6 +112,38 @@ def report_command(args: list[str]) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     return 0
+
+EXPORT_USAGE = """usage: specrep export checkpoint=RUN_OR_CKPT [format=torchvision|timm|safetensors] [out=PATH]
+
+Writes phi's backbone alone (no projector, no objective state) as a state dict that loads strict=True
+into torchvision's resnet18 or timm's model as the JSON sidecar (out with .json) says, or as a
+.safetensors file (any backbone, the convnet too). The keys are conf/export.yaml's.
+
+example: specrep export checkpoint=outputs/2026-12-01/10-00-00 format=torchvision"""
+
+
+def export_command(args: list[str]) -> int:
+    """`specrep export key=value...`: the exit status; a problem is one line on stderr."""
+    if any(a in ("-h", "--help") for a in args):
+        print(EXPORT_USAGE)
+        return 0
+    try:
+        try:
+            with initialize_config_module(config_module="specrep_cli.conf", version_base="1.3"):
+                cfg = config.validate(compose(config_name="export", overrides=args))
+        except SpecrepError:
+            raise
+        except Exception as err:   # hydra's and omegaconf's exceptions, many types
+            raise ConfigError(_one_line(err).replace("In 'export': ", "")) from None
+        weights, sidecar = export_checkpoint(cfg.checkpoint, cfg.format, cfg.out)
+    except SpecrepError as err:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"wrote {weights} and {sidecar}")
+    return 0
+
 
 NO_OUTPUT_FLAGS = ("--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--resolve")
 OTHER_CONFIG_FLAGS = ("-cn", "--config-name", "-cp", "--config-path", "-cd", "--config-dir")
@@ -180,7 +215,7 @@ def complete(args: list[str]) -> None:
     line = os.environ.get("COMP_LINE", "")
     words = line.split()
     querying = any(a.startswith("query") for a in args)
-    if querying and len(words) >= 2 and words[1] == "report" and (len(words) > 2 or line.endswith(" ")):
+    if querying and len(words) >= 2 and words[1] in ("report", "export") and (len(words) > 2 or line.endswith(" ")):
         return   # paths: the shell's own file completion (-o default)
     if querying and len(words) >= 2 and words[1] in APPS and (len(words) > 2 or line.endswith(" ")):
         os.environ["COMP_LINE"] = " ".join([words[0], *words[2:]]) + (" " if line.endswith(" ") else "")
@@ -203,6 +238,8 @@ def main(argv: list[str] | None = None) -> None:
     command = args[0]
     if command == "report":
         sys.exit(report_command(args[1:]))
+    if command == "export":
+        sys.exit(export_command(args[1:]))
     if "-sc" in args or "--shell-completion" in args:
         complete([a for a in args if a not in APPS])
         return

@@ -57,16 +57,46 @@ def _check_probability(name: str, p: float) -> None:
 @dataclass
 class EncoderConfig:
     name: str = MISSING
-    width: int = 32
+    width: Optional[int] = 32   # null only for encoders with their own widths (timm)
     projector_hidden_dim: int = 512
     projector_out_dim: int = 128
     projector_layers: int = 2
 
     def __post_init__(self) -> None:
-        _require(self.width > 0, f"encoder.width must be > 0, got {self.width}")
+        _require(self.width is not None and self.width > 0, f"encoder.width must be > 0, got {self.width}")
+        self.check_projector()
+
+    def check_projector(self) -> None:
         _require(self.projector_layers >= 0, "encoder.projector_layers must be >= 0")
         _require(self.projector_hidden_dim > 0 and self.projector_out_dim > 0,
                  "encoder.projector_hidden_dim and encoder.projector_out_dim must be > 0")
+
+
+@dataclass
+class TimmEncoderConfig(EncoderConfig):
+    """Any timm model as the backbone (`pip install 'specrep[timm]'`), its classifier removed."""
+    name: str = "timm"
+    width: Optional[int] = None            # not used: the model has its own widths
+    model_name: str = "vit_tiny_patch16_224"
+    image_size: Optional[int] = 32         # ViT-like models: the input size (img_size); null for CNNs
+    patch_size: Optional[int] = 4          # ViT-like models: the patch size; null for CNNs
+    pretrained: bool = False
+
+    def __post_init__(self) -> None:
+        _require(self.width is None, "encoder.width does not apply to encoder=timm (the model has its own "
+                 "widths): choose a model with encoder.model_name")
+        _require(self.image_size is None or self.image_size >= 8, "encoder.image_size must be null or >= 8")
+        _require(self.patch_size is None or self.patch_size >= 1, "encoder.patch_size must be null or >= 1")
+        _require_installed("timm", "encoder=timm", "timm")
+        self.check_projector()
+
+
+ENCODER_SCHEMAS = {"timm": TimmEncoderConfig}   # the encoders with keys of their own; the others: EncoderConfig
+
+
+def encoder_schema(name: str) -> type:
+    """The schema of an encoder option (what a checkpoint's encoder config is read back with)."""
+    return ENCODER_SCHEMAS.get(name, EncoderConfig)
 
 
 # ------------------------------------------------------------------------------------- objective
@@ -551,13 +581,28 @@ class EvalAppConfig:
                  f"precision must be auto, fp32 or bf16, got {self.precision!r}")
 
 
+EXPORT_FORMATS = ("torchvision", "timm", "safetensors")
+
+
+@dataclass
+class ExportAppConfig:
+    checkpoint: Optional[str] = None
+    format: str = "torchvision"
+    out: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        _require(self.format in EXPORT_FORMATS,
+                 f"format must be one of {', '.join(EXPORT_FORMATS)}, got {self.format!r}")
+
+
 def register() -> None:
     """Store every schema in Hydra's ConfigStore (idempotent)."""
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
     cs.store(name="eval_schema", node=EvalAppConfig)
+    cs.store(name="export_schema", node=ExportAppConfig)
     for group, schemas in (("objective", OBJECTIVE_SCHEMAS), ("dataset", DATASET_SCHEMAS),
-                           ("optim", OPTIM_SCHEMAS)):
+                           ("optim", OPTIM_SCHEMAS), ("encoder", ENCODER_SCHEMAS)):
         for name, node in schemas.items():
             cs.store(group=f"schema/{group}", name=name, node=node)
 

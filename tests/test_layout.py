@@ -15,14 +15,16 @@ LAYERS = [
     {"specrep_cli", "errors"},
     {"config", "runtime", "sweeps"},
     {"models", "data", "report", "checkpoint"},
-    {"objectives"},
+    {"objectives", "export"},   # export: the models and the checkpoint meet (specrep export)
     {"eval"},
     {"train"},
     {"cli"},
     {"__main__", "specrep"},
 ]
 LAYER = {room: level for level, rooms in enumerate(LAYERS) for room in rooms}
-OPTIONAL = {"tensorboard", "torch.utils.tensorboard", "wandb", "timm", "safetensors", "optuna", "scipy"}
+OPTIONAL = {"tensorboard", "torch.utils.tensorboard", "wandb", "timm", "safetensors",
+            "safetensors.torch",   # export's format=safetensors
+            "optuna", "scipy"}
 MAX_FUNCTION_LINES = 60
 MAX_MODULE_LINES = 400
 LONG_MODULES = {"config"}   # declarative schemas, one per option: kept whole on purpose
