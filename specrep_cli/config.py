@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 from dataclasses import dataclass, field, fields, is_dataclass
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
@@ -281,15 +281,22 @@ class AugmentationConfig:
 
 
 # --------------------------------------------------------------------------------------- dataset
+RESIZE_MODES = ("shorter_side_center_crop", "stretch")   # how image files become image_size x image_size
+
+
 @dataclass
 class DatasetConfig:
     name: str = MISSING
     subset: Optional[int] = None
     in_memory: str = "auto"
     memory_budget_gib: Optional[float] = None
+    unlabelled_root: Optional[str] = None
+    resize: str = RESIZE_MODES[0]
 
     def __post_init__(self) -> None:
         _require(self.subset is None or self.subset > 0, "dataset.subset must be null or > 0")
+        _require(self.resize in RESIZE_MODES,
+                 f"dataset.resize must be {' or '.join(RESIZE_MODES)}, got {self.resize!r}")
         self.in_memory = str(self.in_memory).lower()   # YAML's true/false arrive as 'True'/'False'
         _require(self.in_memory in ("auto", "true", "false"),
                  f"dataset.in_memory must be auto, true or false, got {self.in_memory!r}")
@@ -340,12 +347,14 @@ class STL10Config(DatasetConfig):
         _check_image_size(self.image_size)
         _require(self.ssl_split in ("unlabeled", "train", "train+unlabeled"),
                  f"dataset.ssl_split must be unlabeled, train or train+unlabeled, got {self.ssl_split!r}")
+        _require(self.unlabelled_root is None or self.ssl_split == "train",
+                 "dataset.unlabelled_root replaces STL-10's unlabelled split as the SSL set: add dataset.ssl_split=train")
 
 
 @dataclass
 class ImageFolderConfig(DatasetConfig):
     name: str = "imagefolder"
-    root: str = MISSING
+    root: Optional[str] = None
     image_size: int = 32
     train_split: str = "train"
     test_split: Optional[str] = None
@@ -356,6 +365,9 @@ class ImageFolderConfig(DatasetConfig):
         super().__post_init__()
         _check_image_size(self.image_size)
         _require(self.workers >= 0, "dataset.workers must be >= 0")
+        _require(self.root is not None or self.unlabelled_root is not None,
+                 "dataset=imagefolder needs dataset.root (train/ and test/ class folders: the probe's) or "
+                 "dataset.unlabelled_root (any folder of images to train on), or both")
 
 
 @dataclass
@@ -363,6 +375,9 @@ class ImageTextConfig(DatasetConfig):
     name: str = "image_text"
     root: str = MISSING
     captions: str = "captions.tsv"
+    csv_img_key: Optional[str] = None
+    csv_caption_key: str = "title"
+    csv_separator: str = "\t"
     image_size: int = 32
     test_fraction: float = 0.1
     split_seed: int = 0
@@ -373,6 +388,7 @@ class ImageTextConfig(DatasetConfig):
         super().__post_init__()
         _check_image_size(self.image_size)
         _require(0 < self.test_fraction < 1, "dataset.test_fraction must be in (0, 1)")
+        _require(len(self.csv_separator) == 1, f"dataset.csv_separator must be one character, got {self.csv_separator!r}")
         _require(self.workers >= 0, "dataset.workers must be >= 0")
 
 
@@ -517,6 +533,7 @@ class EvalConfig:
     alignment_images: int = 1000
     zero_shot_templates: List[str] = field(default_factory=lambda: [
         "a {}", "a picture of a {}", "there is a {}", "an image showing a {}"])
+    zero_shot_class_names: Dict[str, str] = field(default_factory=dict)
     objective_metric: str = "linear_probe.top1"
 
     def __post_init__(self) -> None:

@@ -60,9 +60,12 @@ def _rows(report: Dict[str, Any]) -> List[Tuple[str, str]]:
     """(metric, value) rows of the main table."""
     probe, knn = report["linear_probe"], report["knn"]
     protocol = f" ({probe['protocol']})" if "protocol" in probe else ""
-    rows = [(f"linear probe top-1{protocol}", f"{probe['top1']:.2f} %"),
-            (f"linear probe top-5{protocol}", f"{probe['top5']:.2f} %"),
-            (f"kNN top-1 (k={knn['k']})", f"{knn['top1']:.2f} %")]
+    if "skipped" in probe:   # no labels
+        rows = [("linear probe, kNN", f"none: {probe['skipped']}")]
+    else:
+        rows = [(f"linear probe top-1{protocol}", f"{probe['top1']:.2f} %"),
+                (f"linear probe top-5{protocol}", f"{probe['top5']:.2f} %"),
+                (f"kNN top-1 (k={knn['k']})", f"{knn['top1']:.2f} %")]
     if "zero_shot" in report:
         rows += [("zero-shot top-1", f"{report['zero_shot']['top1']:.2f} %"),
                  ("zero-shot top-5", f"{report['zero_shot']['top5']:.2f} %")]

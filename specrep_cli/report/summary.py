@@ -71,9 +71,9 @@ def _read_run(run_dir: Path) -> FinishedRun:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ReportError(f"{report_path} is not a readable report ({str(err).splitlines()[0]}): "
                           "remove it or the run, or rerun `specrep eval` on its checkpoint") from None
+    probed = _metric(report, ("linear_probe", "top1")) is not None and _metric(report, ("knn", "top1")) is not None
     if not (isinstance(report, dict) and isinstance(report.get("run"), dict)
-            and _metric(report, ("linear_probe", "top1")) is not None
-            and _metric(report, ("knn", "top1")) is not None):
+            and (probed or "skipped" in report.get("linear_probe", {}))):   # skipped: a run without labels
         raise ReportError(f"{report_path} lacks run, linear_probe.top1 or knn.top1: not a specrep report")
     try:
         config = yaml.safe_load(config_path.read_text())

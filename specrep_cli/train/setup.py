@@ -28,6 +28,7 @@ from ..data.pairs import TextPairs, ViewPairs
 from ..data.splits import ImageData
 from ..data.tokenizer import Tokenizer
 from ..errors import DatasetError, TrainingError
+from ..eval.zeroshot import zero_shot_names
 from ..models.encoders import build_encoder, param_count, uses_channels_last
 from ..models.text import text_encoder
 from ..objectives.methods import Method, build_method
@@ -199,6 +200,8 @@ def build_run(cfg: DictConfig, job_dir: Path, ranks: Ranks = Ranks(), data: Imag
         raise DatasetError(f"trainer.batch_size={batch_size} is larger than the training set "
                            f"({n_train} images): lower the batch size or enlarge the dataset")
     pairs, tokenizer = build_pairs(cfg, data, device)
+    if tokenizer is not None and data.labelled:   # before training: a wrong key, a name it cannot read
+        zero_shot_names(data.classes, cfg.eval.zero_shot_class_names, tokenizer)
     method, model, channels_last = build_model(cfg, data, tokenizer, ranks, device)
     steps_per_epoch = n_train // batch_size   # the last partial batch is dropped
     lr = applied_lr(cfg.optim, batch_size)
