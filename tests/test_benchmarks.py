@@ -54,3 +54,9 @@ def test_gpu_epoch_benchmark_runs_on_the_cpu(tmp_path):
     assert "data: random uint8" in proc.stdout
     for objective in ("simclr", "spectral"):
         assert f"verdict, {objective}: " in proc.stdout
+
+
+def test_decode_benchmark_runs(tmp_path):
+    proc = run("decode.py", "--images", "16", "--repeats", "1", "--sizes", "32", tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "as 384 x 288 photos" in proc.stdout and "speed-up" in proc.stdout
