@@ -11,7 +11,7 @@ import torch
 
 from omegaconf import OmegaConf
 
-from conftest import REPO, run_cli
+from conftest import REPO, run_cli, train_into
 from specrep_cli import cli
 from specrep_cli.checkpoint import load_checkpoint, save_checkpoint, trained
 from specrep_cli.export import trained_backbone
@@ -47,10 +47,7 @@ def normalised_images(meta: dict, n: int = 6) -> torch.Tensor:
 
 @pytest.fixture(scope="module")
 def resnet_run(tmp_path_factory) -> Path:
-    work = tmp_path_factory.mktemp("resnet")
-    proc = run_cli("train", *RESNET, f"hydra.run.dir={work / 'run'}", cwd=work)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return work / "run"
+    return train_into(tmp_path_factory.mktemp("resnet"), *RESNET)
 
 
 def test_torchvision_export_loads_with_the_readme_lines_and_gives_the_same_features(resnet_run: Path):

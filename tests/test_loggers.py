@@ -12,7 +12,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from conftest import TINY, assert_one_line_error, run_cli
+from conftest import TINY, assert_one_line_error, run_cli, train_into
 from specrep_cli import cli
 from specrep_cli.errors import ConfigError
 from specrep_cli.report.loggers import open_loggers, record_scalars
@@ -68,10 +68,7 @@ def metrics_steps(run_dir: Path) -> list:
 
 @pytest.fixture(scope="module")
 def logged_run(tmp_path_factory) -> Path:
-    work = tmp_path_factory.mktemp("logged")
-    proc = run_cli("train", *LOGGED, f"hydra.run.dir={work / 'run'}", cwd=work)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return work / "run"
+    return train_into(tmp_path_factory.mktemp("logged"), *LOGGED)
 
 
 def test_tensorboard_events_hold_the_steps_epochs_monitoring_report_and_plots(logged_run: Path):

@@ -161,8 +161,7 @@ def read_captions_tsv(path: Path) -> list[tuple[str, str]]:
         lines = path.read_text(encoding="utf-8-sig").split("\n")  # not splitlines: \v, \x1c... are text
     except (OSError, UnicodeDecodeError) as e:
         raise DatasetError(f"{path}: cannot read the captions file ({e.__class__.__name__}: {e})") from None
-    root = path.parent
-    pairs, checked = [], set()
+    rows = []
     for number, line in enumerate(lines, start=1):
         line = line.removesuffix("\r")
         if not line.strip() or line.startswith("#"):
@@ -183,18 +182,30 @@ def read_captions_tsv(path: Path) -> list[tuple[str, str]]:
         image = posixpath.normpath(image.replace("\\", "/"))
         if image == ".." or image.startswith("../"):
             raise bad(f"image path {image!r} leaves the folder")
+        rows.append((number, image, caption))
+    return with_files(path, rows, TSV_FORM)
+
+
+TSV_FORM = "want '<relative image path><TAB><caption>'"
+
+
+def with_files(path: Path, rows: Sequence[tuple[int, str, str]], form: str) -> list[tuple[str, str]]:
+    """(image, caption) of rows (line number, image path, caption) whose image files exist, each looked
+    up once, from the captions file's folder; a missing one, or no row at all, is one line (`form`: the
+    format the file should have)."""
+    checked = set()
+    for number, image, _ in rows:
         if image not in checked:
-            if not (root / image).is_file():
-                raise bad(f"no image file {image!r} in {root}")
+            if not (path.parent / image).is_file():
+                raise _row_error(path, number, f"no image file {image!r} in {path.parent}", form)
             checked.add(image)
-        pairs.append((image, caption))
-    if not pairs:
-        raise DatasetError(f"{path}: no caption rows (want '<relative image path><TAB><caption>' lines)")
-    return pairs
+    if not rows:
+        raise DatasetError(f"{path}: no caption rows ({form} lines)")
+    return [(image, caption) for _, image, caption in rows]
 
 
-def _row_error(path: Path, number: int, problem: str) -> DatasetError:
-    return DatasetError(f"{path}:{number}: {problem} (want '<relative image path><TAB><caption>')")
+def _row_error(path: Path, number: int, problem: str, form: str = TSV_FORM) -> DatasetError:
+    return DatasetError(f"{path}:{number}: {problem} ({form})")
 
 
 def folder_classes(path: Path, images: Sequence[str]) -> list[str]:
@@ -226,17 +237,12 @@ def read_captions_csv(path: Path, img_key: str, caption_key: str, separator: str
             rows = [(reader.line_num, row.get(img_key) or "", row.get(caption_key) or "") for row in reader]
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise DatasetError(f"{path}: cannot read the captions file ({e.__class__.__name__}: {e})") from None
-    pairs, checked = [], set()
+    form = f"want a header naming {img_key!r} and {caption_key!r}, then rows; paths relative to the file"
+    cleaned = []
     for number, image, caption in rows:
         image, caption = image.strip(), caption.strip()
         if not image or not caption:
-            raise DatasetError(f"{path}:{number}: empty {'image path' if not image else 'caption'}")
+            raise _row_error(path, number, f"empty {'image path' if not image else 'caption'}", form)
         image = image if Path(image).is_absolute() else posixpath.normpath(image.replace("\\", "/"))
-        if image not in checked:
-            if not (path.parent / image).is_file():
-                raise DatasetError(f"{path}:{number}: no image file {image!r} (relative paths start at {path.parent})")
-            checked.add(image)
-        pairs.append((image, caption))
-    if not pairs:
-        raise DatasetError(f"{path}: no caption rows under the header")
-    return pairs
+        cleaned.append((number, image, caption))
+    return with_files(path, cleaned, form)
