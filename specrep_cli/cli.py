@@ -12,6 +12,7 @@ printed as one line on stderr with exit status 1; HYDRA_FULL_ERROR=1 shows the t
 """
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import tempfile
@@ -246,11 +247,13 @@ def main(argv: list[str] | None = None) -> None:
     if command not in APPS:
         print(f"specrep: unknown command {command!r}\n\n{usage()}", file=sys.stderr)
         sys.exit(2)
-    direction = optuna_direction(args[1:]) if command == "train" else []
-    if direction:
-        print(f"note: hydra/sweeper=optuna maximises eval.objective_metric ({direction[0]}); pass "
-              "hydra.sweeper.direction=minimize for a figure to minimise", file=sys.stderr)
-        args = [*args, *direction]
+    if command == "train" and "hydra/sweeper=optuna" in args:
+        logging.getLogger("alembic").setLevel(logging.WARNING)   # optuna imports it; it logs each plugin
+        direction = optuna_direction(args[1:])
+        if direction:
+            print(f"note: hydra/sweeper=optuna maximises eval.objective_metric ({direction[0]}); pass "
+                  "hydra.sweeper.direction=minimize for a figure to minimise", file=sys.stderr)
+            args = [*args, *direction]
     problem = None if os.environ.get("HYDRA_FULL_ERROR") == "1" else preflight(command, args[1:])
     if problem:
         print(f"error: {problem}", file=sys.stderr)

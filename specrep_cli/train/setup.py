@@ -248,7 +248,7 @@ def log_run(run: Run) -> None:
              f"channels_last: {run.channels_last}")
     log.info(f"data: {cfg.dataset.name}, {images.shape[0]} training / {data.train_images.shape[0]} probe-train / "
              f"{data.test_images.shape[0]} test images, {data.in_channels}x{data.image_size}x{data.image_size}, "
-             f"{len(data.classes)} classes, {where}")
+             f"{f'{len(data.classes)} classes' if data.labelled else 'no labels (no probe)'}, {where}")
     log.info(f"objective: {cfg.objective.name}, encoder: {cfg.encoder.name} "
              f"({param_count(run.method.encoder) / 1e6:.2f} M params), augmentation: {cfg.augmentation.name}")
     log.info(f"batch size {tr.batch_size}, {run.steps_per_epoch} steps/epoch x {tr.epochs} epochs, "
