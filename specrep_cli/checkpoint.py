@@ -10,9 +10,9 @@ A checkpoint is a plain dict of tensors and plain data (no pickled classes), so 
               "mean", "std" (the normalisation it was trained with)},
      "encoder": state dict of phi (backbone + projector), "objective": the method's other state
      (targets, Lambda_t, learnable scales, a second tower under "encoder_y."), "optimizer", "epoch",
-     "step", "rng", "history", "train_seconds", "logger_ids" (e.g. the W&B run id), and when present: "tokenizer" (image-text runs: its
-     vocabulary), "perm" and "epoch_step" (stopped inside an epoch: the epoch's order and the steps
-     done), "rng_ranks" (several processes: every rank's RNG state)}
+     "step", "rng", "history", "train_seconds", "logger_ids" (e.g. the W&B run id), and when present:
+     "tokenizer" (image-text runs: its vocabulary), "perm" and "epoch_step" (stopped inside an epoch:
+     the epoch's order and the steps done), "rng_ranks" (several processes: every rank's RNG state)}
 
     ckpt = payload(cfg, data, input, method, optimizer, progress, rng_ranks)   # -> save_checkpoint(path, ckpt)
     progress, position = restore(load_checkpoint(path), method, optimizer, ranks)

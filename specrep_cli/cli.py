@@ -216,8 +216,9 @@ def complete(args: list[str]) -> None:
     line = os.environ.get("COMP_LINE", "")
     words = line.split()
     querying = any(a.startswith("query") for a in args)
-    if querying and len(words) >= 2 and words[1] in ("report", "export") and (len(words) > 2 or line.endswith(" ")):
-        return   # paths: the shell's own file completion (-o default)
+    plain = ("report", "export")   # not Hydra apps: the shell's own file completion (-o default)
+    if querying and len(words) >= 2 and words[1] in plain and (len(words) > 2 or line.endswith(" ")):
+        return
     if querying and len(words) >= 2 and words[1] in APPS and (len(words) > 2 or line.endswith(" ")):
         os.environ["COMP_LINE"] = " ".join([words[0], *words[2:]]) + (" " if line.endswith(" ") else "")
         command = words[1]

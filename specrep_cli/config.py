@@ -348,7 +348,8 @@ class STL10Config(DatasetConfig):
         _require(self.ssl_split in ("unlabeled", "train", "train+unlabeled"),
                  f"dataset.ssl_split must be unlabeled, train or train+unlabeled, got {self.ssl_split!r}")
         _require(self.unlabelled_root is None or self.ssl_split == "train",
-                 "dataset.unlabelled_root replaces STL-10's unlabelled split as the SSL set: add dataset.ssl_split=train")
+                 "dataset.unlabelled_root replaces STL-10's unlabelled split as the SSL set: "
+                 "add dataset.ssl_split=train")
 
 
 @dataclass
@@ -388,7 +389,8 @@ class ImageTextConfig(DatasetConfig):
         super().__post_init__()
         _check_image_size(self.image_size)
         _require(0 < self.test_fraction < 1, "dataset.test_fraction must be in (0, 1)")
-        _require(len(self.csv_separator) == 1, f"dataset.csv_separator must be one character, got {self.csv_separator!r}")
+        _require(len(self.csv_separator) == 1,
+                 f"dataset.csv_separator must be one character, got {self.csv_separator!r}")
         _require(self.workers >= 0, "dataset.workers must be >= 0")
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import run_cli
+from conftest import assert_one_line_error, run_cli
 from test_export import normalised_images, readme_load, specrep_features
 
 timm = pytest.importorskip("timm", reason="encoder=timm is an extra: pip install 'specrep[timm]'")
@@ -39,3 +39,11 @@ def test_a_timm_vit_trains_for_an_epoch_and_exports_to_timm(tmp_path: Path):
     x = normalised_images(meta, n=4)
     with torch.no_grad():
         assert torch.allclose(model(x), specrep_features(run / "checkpoints" / "last.pt", x), atol=1e-5)
+
+
+def test_pretrained_weights_that_cannot_be_fetched_are_one_line(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")           # as on a machine without a network
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # and an empty cache
+    proc = run_cli("train", *VIT, "encoder.pretrained=true", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert_one_line_error(proc, "encoder.pretrained=true: the weights of vit_tiny_patch16_224 could not be fetched",
+                          "encoder.pretrained=false")

@@ -30,7 +30,8 @@ def list_images(root: Path) -> List[Path]:
     files = sorted(f for f in root.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file()
                    and not any(part.startswith(".") for part in f.relative_to(root).parts))
     if not files:
-        raise DatasetError(f"dataset.unlabelled_root={root} holds no images ({', '.join(IMAGE_EXTENSIONS[:4])}, ...)")
+        raise DatasetError(f"dataset.unlabelled_root={root} holds no images "
+                           f"({', '.join(IMAGE_EXTENSIONS[:4])}, ...)")
     return files
 
 

@@ -141,8 +141,9 @@ def zero_shot_names(classes: Sequence[str], renamed: Mapping[str, str], tokenize
     name with words the text tower never saw in training is a warning naming them."""
     unknown = sorted(set(renamed) - set(classes))
     if unknown:
+        shown = ", ".join(list(classes)[:8]) + (" ..." if len(classes) > 8 else "")
         raise DatasetError(f"eval.zero_shot_class_names names {unknown[0]!r}, which is not a class of this "
-                           f"dataset (classes: {', '.join(list(classes)[:8])}{' ...' if len(classes) > 8 else ''})")
+                           f"dataset (classes: {shown})")
     names = [renamed.get(c, c) for c in classes]
     unseen = unseen_words(tokenizer, names)
     if unseen:

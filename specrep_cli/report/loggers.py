@@ -23,7 +23,7 @@ import json
 import math
 import secrets
 from pathlib import Path
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Protocol, Sequence, Tuple
 
 import numpy as np
 import yaml
@@ -78,6 +78,21 @@ def _import(module: str, logger: str):
                           f"pip install 'specrep[{EXTRAS[logger]}]'") from None
 
 
+class Backend(Protocol):
+    """What a tracker implements (TensorBoardLogger, WandbLogger); Loggers calls them in this order."""
+
+    def start(self, step: int, ids: Dict[str, str]) -> Dict[str, str]:
+        """Open at the run's step; `ids`: the run ids a checkpoint kept; returns this backend's."""
+
+    def scalars(self, step: int, values: Scalars) -> None: ...
+
+    def images(self, step: int, paths: Dict[str, Path]) -> None: ...
+
+    def hparams(self, config: Dict[str, Any], figures: Scalars) -> None: ...
+
+    def close(self, failed: bool) -> None: ...
+
+
 class TensorBoardLogger:
     """Event files in <run_dir>/tensorboard (`tensorboard --logdir <run_dir>/tensorboard`)."""
 
@@ -86,7 +101,8 @@ class TensorBoardLogger:
 
     def start(self, step: int, ids: Dict[str, str]) -> Dict[str, str]:
         # purge_step: the events after the step a resumed run goes on from are dropped (it redoes them)
-        self.writer = _import("tensorboard", "tensorboard")(str(self.log_dir), purge_step=step + 1 if step else None)
+        writer = _import("tensorboard", "tensorboard")
+        self.writer = writer(str(self.log_dir), purge_step=step + 1 if step else None)
         return {}
 
     def scalars(self, step: int, values: Scalars) -> None:
@@ -102,7 +118,8 @@ class TensorBoardLogger:
         """The config as text and, in the HParams tab, against the report's figures (the scalars
         logged under the same tags)."""
         from torch.utils.tensorboard import summary   # optional: it needs tensorboard
-        flat = {k: v if isinstance(v, (int, float, str, bool)) else json.dumps(v) for k, v in flatten(config).items()}
+        flat = {k: v if isinstance(v, (int, float, str, bool)) else json.dumps(v)
+                for k, v in flatten(config).items()}
         self.writer.add_text("config", "```\n" + yaml.safe_dump(config, sort_keys=False) + "```")
         for event in summary.hparams(flat, {k: v for k, v in figures.items() if math.isfinite(v)}):
             self.writer.file_writer.add_summary(event)
@@ -128,9 +145,9 @@ class WandbLogger:
                                   resume="allow", config=self.config,
                                   settings=wandb.Settings(console="off", silent=True))
         except Exception as err:   # no API key, no network, a bad entity: wandb raises many types
-            raise TrainingError(f"W&B could not start ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}): "
-                                "run `wandb login`, or set trainer.wandb.mode=offline "
-                                "(`wandb sync` uploads it later)") from None
+            why = str(err).strip().splitlines()[0] if str(err).strip() else "no message"
+            raise TrainingError(f"W&B could not start ({type(err).__name__}: {why}): run `wandb login`, or set "
+                                "trainer.wandb.mode=offline (`wandb sync` uploads it later)") from None
         return {"wandb": run_id}
 
     def scalars(self, step: int, values: Scalars) -> None:
@@ -151,7 +168,7 @@ class WandbLogger:
 class Loggers:
     """metrics.jsonl and the chosen backends (none on the ranks other than 0), fed the same records."""
 
-    def __init__(self, metrics: MetricsLog, backends: Sequence[Any], config: Dict[str, Any]):
+    def __init__(self, metrics: MetricsLog, backends: Sequence[Backend], config: Dict[str, Any]):
         self.metrics, self.backends, self.config = metrics, list(backends), config
         self.started, self.step = False, 0
 
@@ -204,7 +221,7 @@ def open_loggers(cfg: Any, run_dir: Path, enabled: bool = True) -> Loggers:
     """The loggers of `cfg` (a train config: cfg.trainer.loggers, cfg.trainer.wandb); none but a
     disabled metrics.jsonl on the ranks other than 0."""
     from_config = OmegaConf.to_container(cfg, resolve=True)
-    backends: List[Any] = []
+    backends: List[Backend] = []
     names = list(cfg.trainer.loggers) if enabled else []
     if "tensorboard" in names:
         backends.append(TensorBoardLogger(Path(run_dir) / "tensorboard"))
