@@ -61,6 +61,9 @@ class EncoderConfig:
     projector_hidden_dim: int = 512
     projector_out_dim: int = 128
     projector_layers: int = 2
+    projector_hidden_bn: bool = True
+    projector_out_bn: bool = False
+    projector_bias: bool = False
 
     def __post_init__(self) -> None:
         _require(self.width is not None and self.width > 0, f"encoder.width must be > 0, got {self.width}")
@@ -222,9 +225,11 @@ class BYOLConfig(ObjectiveConfig):
 class BarlowTwinsConfig(ObjectiveConfig):
     name: str = "barlow_twins"
     lam: float = 0.0051
+    scale_loss: float = 1.0
 
     def __post_init__(self) -> None:
         _require(self.lam >= 0, "objective.lam must be >= 0")
+        _require(self.scale_loss > 0, "objective.scale_loss must be > 0")
 
 
 @dataclass
@@ -292,6 +297,7 @@ class DatasetConfig:
     memory_budget_gib: Optional[float] = None
     unlabelled_root: Optional[str] = None
     resize: str = RESIZE_MODES[0]
+    holdout: Optional[float] = None
 
     def __post_init__(self) -> None:
         _require(self.subset is None or self.subset > 0, "dataset.subset must be null or > 0")
@@ -302,6 +308,8 @@ class DatasetConfig:
                  f"dataset.in_memory must be auto, true or false, got {self.in_memory!r}")
         _require(self.memory_budget_gib is None or self.memory_budget_gib > 0,
                  "dataset.memory_budget_gib must be null or > 0")
+        _require(self.holdout is None or 0 < self.holdout < 1,
+                 "dataset.holdout must be null or a fraction in (0, 1)")
 
 
 def _check_image_size(size: int) -> None:
@@ -407,6 +415,7 @@ class OptimConfig:
     weight_decay: float = 5e-4
     warmup_epochs: float = 1.0
     min_lr_ratio: float = 0.0
+    exclude_bias_and_norm: bool = True
 
     def __post_init__(self) -> None:
         _require(self.lr > 0, f"optim.lr must be > 0, got {self.lr}")
@@ -433,6 +442,7 @@ class LARSConfig(OptimConfig):
     name: str = "lars"
     momentum: float = 0.9
     eta: float = 0.02
+    clip_lr: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -473,6 +483,7 @@ class TrainerConfig:
     compile: bool = False
     loggers: List[str] = field(default_factory=lambda: ["jsonl"])
     wandb: WandbConfig = field(default_factory=WandbConfig)
+    deterministic: bool = False
 
     def __post_init__(self) -> None:
         _require(self.epochs > 0, f"trainer.epochs must be > 0, got {self.epochs}")
@@ -532,6 +543,8 @@ class EvalConfig:
     standard_batch_size: int = 256
     standard_lr: float = 0.03
     standard_weight_decay: float = 0.0
+    standard_standardize: bool = True
+    standard_test_resize: Optional[int] = None
     alignment_images: int = 1000
     zero_shot_templates: List[str] = field(default_factory=lambda: [
         "a {}", "a picture of a {}", "there is a {}", "an image showing a {}"])
@@ -548,6 +561,8 @@ class EvalConfig:
         _require(self.standard_batch_size > 0, "eval.standard_batch_size must be > 0")
         _require(self.standard_lr > 0, "eval.standard_lr must be > 0")
         _require(self.standard_weight_decay >= 0, "eval.standard_weight_decay must be >= 0")
+        _require(self.standard_test_resize is None or self.standard_test_resize >= 8,
+                 "eval.standard_test_resize must be null or >= 8 (pixels)")
         _require(len(self.zero_shot_templates) > 0 and all(_one_slot(t) for t in self.zero_shot_templates),
                  "eval.zero_shot_templates must be a non-empty list of prompts with one {} for the class name")
         _require(self.alignment_images == 0 or self.alignment_images >= 2,

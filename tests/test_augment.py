@@ -274,6 +274,7 @@ def test_output_frequencies(field, p):
 
 
 # ------------------------------------------------------------------------------------- CUDA
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_matches_cpu_and_never_syncs():
     x = _uint8(64, h=32, w=32)

@@ -36,8 +36,19 @@ def test_loss_scaling_benchmark_runs(tmp_path):
 
 
 def test_default_runs_benchmark_runs(tmp_path):
-    proc = run("default_runs.py", "--objectives", "spectral", "clip", "--", *TINY, tmp_path=tmp_path)
+    proc = run("default_runs.py", "--objectives", "spectral", "clip", "--cpu", "native", "avx2", "--", *TINY,
+               tmp_path=tmp_path)
     assert proc.returncode == 0 and "failed" not in proc.stdout, proc.stdout + proc.stderr
+    assert "avx2" in proc.stdout
+
+
+@needs_cifar
+def test_real_data_benchmark_runs(tmp_path):
+    proc = run("real_data.py", "--epochs", "1", "--objectives", "spectral", "simclr", "--", "dataset.subset=256",
+               "encoder.width=8", "encoder.projector_hidden_dim=64", "encoder.projector_out_dim=32",
+               "trainer.batch_size=64", "eval.probe_steps=20", "eval.every_n_epochs=0", tmp_path=tmp_path)
+    assert proc.returncode == 0 and "failed" not in proc.stdout, proc.stdout + proc.stderr
+    assert "spectral - simclr:" in proc.stdout
 
 
 def test_probe_benchmark_runs(tmp_path):
@@ -60,3 +71,23 @@ def test_decode_benchmark_runs(tmp_path):
     proc = run("decode.py", "--images", "16", "--repeats", "1", "--sizes", "32", tmp_path=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "as 384 x 288 photos" in proc.stdout and "speed-up" in proc.stdout
+
+
+def test_device_check_runs_its_cpu_fallback(tmp_path):
+    """benchmarks/device_check.sh --device cpu --smoke: every step of the GPU check, tiny, on the CPU
+    (the CUDA tests skip), and the summary naming each step's exit status."""
+    import os
+    from PIL import Image
+    for split in ("train", "test"):
+        for c, colour in (("dark", (30, 30, 30)), ("bright", (220, 220, 220))):
+            (tmp_path / "folder" / split / c).mkdir(parents=True)
+            for i in range(40 if split == "train" else 10):
+                Image.new("RGB", (32, 32), tuple(v + i for v in colour)).save(tmp_path / "folder" / split / c / f"{i}.png")
+    env = {**os.environ, "OUT": str(tmp_path / "out"), "SPECREP_CACHE": str(tmp_path / "cache")}
+    proc = subprocess.run(["bash", str(BENCH / "device_check.sh"), "--device", "cpu", "--smoke",
+                           "--data", str(tmp_path / "folder")], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "device check summary" in proc.stdout and "spectral_cifar10, 1 epochs: probe top-1" in proc.stdout
+    for step in ("cuda_tests", "gpu_epoch", "spectral_cifar10"):
+        assert f"step {step}: exit 0" in proc.stdout

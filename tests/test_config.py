@@ -17,7 +17,8 @@ from specrep_cli.train.setup import tower_input
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and not p.name.startswith("_"))
-OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml"))]
+OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml")) if g != "experiment"]
+EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))   # recipes: tested below
 SMALL = ["encoder.width=4", "encoder.projector_hidden_dim=16", "encoder.projector_out_dim=8",
          "trainer.batch_size=8"]
 
@@ -73,7 +74,8 @@ def test_every_group_has_options():
 
 def test_every_yaml_opens_with_a_command_that_uses_it():
     for path in CONF.rglob("*.yaml"):
-        first = path.read_text().splitlines()[0]
+        lines = path.read_text().splitlines()
+        first = next(line for line in lines if not line.startswith("# @"))   # Hydra's `# @package` header comes first
         assert first.startswith("# specrep "), path
 
 
@@ -122,3 +124,33 @@ def test_validate_rejects_force_added_keys_and_bad_ranges():
         config.validate(compose_train(["augmentation.view_a.crop_scale=[0.9,0.1]"]))
     with pytest.raises(config.ConfigError, match="trainer.device"):
         config.validate(compose_train(["trainer.device=tpu"]))
+
+
+# ------------------------------------------------------------------------------- experiment/ recipes
+PAPER_EPOCHS = {"spectral": 800, "simclr": 1000, "byol": 1000, "barlow_twins": 1000, "vicreg": 1000}
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_every_recipe_composes_with_the_papers_epochs_and_they_can_be_overridden(name, fake_root):
+    objective, dataset = name.rsplit("_", 1)
+    cfg = compose_train([f"experiment={name}", f"dataset.root={fake_root}"])
+    config.validate(cfg)
+    assert (cfg.objective.name, cfg.dataset.name, cfg.encoder.name) == (objective, dataset, "resnet18")
+    assert cfg.trainer.epochs == PAPER_EPOCHS[objective] and cfg.eval.protocol == "standard"
+    shorter = compose_train([f"experiment={name}", "trainer.epochs=3", "dataset=imagefolder", "dataset.root=x"])
+    assert shorter.trainer.epochs == 3 and shorter.dataset.name == "imagefolder"   # the command line wins
+
+
+def test_a_recipe_trains_and_is_scored_with_its_papers_protocol(fake_root, tmp_path):
+    """HaoChen et al.'s recipe end to end on a few CIFAR-format images: its head (output BatchNorm),
+    every parameter decayed, and their linear evaluation (raw features, lr 30, test images zoomed)."""
+    from conftest import run_cli
+    run = tmp_path / "run"
+    proc = run_cli("train", "experiment=spectral_cifar10", f"dataset.root={fake_root}", "trainer.epochs=1",
+                   "trainer.batch_size=8", "encoder.width=4", "encoder.projector_hidden_dim=16",
+                   "encoder.projector_out_dim=8", "eval.standard_epochs=1", "eval.standard_batch_size=8",
+                   "eval.batch_size=16", f"hydra.run.dir={run}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    import json
+    report = json.loads((run / "report.json").read_text())
+    assert report["linear_probe"]["protocol"] == "standard" and report["run"]["objective"] == "spectral"

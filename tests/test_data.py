@@ -224,3 +224,22 @@ def test_labels_that_do_not_match_the_images_are_refused(tmp_path: Path):
     (tmp_path / "stl10_binary" / "train_X.bin").write_bytes(b"")
     with pytest.raises(DatasetError, match="train_X.bin is empty"):
         load_dataset(dataset_cfg(config.STL10Config, root=str(tmp_path)))
+
+
+def test_holdout_moves_a_fixed_part_of_the_train_split_into_the_probes_test_split():
+    """For tuning without the test split: dataset.holdout=0.2 keeps 80% of train (SSL and probe fit)
+    and scores on the other 20%, the same images in every run; no test image is used."""
+    from omegaconf import OmegaConf
+    from specrep_cli import config
+    cfg = OmegaConf.merge(OmegaConf.structured(config.ShapesConfig), {"num_train": 500, "num_test": 50})
+    full = load_dataset(cfg)
+    held = load_dataset(OmegaConf.merge(cfg, {"holdout": 0.2}))
+    assert held.train_images.shape[0] == 400 and held.test_images.shape[0] == 100
+    assert held.ssl_images.shape[0] == 400
+    rows = {tuple(x.flatten().tolist()[:64]) for x in full.train_images}
+    assert all(tuple(x.flatten().tolist()[:64]) in rows for x in held.test_images)   # from train, not test
+    kept = {tuple(x.flatten().tolist()[:64]) for x in held.train_images}
+    assert not kept & {tuple(x.flatten().tolist()[:64]) for x in held.test_images}
+    again = load_dataset(OmegaConf.merge(cfg, {"holdout": 0.2}))
+    assert torch.equal(again.test_images, held.test_images) and torch.equal(again.test_labels, held.test_labels)
+    assert len(held.train_captions.texts) == 400 and len(held.test_captions.texts) == 100

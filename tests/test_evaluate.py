@@ -213,3 +213,23 @@ def test_no_views_no_alignment_and_the_baseline_is_probe_and_knn_only(tmp_path):
     results = evaluate_towers(Towers(tiny_encoder(), tiny_encoder), data, cfg, reader(data, cfg), 0)
     assert "alignment" not in results and "uniformity" not in results and "spectrum" in results
     assert set(results["random_init"]) == {"linear_probe_top1", "knn_top1"}
+
+
+def test_zoom_is_torchvisions_resize_then_centre_crop():
+    from torchvision.transforms.v2 import functional as TF
+    from specrep_cli.eval.probes import zoom
+    images = torch.randint(0, 256, (3, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    want = torch.stack([TF.center_crop(TF.resize(img, [40], antialias=True), [32]) for img in images])
+    got = zoom(images, 40)
+    assert got.shape == want.shape
+    assert (got.int() - want.int()).abs().max() <= 1   # rounding of the float interpolation
+
+
+@pytest.mark.parametrize("standardize, resize", [(False, None), (True, 24)])
+def test_standard_protocol_options_run_and_score(tmp_path, standardize, resize):
+    from specrep_cli.eval.suite import evaluate_encoder
+    data = tiny_data(tmp_path, False)
+    cfg = eval_cfg(protocol="standard", standard_standardize=standardize, standard_test_resize=resize,
+                   standard_lr=30.0 if not standardize else 0.03)
+    result = evaluate_encoder(tiny_encoder(), data, cfg, reader(data, cfg), 0, none_views())
+    assert 0 <= result["linear_probe"]["top1"] <= 100

@@ -84,6 +84,7 @@ def test_pca_ema_updates_its_running_second_moment():
     method = make_method("pca", penalty_estimate="ema", second_moment_momentum=0.5)
     va, vb = views()
     method(va, vb)
+    method.after_step(0.5)
     a, b = (z.detach() for z in method.embed_pair(va, vb))
     batch_c = (a.T @ a + b.T @ b) / (2 * a.shape[0])
     # first step: C_ema = C_batch, then m * C_ema + (1 - m) * C_batch = C_batch
@@ -134,7 +135,34 @@ def test_spectral_byol_lambda_is_taken_from_earlier_batches():
     method = make_method("spectral_byol", target_momentum=0.0, second_moment_momentum=0.5)
     assert not method.second_moment_initialized
     method(*views(seed=0))
+    method.after_step(0.5)
     first = method.second_moment.clone()
     assert method.second_moment_initialized and first.abs().sum() > 0
     method(*views(seed=1))
+    method.after_step(0.5)
     assert not torch.equal(first, method.second_moment)
+
+
+@pytest.mark.parametrize("name, settings", [("spectral_byol", {"target_momentum": 0.0}),
+                                            ("pca", {"penalty_estimate": "ema"})])
+def test_a_step_that_is_not_taken_leaves_the_running_estimate_as_it_was(name, settings):
+    """Lambda_t / C_ema move only when after_step follows (a step skipped by trainer.max_bad_steps
+    calls forward but not after_step): the next forward sees the same estimate and the same loss."""
+    method = make_method(name, second_moment_momentum=0.5, **settings)
+    method(*views(seed=0))
+    method.after_step(0.5)
+    estimate = method.second_moment.clone()
+    loss_before = method(*views(seed=2))["loss"]
+    method(*views(seed=1))   # a forward whose step is skipped: no after_step
+    assert torch.equal(estimate, method.second_moment)
+    torch.testing.assert_close(method(*views(seed=2))["loss"], loss_before, rtol=0, atol=0)
+
+
+def test_clip_clamps_its_logit_scale_after_the_step():
+    method = make_method("clip")
+    with torch.no_grad():
+        method.logit_scale.fill_(math.log(100) + 2.0)   # momentum carried it past the cap
+    method.after_step(0.5)
+    assert method.logit_scale.item() == pytest.approx(math.log(100))
+    method(*views())["loss"].backward()
+    assert method.logit_scale.grad != 0   # a gradient even at the cap: it can come back down

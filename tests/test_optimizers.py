@@ -56,3 +56,24 @@ def test_vectors_get_no_weight_decay(name):
     decayed = {id(p) for g in opt.param_groups if g["weight_decay"] > 0 for p in g["params"]}
     assert decayed == {id(model[0].weight)}
     assert opt.param_groups[0]["lr"] == pytest.approx(cfg.lr * 2 if cfg.scale_lr else cfg.lr)
+
+
+@pytest.mark.parametrize("name", sorted(config.OPTIM_SCHEMAS))
+def test_every_parameter_is_decayed_when_asked(name):
+    model = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4))
+    cfg = OmegaConf.merge(OmegaConf.structured(config.OPTIM_SCHEMAS[name]), {"exclude_bias_and_norm": False})
+    opt = build_optimizer(model, cfg, 0.1)
+    decayed = {id(p) for g in opt.param_groups if g["weight_decay"] > 0 for p in g["params"]}
+    assert decayed == {id(p) for p in model.parameters()}
+
+
+def test_lars_clip_lr_caps_the_layer_rate_at_lr():
+    """solo-learn's clip_lr: the step is min(eta ||w|| / ||d||, lr) * d instead of lr * trust * d."""
+    for w_scale in (1e-3, 1e3):   # a trust ratio far below and far above lr
+        w = nn.Parameter(w_scale * torch.randn(4, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1)))
+        w.grad = torch.randn(4, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+        w0, d = w.detach().clone(), w.grad.clone()
+        lr, eta = 0.5, 0.02
+        LARS([w], lr=lr, momentum=0.9, eta=eta, clip_lr=True).step()
+        rate = min(eta * w0.norm() / d.norm(), lr)
+        torch.testing.assert_close(w.detach(), w0 - rate * d)

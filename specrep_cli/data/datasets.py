@@ -18,7 +18,7 @@ from torch import Tensor
 from ..errors import DatasetError
 from .files import ImageFiles, decode_images
 from .loaders import LOADERS, subset_indices
-from .splits import ImageData, Images
+from .splits import ImageData, Images, take
 from .unlabelled import load_unlabelled, unlabelled_only
 
 
@@ -69,6 +69,22 @@ def load_with_unlabelled(cfg: Any, fits) -> ImageData:
     return data
 
 
+def hold_out(data: ImageData, fraction: float, seed: int = 0) -> ImageData:
+    """For tuning: a fixed random `fraction` of the labelled train split becomes the probe's test split
+    and leaves training (SSL and the probe's fit); the real test split is not used."""
+    n = data.train_images.shape[0]
+    n_val = max(1, round(n * fraction))
+    if n_val >= n:
+        raise DatasetError(f"dataset.holdout={fraction} leaves no training images of the {n}")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    val, keep = perm[:n_val].sort().values, perm[n_val:].sort().values
+    captions = data.train_captions
+    return ImageData(take(data.train_images, keep), data.train_labels[keep], take(data.train_images, val),
+                     data.train_labels[val], data.classes, data.unlabelled_images,
+                     captions.subset(keep) if captions is not None else None,
+                     captions.subset(val) if captions is not None else None)
+
+
 def load_dataset(cfg: Any, device: torch.device = torch.device("cpu")) -> ImageData:
     """Load `cfg` (a dataset config); splits that fit the memory budget are moved to `device`.
 
@@ -85,6 +101,11 @@ def load_dataset(cfg: Any, device: torch.device = torch.device("cpu")) -> ImageD
         return in_memory == "true" or (in_memory == "auto" and nbytes <= budget)
 
     data = load_with_unlabelled(cfg, fits)
+    if cfg.holdout is not None:
+        if not data.labelled:
+            raise DatasetError(f"dataset.holdout={cfg.holdout} holds out labelled images for the probe, and "
+                               f"dataset {cfg.name} has no classes here: drop dataset.holdout")
+        data = hold_out(data, cfg.holdout)
     checked = ("train", "test") if data.labelled else ()   # an unlabelled folder has no labels
     for split in checked:   # a truncated label file must not surface as a crash after training
         images, labels = getattr(data, f"{split}_images"), getattr(data, f"{split}_labels")

@@ -16,6 +16,13 @@ from .files import ImageFiles
 Images = Union[Tensor, ImageFiles]
 
 
+def take(images: Images, index: Tensor) -> Images:
+    """images[index] (int64 indices, sorted): a tensor's rows, or ImageFiles of those files."""
+    if isinstance(images, ImageFiles):
+        return ImageFiles([images.files[i] for i in index.tolist()], images.size, images.workers)
+    return images[index.to(images.device)]
+
+
 @dataclass
 class Captions:
     """The captions of a split: texts[j] describes image image_index[j]; an image may have several."""

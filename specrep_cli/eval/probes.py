@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..config import ViewConfig
-from ..data.augment import augment
+from ..data.augment import augment, normalize
 from ..data.batches import batches
 from .features import FeatureReader, encode, frozen
 
@@ -179,12 +179,19 @@ def standard_probe(encoder: nn.Module, data: Any, train_h: Tensor, test_h: Tenso
     momentum 0.9, batch cfg.standard_batch_size, lr cfg.standard_lr stepped x0.1 at 60% and 80% of
     cfg.standard_epochs; scored on the clean test features test_h.
 
-    Features are standardised with the clean train features' (train_h) per-dimension mean and std
-    (a BatchNorm without affine parameters, frozen). Each epoch is a forward pass of the backbone over
-    the whole train split: slow.
+    With cfg.standard_standardize the features are standardised with the clean train features'
+    (train_h) per-dimension mean and std (a BatchNorm without affine parameters, frozen); without, the
+    layer sees them raw (MoCo's and HaoChen et al.'s protocol, with their lr of 30). With
+    cfg.standard_test_resize = S, the test images are resized to S x S and centre-cropped back to their
+    size before their features are taken (HaoChen et al.: 40 for CIFAR's 32 px). Each epoch is a forward
+    pass of the backbone over the whole train split: slow.
     """
     device = reader.compute.device
+    if cfg.standard_test_resize:
+        test_h = zoomed_features(encoder, data.test_images, cfg.standard_test_resize, reader)
     mu, sd = train_h.mean(0, keepdim=True), train_h.std(0, keepdim=True).clamp_min(1e-6)
+    if not cfg.standard_standardize:
+        mu, sd = torch.zeros_like(mu), torch.ones_like(sd)
     mean, std = reader.mean.to(device), reader.std.to(device)
     labels = data.train_labels.to(device)
     images = data.train_images
@@ -208,6 +215,28 @@ def standard_probe(encoder: nn.Module, data: Any, train_h: Tensor, test_h: Tenso
                               cfg.standard_lr, cfg.standard_weight_decay, device)
     with torch.no_grad():
         return _scores(linear((test_h - mu) / sd), data.test_labels.to(device))
+
+
+def zoom(batch: Tensor, size: int) -> Tensor:
+    """uint8 (B, C, H, H) resized to size x size (bilinear, antialiased) and centre-cropped back to
+    H x H: torchvision's Resize(size) then CenterCrop(H), on a whole batch."""
+    side = batch.shape[-1]
+    top = int(round((size - side) / 2.0))
+    x = F.interpolate(batch.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return x[..., top:top + side, top:top + side].round().clamp(0, 255).to(torch.uint8)
+
+
+@torch.no_grad()
+def zoomed_features(encoder: nn.Module, images: Any, size: int, reader: FeatureReader) -> Tensor:
+    """Representations h of `zoom(images, size)` (eval mode, normalised as training was)."""
+    device = reader.compute.device
+    mean, std = reader.mean.to(device), reader.std.to(device)
+    out = []
+    with frozen(encoder) as channels_last:
+        for batch in batches(images, torch.arange(images.shape[0]), reader.batch_size, device):
+            x = normalize(zoom(batch, size), mean, std)
+            out.append(encode(encoder, x, reader.compute, channels_last, project=False)[0])
+    return torch.cat(out)
 
 
 # ------------------------------------------------------------------------------------------- kNN

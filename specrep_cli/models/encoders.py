@@ -31,9 +31,16 @@ def register_backbone(name: str):
     return wrap
 
 
-def _conv_bn_relu(c_in: int, c_out: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out),
-                         nn.ReLU(inplace=True))
+def _conv_bn(c_in: int, c_out: int, relu: bool = False) -> nn.Sequential:
+    layers = [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out)]
+    return nn.Sequential(*layers, *([nn.ReLU(inplace=True)] if relu else []))
+
+
+def _pool_relu() -> nn.Sequential:
+    """2x2 max-pool, then ReLU: the same values and gradients as ReLU then pool (max commutes with
+    the monotone ReLU), with the ReLU on a quarter of the pixels (its backward is a large share of a
+    CPU step)."""
+    return nn.Sequential(nn.MaxPool2d(2), nn.ReLU(inplace=True))
 
 
 class ConvNet(nn.Module):
@@ -43,10 +50,10 @@ class ConvNet(nn.Module):
         super().__init__()
         w = width
         self.features = nn.Sequential(
-            _conv_bn_relu(in_channels, w), nn.MaxPool2d(2),    # (B, w, H/2, W/2)
-            _conv_bn_relu(w, 2 * w), nn.MaxPool2d(2),          # (B, 2w, H/4, W/4)
-            _conv_bn_relu(2 * w, 4 * w), nn.MaxPool2d(2),      # (B, 4w, H/8, W/8)
-            _conv_bn_relu(4 * w, 8 * w),                       # (B, 8w, H/8, W/8)
+            _conv_bn(in_channels, w), _pool_relu(),            # (B, w, H/2, W/2)
+            _conv_bn(w, 2 * w), _pool_relu(),                  # (B, 2w, H/4, W/4)
+            _conv_bn(2 * w, 4 * w), _pool_relu(),              # (B, 4w, H/8, W/8)
+            _conv_bn(4 * w, 8 * w, relu=True),                 # (B, 8w, H/8, W/8)
             nn.AdaptiveAvgPool2d(1), nn.Flatten())             # (B, 8w)
         self.out_dim = 8 * w
 
@@ -85,21 +92,34 @@ def _resnet18(cfg: Any, in_channels: int) -> nn.Module:
     return CifarResNet18(cfg.width, in_channels)
 
 
-def projector(in_dim: int, hidden_dim: int, out_dim: int, layers: int) -> nn.Module:
-    """MLP of `layers` linear layers (Linear-BN-ReLU between them); 0 layers is the identity.
+def projector(in_dim: int, hidden_dim: int, out_dim: int, layers: int, hidden_bn: bool = True,
+              out_bn: bool = False, bias: bool = False) -> nn.Module:
+    """MLP of `layers` linear layers, Linear-[BN]-ReLU between them and Linear-[BN] at the end; 0
+    layers is the identity.
 
-    No biases: BN supplies the shifts inside, and an output bias is a direction every embedding shares,
-    which objectives without normalisation (PCA, VICReg, spectral BYOL) grow without bound.
+    hidden_bn: BatchNorm after each hidden layer (solo-learn's SimCLR head has none); out_bn:
+    BatchNorm (affine, no ReLU) after the last layer, as in HaoChen et al.'s spectral head; bias:
+    biases in the linear layers. The default has none: BN supplies the shifts inside, and an output
+    bias is a direction every embedding shares, which objectives without normalisation (PCA, VICReg,
+    spectral BYOL) grow without bound. The papers' heads have them (a recipe turns them on).
     """
     if layers == 0:
         return nn.Identity()
     dims = [in_dim] + [hidden_dim] * (layers - 1) + [out_dim]
-    blocks = []
+    blocks: list[nn.Module] = []
     for i, (d_in, d_out) in enumerate(zip(dims[:-1], dims[1:])):
-        blocks.append(nn.Linear(d_in, d_out, bias=False))
-        if i < layers - 1:
-            blocks += [nn.BatchNorm1d(d_out), nn.ReLU(inplace=True)]
+        blocks.append(nn.Linear(d_in, d_out, bias=bias))
+        last = i == layers - 1
+        if (hidden_bn and not last) or (out_bn and last):
+            blocks.append(nn.BatchNorm1d(d_out))
+        if not last:
+            blocks.append(nn.ReLU(inplace=True))
     return nn.Sequential(*blocks)
+
+
+def head_options(cfg: Any) -> dict:
+    """The projector's shape options of an encoder config (encoder.projector_*)."""
+    return {"hidden_bn": cfg.projector_hidden_bn, "out_bn": cfg.projector_out_bn, "bias": cfg.projector_bias}
 
 
 class Encoder(nn.Module):
@@ -133,7 +153,7 @@ def build_encoder(cfg: Any, in_channels: int, input: str = "rgb") -> Encoder:
                          f"got {in_channels} channels")
     out_dim = cfg.projector_out_dim if cfg.projector_layers > 0 else backbone.out_dim
     head = projector(backbone.out_dim, cfg.projector_hidden_dim, cfg.projector_out_dim,
-                     cfg.projector_layers)
+                     cfg.projector_layers, **head_options(cfg))
     return Encoder(backbone, head, out_dim)
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .encoders import Encoder, projector
+from .encoders import Encoder, head_options, projector
 
 
 class TextTransformer(nn.Module):
@@ -59,7 +59,7 @@ class TextTransformer(nn.Module):
 class TextEncoder(Encoder):
     """An `Encoder` whose backbone is a `TextTransformer`: ids (B, L) -> h (B, width) -> z (B, out_dim).
 
-    The projector is `encoders.projector(width, projector_hidden_dim, out_dim, projector_layers)`,
+    The projector is `encoders.projector(width, projector_hidden_dim, out_dim, projector_layers, **head)`,
     built as for the image tower (`build_encoder`): with projector_layers = 0 it is the identity and
     `out_dim` becomes `width`. `encoder(ids)` and `encoder.backbone(ids)` take the ids alone (the mask
     is ids != pad_id), so the text tower plugs in wherever an image `Encoder` does (EMA copies,
@@ -68,9 +68,9 @@ class TextEncoder(Encoder):
 
     def __init__(self, vocab_size: int, out_dim: int, projector_hidden_dim: int, projector_layers: int,
                  width: int = 128, layers: int = 2, heads: int = 4, context_length: int = 32,
-                 dropout: float = 0.0, pad_id: int = 0):
+                 dropout: float = 0.0, pad_id: int = 0, head: dict | None = None):
         backbone = TextTransformer(vocab_size, width, layers, heads, context_length, dropout, pad_id)
-        head = projector(width, projector_hidden_dim, out_dim, projector_layers)
+        head = projector(width, projector_hidden_dim, out_dim, projector_layers, **(head or {}))
         super().__init__(backbone, head, out_dim if projector_layers > 0 else width)
 
     def forward(self, ids: Tensor, mask: Tensor | None = None) -> Tensor:
@@ -82,4 +82,5 @@ def text_encoder(text_cfg: Any, encoder_cfg: Any, vocab_size: int, pad_id: int) 
     the projector (so that both towers end in the same dimension)."""
     return TextEncoder(vocab_size, encoder_cfg.projector_out_dim, encoder_cfg.projector_hidden_dim,
                        encoder_cfg.projector_layers, text_cfg.width, text_cfg.layers, text_cfg.heads,
-                       text_cfg.context_length, pad_id=pad_id)
+                       text_cfg.context_length, pad_id=pad_id,
+                       head=head_options(encoder_cfg))

@@ -199,7 +199,7 @@ def spectral_byol(phi_a: Tensor, nu_b: Tensor, second_moment: Tensor, *, return_
 @_fp32
 def pca_penalty(psi_a: Tensor, psi_b: Tensor, lam: float, second_moment: Tensor | None = None,
                 *, return_terms: bool = False):
-    """PCA with the orthonormality penalty.
+    """PCA with the orthonormality penalty (C estimated from the batch: a biased gradient estimate).
 
     alignment = -(1/B) sum_i psi_a_i . psi_b_i
     penalty = lam * ||C - I||_F^2, C = second_moment (d, d) if given (used as is, not detached),
@@ -216,12 +216,15 @@ def pca_penalty(psi_a: Tensor, psi_b: Tensor, lam: float, second_moment: Tensor 
 @_fp32
 def pca_penalty_surrogate(psi_a: Tensor, psi_b: Tensor, lam: float, second_moment_ema: Tensor,
                           *, return_terms: bool = False):
-    """Surrogate of pca_penalty whose gradient uses C_ema: the unbiased-gradient "ema" estimate.
+    """Surrogate of pca_penalty whose gradient uses a running estimate C_ema of C (the "ema" estimate).
 
     alignment = -(1/B) sum_i psi_a_i . psi_b_i
     penalty = lam * 2 <sg(C_ema) - I, C_batch>_F, C_batch = (psi_a^T psi_a + psi_b^T psi_b) / (2B)
     loss = alignment + penalty
-    Its value is not pca_penalty's; its gradient equals pca_penalty's when C_ema = sg(C_batch).
+    Its value is not pca_penalty's; its gradient equals pca_penalty's when C_ema = sg(C_batch). It
+    is an unbiased estimate of the population gradient only when E[C_ema] equals C at the current
+    parameters and C_ema is independent of the batch; an EMA over earlier batches lags behind the
+    parameters, so in training it trades the batch estimate's bias for a smaller, lagged one.
     """
     alignment = -D.global_mean((psi_a * psi_b).sum(1))
     c_ema = second_moment_ema.detach()  # (d, d)
@@ -234,12 +237,13 @@ def pca_penalty_surrogate(psi_a: Tensor, psi_b: Tensor, lam: float, second_momen
 def clip_loss(z_x: Tensor, z_y: Tensor, logit_scale, *, return_terms: bool = False):
     """CLIP's symmetric cross-entropy. Normalized.
 
-    logits = exp(min(logit_scale, log 100)) * u_x u_y^T  (B, B), u = rows normalized
+    logits = exp(logit_scale) * u_x u_y^T  (B, B), u = rows normalized
     loss = (CE(logits, arange(B)) + CE(logits^T, arange(B))) / 2
-    ``logit_scale`` is the log of the multiplier; its gradient is zero above the cap.
+    ``logit_scale`` is the log of the multiplier, used as given: CLIP's cap (exp(s) <= 100) is the
+    caller's, who clamps the parameter after each optimizer step (methods.CLIP, as open_clip does), so
+    that its gradient never vanishes.
     """
-    scale = torch.as_tensor(logit_scale, dtype=z_x.dtype, device=z_x.device)
-    scale = scale.clamp(max=math.log(100)).exp()
+    scale = torch.as_tensor(logit_scale, dtype=z_x.dtype, device=z_x.device).exp()
     u_x, u_y = F.normalize(z_x, dim=1), F.normalize(z_y, dim=1)  # (B_local, d), this rank's rows
     labels = _own_columns(u_x)  # the positive of local row i is global column r B + i
     # this rank's rows of logits and of logits^T, each (B_local, B) against the gathered other tower
@@ -303,10 +307,12 @@ def vicreg_loss(z_a: Tensor, z_b: Tensor, sim: float = 25.0, var: float = 25.0, 
     """VICReg. Requires B >= 2.
 
     invariance = sim * (1/(B d)) sum_{i,j} (z_a_ij - z_b_ij)^2
-    variance = var * sum_{z in (z_a, z_b)} (1/d) sum_j relu(1 - sqrt(Var_j(z) + 1e-4))
+    variance = var * (1/2) sum_{z in (z_a, z_b)} (1/d) sum_j relu(1 - sqrt(Var_j(z) + 1e-4))
     covariance = cov * sum_{z in (z_a, z_b)} (1/d) sum_{i != j} Cov_ij(z)^2
     loss = invariance + variance + covariance
-    Var and Cov are over the batch with the unbiased 1/(B - 1).
+    Var and Cov are over the batch with the unbiased 1/(B - 1). The variance term averages the two
+    views' hinges (the 1/2), as the authors' code does (facebookresearch/vicreg, and lightly); the
+    paper's formula sums them, twice this.
     """
     B, d = D.global_size(z_a.shape[0]), z_a.shape[1]
     if B < 2:
@@ -317,7 +323,7 @@ def vicreg_loss(z_a: Tensor, z_b: Tensor, sim: float = 25.0, var: float = 25.0, 
         z = z - D.global_mean(z)  # (B, d)
         cov_matrix = D.all_reduce_sum(z.T @ z) / (B - 1)  # (d, d)
         std = torch.sqrt(cov_matrix.diagonal() + 1e-4)  # (d,), Var_j = Cov_jj
-        variance = variance + F.relu(1 - std).mean()
+        variance = variance + F.relu(1 - std).mean() / 2
         covariance = covariance + _sum_off_diagonal(cov_matrix.pow(2)) / d
     variance, covariance = var * variance, cov * covariance
     terms = {"invariance": invariance, "variance": variance, "covariance": covariance}

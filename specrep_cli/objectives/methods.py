@@ -58,7 +58,12 @@ def _with_loss(loss: Tensor, terms: Terms) -> Terms:
 
 
 class Method(nn.Module):
-    """Base: one online encoder applied to both views in a single forward pass."""
+    """Base: one online encoder applied to both views in a single forward pass.
+
+    Running estimates (Lambda_t, C_ema) are computed in forward but only committed by after_step,
+    which the loop calls for steps it takes: a step skipped as non-finite (trainer.max_bad_steps)
+    leaves them as they were.
+    """
 
     def __init__(self, encoder: Encoder):
         super().__init__()
@@ -170,7 +175,36 @@ def _batch_second_moment(z: Tensor) -> Tensor:
         return D.all_reduce_sum(z.T @ z) / D.global_size(z.shape[0])
 
 
-class SpectralBYOL(Method):
+class RunningSecondMoment(Method):
+    """A Method with a d x d running estimate (buffers second_moment, second_moment_initialized, in
+    the checkpoint): forward uses the estimate and proposes its update; after_step commits it."""
+
+    def __init__(self, encoder: Encoder, momentum: float):
+        super().__init__(encoder)
+        d = encoder.out_dim
+        self.second_moment_momentum = momentum
+        self.register_buffer("second_moment", torch.zeros(d, d))
+        self.register_buffer("second_moment_initialized", torch.tensor(False))
+        self._pending: Tensor | None = None
+
+    def running_estimate(self, batch: Tensor) -> Tensor:
+        """The estimate this step uses (the batch's own on the very first step); the proposal
+        m * estimate + (1 - m) * batch (kept only when finite) waits for after_step."""
+        current = torch.where(self.second_moment_initialized, self.second_moment, batch)
+        with torch.no_grad():
+            m = self.second_moment_momentum
+            self._pending = _finite_or(m * current + (1 - m) * batch, current)
+        return current
+
+    @torch.no_grad()
+    def after_step(self, progress: float) -> None:
+        if self._pending is not None:
+            self.second_moment.copy_(self._pending)
+            self.second_moment_initialized.fill_(True)
+            self._pending = None
+
+
+class SpectralBYOL(RunningSecondMoment):
     """Spectral contrastive loss without negatives: a target nu and Lambda_t ~ E[nu nu^T].
 
     loss = spectral_byol(phi(a), nu(b), Lambda) + spectral_byol(phi(b), nu(a), Lambda')
@@ -181,14 +215,10 @@ class SpectralBYOL(Method):
 
     def __init__(self, encoder: Encoder, target_momentum: float, second_moment_momentum: float,
                  lambda_source: str):
-        super().__init__(encoder)
+        super().__init__(encoder, second_moment_momentum)
         self.target_momentum = target_momentum
-        self.second_moment_momentum = second_moment_momentum
         self.lambda_source = lambda_source
         self.target = EMATarget(encoder) if target_momentum > 0 else None
-        d = encoder.out_dim
-        self.register_buffer("second_moment", torch.zeros(d, d))
-        self.register_buffer("second_moment_initialized", torch.tensor(False))
 
     def forward(self, view_a, view_b):
         phi_a, phi_b = self.embed_pair(view_a, view_b)
@@ -199,14 +229,8 @@ class SpectralBYOL(Method):
         lam_a, lam_b = _batch_second_moment(nu_a), _batch_second_moment(nu_b)
         if self.lambda_source == "other_view":
             lam_for_a, lam_for_b = lam_b, lam_a
-        else:
-            batch = (lam_a + lam_b) / 2
-            running = torch.where(self.second_moment_initialized, self.second_moment, batch)
-            lam_for_a = lam_for_b = running
-            m = self.second_moment_momentum
-            with torch.no_grad():   # Lambda_t for the next step, from this batch's targets
-                self.second_moment.copy_(_finite_or(m * running + (1 - m) * batch, running))
-                self.second_moment_initialized.fill_(True)
+        else:   # Lambda_t from earlier batches; this batch's targets update it once the step is taken
+            lam_for_a = lam_for_b = self.running_estimate((lam_a + lam_b) / 2)
         loss_a, terms_a = O.spectral_byol(phi_a, nu_b, lam_for_a, return_terms=True)
         loss_b, terms_b = O.spectral_byol(phi_b, nu_a, lam_for_b, return_terms=True)
         return _with_loss(loss_a + loss_b, {k: terms_a[k] + terms_b[k] for k in terms_a})
@@ -215,6 +239,7 @@ class SpectralBYOL(Method):
     def after_step(self, progress):
         if self.target is not None:
             self.target.update(self.encoder, self.target_momentum)
+        super().after_step(progress)
 
 
 @register_objective("spectral_byol")
@@ -223,33 +248,25 @@ def _spectral_byol(cfg, make_encoder, batch_size):
                         cfg.lambda_source)
 
 
-class PCA(Method):
+class PCA(RunningSecondMoment):
     """max E[psi(x)^T psi(x')] - lam ||C - I||_F^2, C from the batch or from a running estimate.
 
-    penalty_estimate=ema uses the surrogate 2 <sg(C_ema) - I, C_batch>_F, whose gradient is unbiased
-    when C_ema is independent of the batch (C_ema is updated after the loss is computed).
+    penalty_estimate=ema uses the surrogate 2 <sg(C_ema) - I, C_batch>_F with C_ema from earlier
+    batches (this batch updates it once the step is taken): independent of the batch, but lagging
+    behind the parameters (losses.pca_penalty_surrogate says when that is unbiased).
     """
 
     def __init__(self, encoder: Encoder, lam: float, penalty_estimate: str, momentum: float):
-        super().__init__(encoder)
+        super().__init__(encoder, momentum)
         self.lam = lam
         self.penalty_estimate = penalty_estimate
-        self.momentum = momentum
-        d = encoder.out_dim
-        self.register_buffer("second_moment", torch.zeros(d, d))
-        self.register_buffer("second_moment_initialized", torch.tensor(False))
 
     def forward(self, view_a, view_b):
         psi_a, psi_b = self.embed_pair(view_a, view_b)
         if self.penalty_estimate == "batch":
             return _with_loss(*O.pca_penalty(psi_a, psi_b, self.lam, return_terms=True))
-        batch = (_batch_second_moment(psi_a) + _batch_second_moment(psi_b)) / 2
-        c_ema = torch.where(self.second_moment_initialized, self.second_moment, batch)
-        out = _with_loss(*O.pca_penalty_surrogate(psi_a, psi_b, self.lam, c_ema, return_terms=True))
-        with torch.no_grad():
-            self.second_moment.copy_(_finite_or(self.momentum * c_ema + (1 - self.momentum) * batch, c_ema))
-            self.second_moment_initialized.fill_(True)
-        return out
+        c_ema = self.running_estimate((_batch_second_moment(psi_a) + _batch_second_moment(psi_b)) / 2)
+        return _with_loss(*O.pca_penalty_surrogate(psi_a, psi_b, self.lam, c_ema, return_terms=True))
 
 
 @register_objective("pca")
@@ -258,7 +275,11 @@ def _pca(cfg, make_encoder, batch_size):
 
 
 class CLIP(Method):
-    """Two encoders phi (x, the probed one) and nu (y), learnable logit scale capped at 100."""
+    """Two encoders phi (x, the probed one) and nu (y) and a learnable logit scale s, clamped to
+    [0, log 100] after every optimizer step (open_clip's way: the multiplier exp(s) stays in
+    [1, 100] and s keeps its gradient); the logged logit_scale is the value the step applied."""
+
+    MAX_LOGIT_SCALE = math.log(100)
 
     def __init__(self, encoder: Encoder, encoder_y: Encoder, logit_scale_init: float, learn: bool):
         super().__init__(encoder)
@@ -268,6 +289,10 @@ class CLIP(Method):
     def forward(self, x, y):
         z_x, z_y = self.encoder(x), self.encoder_y(y)
         return {"loss": O.clip_loss(z_x, z_y, self.logit_scale), "logit_scale": self.logit_scale.detach()}
+
+    @torch.no_grad()
+    def after_step(self, progress):
+        self.logit_scale.clamp_(0, self.MAX_LOGIT_SCALE)
 
 
 @register_objective("clip")
@@ -321,18 +346,21 @@ def _byol(cfg, make_encoder, batch_size):
 
 
 class BarlowTwins(Method):
-    def __init__(self, encoder: Encoder, lam: float):
+    """Barlow Twins' loss times scale_loss (solo-learn's recipes scale it; the terms are scaled too)."""
+
+    def __init__(self, encoder: Encoder, lam: float, scale_loss: float = 1.0):
         super().__init__(encoder)
-        self.lam = lam
+        self.lam, self.scale_loss = lam, scale_loss
 
     def forward(self, view_a, view_b):
         z_a, z_b = self.embed_pair(view_a, view_b)
-        return _with_loss(*O.barlow_twins_loss(z_a, z_b, self.lam, return_terms=True))
+        loss, terms = O.barlow_twins_loss(z_a, z_b, self.lam, return_terms=True)
+        return _with_loss(self.scale_loss * loss, {k: self.scale_loss * v for k, v in terms.items()})
 
 
 @register_objective("barlow_twins")
 def _barlow_twins(cfg, make_encoder, batch_size):
-    return BarlowTwins(make_encoder(), cfg.lam)
+    return BarlowTwins(make_encoder(), cfg.lam, cfg.scale_loss)
 
 
 class VICReg(Method):

@@ -24,15 +24,17 @@ class LARS(torch.optim.Optimizer):
     For a parameter w with gradient g in a group with `adapt=True`:
         d = g + weight_decay * w
         trust = eta * ||w|| / ||d||   (1 where either norm is 0)
+        with clip_lr: trust <- min(trust / lr, 1)   (solo-learn's clip_lr: the layer's rate lr * trust
+                                                     becomes min(eta ||w|| / ||d||, lr))
         v <- momentum * v + lr * trust * d;   w <- w - v
     Groups with `adapt=False` (biases, norms) take plain SGD steps with momentum. The trust ratio
     stays a tensor on the device: no host sync.
     """
 
     def __init__(self, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0,
-                 eta: float = 0.001):
+                 eta: float = 0.001, clip_lr: bool = False):
         super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta,
-                                      adapt=True))
+                                      clip_lr=clip_lr, adapt=True))
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -49,6 +51,8 @@ class LARS(torch.optim.Optimizer):
                     w_norm, d_norm = torch.linalg.vector_norm(w), torch.linalg.vector_norm(d)
                     trust = torch.where((w_norm > 0) & (d_norm > 0), group["eta"] * w_norm / d_norm,
                                         torch.ones_like(w_norm))
+                    if group["clip_lr"]:
+                        trust = (trust / group["lr"]).clamp(max=1.0)
                     d.mul_(trust)
                 state = self.state[w]
                 if "momentum_buffer" not in state:
@@ -77,13 +81,13 @@ def lr_schedule(base_lr: float, total_steps: int, warmup_steps: int, min_ratio: 
 
 
 def build_optimizer(module: nn.Module, optim: Any, lr: float) -> torch.optim.Optimizer:
-    """SGD, AdamW or LARS over the trainable parameters; ndim <= 1 ones get no decay (nor adaptation).
-    On CUDA, SGD and AdamW use torch's fused kernels."""
+    """SGD, AdamW or LARS over the trainable parameters; with optim.exclude_bias_and_norm the ndim <= 1
+    ones (biases, normalisation weights, scalars) get no decay (nor adaptation). On CUDA, SGD and
+    AdamW use torch's fused kernels."""
     params = [p for p in module.parameters() if p.requires_grad]
-    matrices = [p for p in params if p.ndim > 1]
-    vectors = [p for p in params if p.ndim <= 1]
-    groups = [{"params": matrices, "weight_decay": optim.weight_decay},
-              {"params": vectors, "weight_decay": 0.0}]
+    excluded = (lambda p: p.ndim <= 1) if optim.exclude_bias_and_norm else (lambda p: False)
+    groups = [{"params": [p for p in params if not excluded(p)], "weight_decay": optim.weight_decay},
+              {"params": [p for p in params if excluded(p)], "weight_decay": 0.0}]
     fused = bool(params) and all(p.is_cuda for p in params)   # torch's fused CUDA kernels: one launch a step
     if optim.name == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=optim.momentum, nesterov=optim.nesterov,
@@ -92,5 +96,5 @@ def build_optimizer(module: nn.Module, optim: Any, lr: float) -> torch.optim.Opt
         return torch.optim.AdamW(groups, lr=lr, betas=tuple(optim.betas), fused=fused or None)
     if optim.name == "lars":
         groups[1]["adapt"] = False
-        return LARS(groups, lr=lr, momentum=optim.momentum, eta=optim.eta)
+        return LARS(groups, lr=lr, momentum=optim.momentum, eta=optim.eta, clip_lr=optim.clip_lr)
     raise SpecrepError(f"unknown optimizer {optim.name!r}: use optim=sgd, adamw or lars")

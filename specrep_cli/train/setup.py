@@ -11,6 +11,7 @@ the random-init baseline (models.seeded_encoder) is the encoder training started
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List
@@ -188,12 +189,23 @@ def _join(cfg: DictConfig, ranks: Ranks) -> torch.device:
     return device
 
 
+def set_determinism(deterministic: bool) -> None:
+    """cuDNN autotuning (fast; on CUDA the chosen kernels can differ from run to run), or
+    trainer.deterministic: deterministic kernels everywhere torch has them (a warning where it has
+    none), so that a run and its kill-and-resume give the same weights on a GPU too."""
+    torch.backends.cudnn.benchmark = not deterministic
+    torch.backends.cudnn.deterministic = deterministic
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")   # cuBLAS's condition for determinism
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+
+
 def build_run(cfg: DictConfig, job_dir: Path, ranks: Ranks = Ranks(), data: ImageData | None = None) -> Run:
     """The run `cfg` describes, as rank `ranks` of it (joining the process group); `data` replaces
     the configured dataset (benchmarks and tests hand in ready-made images)."""
     device = _join(cfg, ranks)
     compute = Compute(device, resolve_bf16(cfg.trainer.precision, device))
-    torch.backends.cudnn.benchmark = True
+    set_determinism(cfg.trainer.deterministic)
     data = load_dataset(cfg.dataset, device) if data is None else data   # uint8 (N, C, H, W)
     n_train, batch_size = data.ssl_images.shape[0], cfg.trainer.batch_size
     if batch_size > n_train:
