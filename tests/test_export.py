@@ -70,9 +70,8 @@ def test_torchvision_export_loads_with_the_readme_lines_and_gives_the_same_featu
 
 def test_timm_export_of_a_resnet_loads_with_the_readme_lines(resnet_run: Path):
     pytest.importorskip("timm", reason="format=timm needs the extra: pip install 'specrep[timm]'")
-    proc = run_cli("export", f"checkpoint={resnet_run / 'checkpoints' / 'last.pt'}", "format=timm",
-                   f"out={resnet_run / 'timm' / 'last_timm.pt'}", cwd=resnet_run)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert cli.export_command([f"checkpoint={resnet_run / 'checkpoints' / 'last.pt'}", "format=timm",
+                               f"out={resnet_run / 'timm' / 'last_timm.pt'}"]) == 0   # in this process
     meta = json.loads((resnet_run / "timm" / "last_timm.json").read_text())
     model = readme_load("timm", resnet_run / "timm")
     x = normalised_images(meta)
@@ -95,8 +94,8 @@ def test_the_convnet_exports_as_safetensors_and_is_refused_for_torchvision(train
     assert code == 1 and "encoder=convnet has no torchvision counterpart" in err and "format=safetensors" in err
     assert err.count("\n") == 1 and not (tmp_path / "x.pt").exists()
     out = tmp_path / "convnet.safetensors"
-    proc = run_cli("export", f"checkpoint={trained_run}", "format=safetensors", f"out={out}")
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    code, err = export_in_process(capsys, f"checkpoint={trained_run}", "format=safetensors", f"out={out}")
+    assert code == 0, err
     meta = json.loads(out.with_suffix(".json").read_text())
     assert meta["encoder"]["name"] == "convnet" and meta["weights"] == "convnet.safetensors"
     model = ConvNet(meta["encoder"]["width"], meta["in_channels"])

@@ -12,7 +12,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from conftest import TINY, assert_one_line_error, run_cli, train_into
+from conftest import TINY, run_cli, train_into
 from specrep_cli import cli
 from specrep_cli.errors import ConfigError
 from specrep_cli.report.loggers import open_loggers, record_scalars
@@ -68,7 +68,20 @@ def metrics_steps(run_dir: Path) -> list:
 
 @pytest.fixture(scope="module")
 def logged_run(tmp_path_factory) -> Path:
-    return train_into(tmp_path_factory.mktemp("logged"), *LOGGED)
+    """A run with every logger, trained for one epoch and resumed for its second (one pair of CLI runs
+    serves every test below): its run dir, which the resumed run goes on writing."""
+    work = tmp_path_factory.mktemp("logged")
+    first = [o for o in LOGGED if o != "trainer.epochs=2"] + ["trainer.epochs=1"]
+    run = train_into(work, *first)
+    proc = run_cli("train", *LOGGED, f"resume={run}", f"hydra.run.dir={work / 'again'}", cwd=work)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return run
+
+
+def wandb_runs(run_dir: Path) -> tuple[str, list]:
+    """The W&B run id the checkpoint keeps, and the run files of each invocation, oldest first."""
+    run_id = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["logger_ids"]["wandb"]
+    return run_id, [d / f"run-{run_id}.wandb" for d in sorted((run_dir / "wandb").glob("offline-run-*"))]
 
 
 def test_tensorboard_events_hold_the_steps_epochs_monitoring_report_and_plots(logged_run: Path):
@@ -81,65 +94,54 @@ def test_tensorboard_events_hold_the_steps_epochs_monitoring_report_and_plots(lo
     assert [v for _, v in scalars["epoch/number"]] == [1, 2]
     assert len(scalars["monitor/knn_top1"]) == 2 and len(scalars["monitor/effective_rank_projection"]) == 2
     report = json.loads((logged_run / "report.json").read_text())
-    assert scalars["report/linear_probe.top1"] == [(8, pytest.approx(report["linear_probe"]["top1"]))]
-    assert scalars["report/knn.top1"][0][1] == pytest.approx(report["knn"]["top1"])
+    # the first invocation's report stays at its step 4; the resumed run's is at step 8
+    assert scalars["report/linear_probe.top1"][-1] == (8, pytest.approx(report["linear_probe"]["top1"]))
+    assert scalars["report/knn.top1"][-1][1] == pytest.approx(report["knn"]["top1"])
     assert set(acc.Tags()["images"]) == {"plots/loss", "plots/lr", "plots/monitor", "plots/spectrum"}
     assert "_hparams_/experiment" in acc.PluginTagToContent("hparams")   # the config as hyper-parameters
 
 
 def test_wandb_offline_run_holds_the_same_figures_and_the_config(logged_run: Path):
-    runs = list((logged_run / "wandb").glob("offline-run-*"))
-    assert len(runs) == 1
-    run_id = torch.load(logged_run / "checkpoints" / "last.pt", weights_only=True)["logger_ids"]["wandb"]
-    run_file = runs[0] / f"run-{run_id}.wandb"
-    assert run_file.is_file() and runs[0].name.endswith(run_id)
-    records = wandb_records(run_file)
+    run_id, run_files = wandb_runs(logged_run)
+    assert len(run_files) == 2 and all(f.is_file() and f.parent.name.endswith(run_id) for f in run_files)
+    records = wandb_records(run_files[0])
     run = next(r.run for r in records if r.WhichOneof("record_type") == "run")
     assert run.project == "specrep" and list(run.tags) == ["tiny", "test"]
     hparams = {i.key: json.loads(i.value_json) for i in run.config.update}
-    assert hparams["objective"]["name"] == "spectral" and hparams["trainer"]["epochs"] == 2
-    history = wandb_history(run_file)
+    assert hparams["objective"]["name"] == "spectral" and hparams["trainer"]["epochs"] == 1
+    history = [h for f in run_files for h in wandb_history(f)]
     logged = [(h["_step"], h["train/loss"]) for h in history if "train/loss" in h]
     assert logged == [(r["step"], pytest.approx(r["loss"])) for r in metrics_steps(logged_run)]
     final = history[-1]
     report = json.loads((logged_run / "report.json").read_text())
     assert final["report/linear_probe.top1"] == pytest.approx(report["linear_probe"]["top1"])
     assert final["plots/spectrum/_type"] == "image-file"   # an image's fields are nested keys
-    assert (runs[0] / "files" / final["plots/spectrum/path"]).is_file()
+    assert (run_files[1].parent / "files" / final["plots/spectrum/path"]).is_file()
 
 
-def test_a_resumed_run_logs_into_the_same_wandb_run_and_redoes_no_tensorboard_step(tmp_path: Path):
-    first = [o for o in LOGGED if o != "trainer.epochs=2"] + ["trainer.epochs=1"]
-    proc = run_cli("train", *first, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    proc = run_cli("train", *LOGGED, f"resume={tmp_path / 'run'}", f"hydra.run.dir={tmp_path / 'again'}",
-                   cwd=tmp_path)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    runs = sorted((tmp_path / "run" / "wandb").glob("offline-run-*"))
-    ids = {p.name.rsplit("-", 1)[1] for p in runs}
-    assert len(runs) == 2 and len(ids) == 1   # two invocations, one W&B run (`wandb sync` merges them)
-    assert ids == {torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)["logger_ids"]["wandb"]}
-    later = wandb_history(runs[1] / f"run-{ids.pop()}.wandb")
-    assert [h["_step"] for h in later if "train/loss" in h] == [6, 8]
-    scalars, _ = tensorboard_scalars(tmp_path / "run" / "tensorboard")
+def test_a_resumed_run_logs_into_the_same_wandb_run_and_redoes_no_tensorboard_step(logged_run: Path):
+    run_id, run_files = wandb_runs(logged_run)   # two invocations, one W&B run (`wandb sync` merges them)
+    assert [[h["_step"] for h in wandb_history(f) if "train/loss" in h] for f in run_files] == [[2, 4], [6, 8]]
+    scalars, _ = tensorboard_scalars(logged_run / "tensorboard")
     assert [s for s, _ in scalars["train/loss"]] == [2, 4, 6, 8]
 
 
-def test_report_tensorboard_writes_events_from_metrics_jsonl(trained_run: Path, tmp_path: Path):
+def test_report_tensorboard_writes_events_from_metrics_jsonl(trained_run: Path, tmp_path: Path, capsys):
     run = tmp_path / "run"
     shutil.copytree(trained_run, run, ignore=shutil.ignore_patterns("*.pt"))
-    proc = run_cli("report", str(run), "--tensorboard", cwd=tmp_path)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert f"wrote {run / 'tensorboard'}" in proc.stdout
+    assert cli.report_command([str(run), "--tensorboard"]) == 0   # `specrep report RUN --tensorboard`
+    assert f"wrote {run / 'tensorboard'}" in capsys.readouterr().out
     scalars, acc = tensorboard_scalars(run / "tensorboard")
     steps = metrics_steps(run)
     assert scalars["train/loss"] == [(r["step"], pytest.approx(r["loss"], rel=1e-6)) for r in steps]
     report = json.loads((run / "report.json").read_text())
     assert scalars["report/linear_probe.top1"][0][1] == pytest.approx(report["linear_probe"]["top1"])
     assert "plots/loss" in acc.Tags()["images"]
-    again = run_cli("report", str(run), "--tensorboard", cwd=tmp_path)   # nothing is overwritten
-    assert again.returncode == 0 and "already holds events" in again.stdout
-    assert_one_line_error(run_cli("report", str(run), "--tensorbord", cwd=tmp_path), "--tensorbord")
+    assert cli.report_command([str(run), "--tensorboard"]) == 0   # nothing is overwritten
+    assert "already holds events" in capsys.readouterr().out
+    assert cli.report_command([str(run), "--tensorbord"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--tensorbord" in err
 
 
 @pytest.mark.parametrize("logger", ["tensorboard", "wandb"])

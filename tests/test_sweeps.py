@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import TINY, assert_one_line_error, run_cli
+from conftest import TINY, run_cli
 from specrep_cli import cli, config
 from specrep_cli.report.report import objective_value
 
@@ -62,7 +62,7 @@ def test_every_objective_metric_is_in_a_runs_report(trained_run: Path):
             assert not math.isnan(objective_value(report, key, trained_run)), key
 
 
-def test_a_two_trial_optuna_search_and_its_report(tmp_path: Path):
+def test_a_two_trial_optuna_search_and_its_report(tmp_path: Path, capsys):
     sweep = tmp_path / "search"
     proc = run_cli("train", "--multirun", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=2",
                    "hydra.sweeper.sampler.seed=0", "objective.mu=interval(1.0,8.0)", *TINY,
@@ -80,9 +80,8 @@ def test_a_two_trial_optuna_search_and_its_report(tmp_path: Path):
     assert all(1.0 <= float(next(o for o in v if o.startswith("objective.mu=")).split("=")[1]) <= 8.0
                for v in mus.values())
 
-    report = run_cli("report", str(sweep), cwd=tmp_path)
-    assert report.returncode == 0, report.stdout + report.stderr
-    assert "2 trials by linear_probe.top1 (maximize), best first" in report.stdout
+    assert cli.report_command([str(sweep)]) == 0   # `specrep report SWEEP_DIR`, in this process
+    assert "2 trials by linear_probe.top1 (maximize), best first" in capsys.readouterr().out
     lines = (sweep / "search.md").read_text().splitlines()
     rows = [line for line in lines if line.startswith("| 1 ") or line.startswith("| 2 ")]
     assert rows[0].split(" | ")[1] == best and float(rows[0].split(" | ")[2]) >= float(rows[1].split(" | ")[2])
