@@ -12,7 +12,7 @@ import torch
 from omegaconf import OmegaConf
 
 from conftest import REPO, run_cli, train_into
-from specrep_cli import cli
+from specrep_cli import cli, config
 from specrep_cli.checkpoint import load_checkpoint, save_checkpoint, trained
 from specrep_cli.export import trained_backbone
 
@@ -111,7 +111,8 @@ def test_a_lab_split_tower_exports_its_inner_backbone_and_says_what_it_sees(tmp_
     pytest.importorskip("safetensors", reason="format=safetensors needs the extra: pip install 'specrep[safetensors]'")
     from safetensors.torch import load_file
     from specrep_cli.models.encoders import build_encoder
-    enc = {"name": "convnet", "width": 4, "projector_hidden_dim": 8, "projector_out_dim": 8, "projector_layers": 2}
+    enc = OmegaConf.to_container(OmegaConf.merge(OmegaConf.structured(config.EncoderConfig), {
+        "name": "convnet", "width": 4, "projector_hidden_dim": 8, "projector_out_dim": 8, "projector_layers": 2}))
     encoder = build_encoder(OmegaConf.create(enc), 3, "lab_l")   # phi of a Lab split: RGB in, L seen
     save_checkpoint(tmp_path / "checkpoints" / "last.pt", {   # what `specrep train objective=clip
         "specrep_version": "0.1.0", "config": {"encoder": enc, "objective": {"name": "clip"}},  # augmentation=lab_split` keeps
