@@ -65,6 +65,11 @@ def test_an_unlabelled_folder_is_the_ssl_set_and_the_labelled_root_the_probes(tm
     assert data.classes == ["blue", "red"] and data.labelled
     whole = load_dataset(folder_cfg(tmp_path, unlabelled_root=str(tmp_path / "p")))
     assert whole.ssl_images.shape[0] == 40 and not whole.labelled   # every sub-folder; hidden ones skipped
+    held = load_dataset(folder_cfg(tmp_path, root=str(tmp_path / "lab"), unlabelled_root=str(tmp_path / "p"),
+                                   holdout=0.25))   # main's dataset.holdout: a quarter of the 20 labelled
+    assert held.ssl_images.shape[0] == 40 and (held.train_images.shape[0], held.test_images.shape[0]) == (15, 5)
+    with pytest.raises(DatasetError, match="has no classes here: drop dataset.holdout"):
+        load_dataset(folder_cfg(tmp_path, unlabelled_root=str(tmp_path / "p"), holdout=0.25))
 
 
 def test_unlabelled_root_beside_a_builtin_dataset_and_its_refusals(tmp_path: Path):
