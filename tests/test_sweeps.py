@@ -66,7 +66,8 @@ def test_a_two_trial_optuna_search_and_its_report(tmp_path: Path, capsys):
     sweep = tmp_path / "search"
     proc = run_cli("train", "--multirun", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=2",
                    "hydra.sweeper.sampler.seed=0", "objective.mu=interval(1.0,8.0)", *TINY,
-                   "eval.random_init=false", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+                   "eval.random_init=false", "eval.every_n_epochs=0", "eval.alignment_images=0",
+                   f"hydra.sweep.dir={sweep}", cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "hydra.sweeper.direction=maximize" in proc.stderr   # the note: optuna minimises by default
     results = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
