@@ -9,12 +9,13 @@ import pytest
 import torch
 
 from conftest import assert_one_line_error, run_cli
+from specrep_cli import cli
 from test_export import normalised_images, readme_load, specrep_features
 
 timm = pytest.importorskip("timm", reason="encoder=timm is an extra: pip install 'specrep[timm]'")
 
 VIT = ["encoder=timm", "encoder.model_name=vit_tiny_patch16_224", "encoder.image_size=32", "encoder.patch_size=4",
-       "dataset.num_train=64", "dataset.num_test=32", "trainer.batch_size=32", "trainer.epochs=1",
+       "dataset.num_train=32", "dataset.num_test=32", "trainer.batch_size=32", "trainer.epochs=1",
        "encoder.projector_hidden_dim=64", "encoder.projector_out_dim=32", "eval.probe_steps=5",
        "eval.random_init=false", "eval.alignment_images=0", "eval.every_n_epochs=0"]
 
@@ -29,8 +30,7 @@ def test_a_timm_vit_trains_for_an_epoch_and_exports_to_timm(tmp_path: Path):
     ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
     assert ckpt["encoder"]["backbone.pos_embed"].shape == (1, 65, 192)   # 8 x 8 patches of 4 px + the class token
 
-    proc = run_cli("export", f"checkpoint={run}", "format=timm", cwd=tmp_path)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert cli.export_command([f"checkpoint={run}", "format=timm"]) == 0   # `specrep export` in this process
     meta = json.loads((run / "export" / "last_timm.json").read_text())
     assert meta["timm"] == {"model_name": "vit_tiny_patch16_224",
                             "kwargs": {"num_classes": 0, "in_chans": 3, "img_size": 32, "patch_size": 4}}
