@@ -10,9 +10,9 @@ A checkpoint is a plain dict of tensors and plain data (no pickled classes), so 
               "mean", "std" (the normalisation it was trained with), "num_train" (images trained on)},
      "encoder": state dict of phi (backbone + projector), "objective": the method's other state
      (targets, Lambda_t, learnable scales, a second tower under "encoder_y."), "optimizer", "epoch",
-     "step", "rng", "history", "train_seconds", and when present: "tokenizer" (image-text runs: its
-     vocabulary), "perm" and "epoch_step" (stopped inside an epoch: the epoch's order and the steps
-     done), "rng_ranks" (several processes: every rank's RNG state)}
+     "step", "rng", "history", "train_seconds", "logger_ids" (e.g. the W&B run id), and when present:
+     "tokenizer" (image-text runs: its vocabulary), "perm" and "epoch_step" (stopped inside an epoch:
+     the epoch's order and the steps done), "rng_ranks" (several processes: every rank's RNG state)}
 
     ckpt = payload(cfg, data, input, method, optimizer, progress, rng_ranks)   # -> save_checkpoint(path, ckpt)
     changes = check_resumable(ckpt, cfg, in_channels, input, tokenizer, path, num_train)   # refused, or safe
@@ -112,6 +112,7 @@ class Progress:
     step: int = 0                 # optimizer steps taken (and skipped bad ones), all epochs
     train_seconds: float = 0.0    # time spent in training steps, all invocations
     history: List[Dict[str, Any]] = field(default_factory=list)   # the monitoring, one entry per epoch
+    logger_ids: Dict[str, str] = field(default_factory=dict)      # trackers' run ids (W&B), to log on into them
 
 
 Position = Tuple[Tensor, int]   # inside an epoch: (the epoch's permutation, steps done in it)
@@ -148,7 +149,7 @@ def payload(cfg: Any, data: Any, input: str, method: nn.Module, optimizer: torch
         "objective": {k: v for k, v in state.items() if not k.startswith(ENCODER)},
         "optimizer": optimizer.state_dict(),
         "epoch": progress.epoch, "step": progress.step, "train_seconds": progress.train_seconds,
-        "history": progress.history, "rng": rng_ranks[0],
+        "history": progress.history, "logger_ids": dict(progress.logger_ids), "rng": rng_ranks[0],
         **({"perm": position[0].cpu(), "epoch_step": position[1]} if position is not None else {}),
         **({"tokenizer": tokenizer} if tokenizer is not None else {}),
         **({"rng_ranks": rng_ranks} if len(rng_ranks) > 1 else {}),
@@ -177,7 +178,8 @@ def restore(ckpt: Dict[str, Any], method: nn.Module, optimizer: torch.optim.Opti
             raise ValueError("a state tensor's shape differs from its parameter's")
         rng_ranks = ckpt.get("rng_ranks", [])
         set_rng_state(rng_ranks[ranks.rank] if len(rng_ranks) == ranks.world else ckpt["rng"])
-        progress = Progress(int(ckpt["epoch"]), int(ckpt["step"]), float(ckpt["train_seconds"]), list(ckpt["history"]))
+        progress = Progress(int(ckpt["epoch"]), int(ckpt["step"]), float(ckpt["train_seconds"]), list(ckpt["history"]),
+                            dict(ckpt.get("logger_ids", {})))
     except (ValueError, KeyError, TypeError, RuntimeError, IndexError) as err:
         raise CheckpointError(f"{path}: its optimizer or RNG state is damaged ({type(err).__name__}: "
                               f"{str(err).strip().splitlines()[0] if str(err).strip() else 'no message'}); "
@@ -248,6 +250,7 @@ class Trained:
     """What `specrep eval` rebuilds from a checkpoint alone."""
     config: Dict[str, Any]                 # the resolved train config
     in_channels: int
+    image_size: int | None                 # the side of the (square) images it was trained on
     input: str                             # what phi sees: rgb, or lab_l (a Lab-split run: RGB in [0, 1])
     mean: List[float] | None               # the normalisation it was trained with (older files: none)
     std: List[float] | None
@@ -256,6 +259,7 @@ class Trained:
     tokenizer: Dict[str, Any] | None       # ... and its tokenizer
     epoch: int | None
     history: List[Dict[str, Any]]          # the training run's monitoring, up to this checkpoint
+    specrep_version: str | None = None     # the specrep that wrote it
 
 
 EVAL_NEEDS = ("data.in_channels", "config.encoder.name", "config.objective.name", "config.augmentation.name",
@@ -298,9 +302,9 @@ def trained(ckpt: Dict[str, Any], path: Path | str = "the checkpoint") -> Traine
     has_text = "tokenizer" in ckpt
     text = ({k[len(SECOND_TOWER):]: v for k, v in ckpt.get("objective", {}).items() if k.startswith(SECOND_TOWER)}
             if has_text else None)
-    return Trained(ckpt["config"], data["in_channels"], data.get("input", "rgb"), data.get("mean"),
-                   data.get("std"), ckpt["encoder"], text, ckpt.get("tokenizer"), ckpt.get("epoch"),
-                   ckpt.get("history", []))
+    return Trained(ckpt["config"], data["in_channels"], data.get("image_size"), data.get("input", "rgb"),
+                   data.get("mean"), data.get("std"), ckpt["encoder"], text, ckpt.get("tokenizer"),
+                   ckpt.get("epoch"), ckpt.get("history", []), ckpt.get("specrep_version"))
 
 
 def load_strict(module: nn.Module, state: Dict[str, Tensor], path: Path, what: str) -> nn.Module:

@@ -18,27 +18,31 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import hydra
 from hydra import compose, initialize_config_module
+from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
-from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from . import config
-from .errors import ReportError, SpecrepError, exit_with
+from .errors import ConfigError, ReportError, SpecrepError, exit_with
 from .rundir import run_job
+from .sweeps import optuna_direction, representative_overrides
 
 config.register()
 
-# What each subcommand runs, imported when it runs: `specrep --help`, `specrep train --help`, `--cfg job`
+# What the commands run, imported when they run: `specrep --help`, `specrep train --help`, `--cfg job`
 # and a mistyped override answer without loading torch (half a second instead of six). The import graph
 # of tests/test_layout.py counts these as cli's imports.
 WORK = {"train": ("specrep_cli.train.loop", "train"),
+        "score": ("specrep_cli.report.report", "objective_value"),
         "eval": ("specrep_cli.eval.command", "evaluate_checkpoint"),
-        "report": ("specrep_cli.report.summary", "summarize")}
+        "report": ("specrep_cli.report.summary", "summarize"),
+        "tensorboard": ("specrep_cli.report.loggers", "tensorboard_from_metrics"),
+        "export": ("specrep_cli.export", "export_checkpoint")}
 
 COMMANDS = {
     "train": "train an encoder with an objective; writes checkpoints and a probe report "
@@ -47,6 +51,8 @@ COMMANDS = {
             "(specrep eval checkpoint=PATH)",
     "report": "compare runs: one row per configuration, seeds pooled (mean ± std); writes summary.md, "
               "summary.csv and summary.png (specrep report SWEEP_OR_RUN_DIR...)",
+    "export": "write a checkpoint's backbone for torchvision, timm or safetensors, with a JSON sidecar "
+              "(specrep export checkpoint=PATH format=torchvision)",
 }
 CONF = "pkg://specrep_cli.conf"
 
@@ -57,7 +63,7 @@ def work(command: str) -> Callable:
     return getattr(importlib.import_module(module), name)
 
 
-def _run(cfg: DictConfig, command: str) -> object:
+def _run(cfg: DictConfig, fn: Callable[[DictConfig, Path], Any]) -> Any:
     """Validate the composed config, run the command's work in the job's output dir (locked; a failure recorded
     there, and in a sweep the next job runs: rundir.run_job), turn SpecrepError into one line."""
     hydra_cfg = HydraConfig.get()
@@ -65,7 +71,7 @@ def _run(cfg: DictConfig, command: str) -> object:
 
     def job() -> object:
         config.validate(cfg)
-        return work(command)(cfg, job_dir)
+        return fn(cfg, job_dir)
 
     try:
         return run_job(job_dir, job, hydra_cfg.mode == RunMode.MULTIRUN, list(hydra_cfg.overrides.task),
@@ -74,25 +80,32 @@ def _run(cfg: DictConfig, command: str) -> object:
         exit_with(err)
 
 
+def train_and_score(cfg: DictConfig, job_dir: Path) -> float:
+    """Train; the figure eval.objective_metric names, for Hydra's sweepers (optuna searches on it)."""
+    return work("score")(work("train")(cfg, job_dir), cfg.eval.objective_metric, job_dir)
+
+
 @hydra.main(config_path=CONF, config_name="train", version_base="1.3")
-def train_app(cfg: DictConfig) -> object:
-    return _run(cfg, "train")
+def train_app(cfg: DictConfig) -> float:
+    return _run(cfg, train_and_score)
 
 
 @hydra.main(config_path=CONF, config_name="eval", version_base="1.3")
 def eval_app(cfg: DictConfig) -> object:
-    return _run(cfg, "eval")
+    return _run(cfg, work("eval"))
 
 
 APPS = {"train": train_app, "eval": eval_app}
-REPORT_USAGE = """usage: specrep report PATH [PATH...]
+REPORT_USAGE = """usage: specrep report PATH [PATH...] [--tensorboard]
 
 Reads every run below the given directories (a run: a directory with report.json and
 .hydra/config.yaml, e.g. the jobs of a --multirun sweep), groups the runs whose configs differ only
 in `seed` (and `resume`), and prints one row per group: the settings that differ, probe and kNN
 top-1 as mean ± std over the group's runs with n, effective rank, images/s and training time.
 Writes summary.md, summary.csv and summary.png into the common parent of the paths (for one path,
-that path).
+that path). A sweep that searched (hydra/sweeper=optuna) also gets its trials, best first, and the
+best configuration's command (search.md). --tensorboard writes TensorBoard events into each run's
+tensorboard/ from its metrics.jsonl and report.json (runs made without trainer.loggers=[tensorboard]).
 
 example: specrep report outputs/multirun/2026-12-01/10-00-00"""
 
@@ -103,17 +116,53 @@ def report_command(args: list[str]) -> int:
         print(REPORT_USAGE)
         return 0
     try:
-        flags = [a for a in args if a.startswith("-")]
+        tensorboard, paths = "--tensorboard" in args, [a for a in args if a != "--tensorboard"]
+        flags = [a for a in paths if a.startswith("-")]
         if flags:
-            raise ReportError(f"specrep report takes directories, not options ({flags[0]}); "
+            raise ReportError(f"specrep report takes directories and --tensorboard, not {flags[0]}; "
                               "see specrep report --help")
-        work("report")(args)
+        groups = work("report")(paths)
+        for run in [r for g in groups for r in g.runs] if tensorboard else []:
+            events = work("tensorboard")(run.path)
+            print(f"wrote {events}" if events else f"note: {run.path / 'tensorboard'} already holds events")
     except SpecrepError as err:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         print(f"error: {err}", file=sys.stderr)
         return 1
     return 0
+
+EXPORT_USAGE = """usage: specrep export checkpoint=RUN_OR_CKPT [format=torchvision|timm|safetensors] [out=PATH]
+
+Writes phi's backbone alone (no projector, no objective state) as a state dict that loads strict=True
+into torchvision's resnet18 or timm's model as the JSON sidecar (out with .json) says, or as a
+.safetensors file (any backbone, the convnet too). The keys are conf/export.yaml's.
+
+example: specrep export checkpoint=outputs/2026-12-01/10-00-00 format=torchvision"""
+
+
+def export_command(args: list[str]) -> int:
+    """`specrep export key=value...`: the exit status; a problem is one line on stderr."""
+    if any(a in ("-h", "--help") for a in args):
+        print(EXPORT_USAGE)
+        return 0
+    try:
+        try:
+            with initialize_config_module(config_module="specrep_cli.conf", version_base="1.3"):
+                cfg = config.validate(compose(config_name="export", overrides=args))
+        except SpecrepError:
+            raise
+        except Exception as err:   # hydra's and omegaconf's exceptions, many types
+            raise ConfigError(_one_line(err).replace("In 'export': ", "")) from None
+        weights, sidecar = work("export")(cfg.checkpoint, cfg.format, cfg.out)
+    except SpecrepError as err:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"wrote {weights} and {sidecar}")
+    return 0
+
 
 NO_OUTPUT_FLAGS = ("--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--resolve")
 OTHER_CONFIG_FLAGS = ("-cn", "--config-name", "-cp", "--config-path", "-cd", "--config-dir")
@@ -153,16 +202,6 @@ def _one_line(err: Exception) -> str:
     return f"{line} ({hint[0].lower()}{hint[1:]})" if hint else line
 
 
-def _first_of_each_sweep(overrides: list[str]) -> list[list[str]]:
-    """Override lists that together try every value of every sweep (`k=a,b`) at least once."""
-    parsed = OverridesParser.create().parse_overrides(overrides)
-    values = [list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.input_line.split("=", 1)[1]]
-              for o in parsed]
-    keys = [o.input_line.split("=", 1)[0] for o in parsed]
-    width = max((len(v) for v in values), default=1)
-    return [[f"{k}={v[min(i, len(v) - 1)]}" for k, v in zip(keys, values)] for i in range(width)]
-
-
 def preflight(command: str, args: list[str]) -> str | None:
     """One line saying what is wrong with the command line, checked before Hydra starts any job:
     composition (unknown keys and options, wrong types, parse errors), value ranges, output dir."""
@@ -170,7 +209,9 @@ def preflight(command: str, args: list[str]) -> str | None:
         return None   # nothing is written, or another config tree: Hydra checks it itself
     overrides = [a for a in args if not a.startswith("-")]
     try:
-        for combination in _first_of_each_sweep(overrides):
+        with initialize_config_module(config_module="specrep_cli.conf", version_base="1.3"):
+            combinations = representative_overrides(overrides, GlobalHydra.instance().config_loader())
+        for combination in combinations:
             with initialize_config_module(config_module="specrep_cli.conf", version_base="1.3"):
                 config.validate(compose(config_name=command, overrides=combination))
     except SpecrepError as err:
@@ -194,8 +235,9 @@ def complete(args: list[str]) -> None:
     line = os.environ.get("COMP_LINE", "")
     words = line.split()
     querying = any(a.startswith("query") for a in args)
-    if querying and len(words) >= 2 and words[1] == "report" and (len(words) > 2 or line.endswith(" ")):
-        return   # paths: the shell's own file completion (-o default)
+    plain = ("report", "export")   # not Hydra apps: the shell's own file completion (-o default)
+    if querying and len(words) >= 2 and words[1] in plain and (len(words) > 2 or line.endswith(" ")):
+        return
     if querying and len(words) >= 2 and words[1] in APPS and (len(words) > 2 or line.endswith(" ")):
         os.environ["COMP_LINE"] = " ".join([words[0], *words[2:]]) + (" " if line.endswith(" ") else "")
         command = words[1]
@@ -218,12 +260,21 @@ def main(argv: list[str] | None = None) -> None:
     command = args[0]
     if command == "report":
         sys.exit(report_command(args[1:]))
+    if command == "export":
+        sys.exit(export_command(args[1:]))
     if "-sc" in args or "--shell-completion" in args:
         complete([a for a in args if a not in APPS])
         return
     if command not in APPS:
         print(f"specrep: unknown command {command!r}\n\n{usage()}", file=sys.stderr)
         sys.exit(2)
+    if command == "train" and "hydra/sweeper=optuna" in args:
+        logging.getLogger("alembic").setLevel(logging.WARNING)   # optuna imports it; it logs each plugin
+        direction = optuna_direction(args[1:])
+        if direction:
+            print(f"note: hydra/sweeper=optuna maximises eval.objective_metric ({direction[0]}); pass "
+                  "hydra.sweeper.direction=minimize for a figure to minimise", file=sys.stderr)
+            args = [*args, *direction]
     problem = None if os.environ.get("HYDRA_FULL_ERROR") == "1" else preflight(command, args[1:])
     if problem:
         print(f"error: {problem}", file=sys.stderr)

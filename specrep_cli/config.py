@@ -10,8 +10,9 @@ ranges (`__post_init__` of each dataclass), raising ConfigError with one line.
 """
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass, field, fields, is_dataclass
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
@@ -36,6 +37,18 @@ def _one_slot(template: str) -> bool:
         return False
 
 
+def installed(module: str) -> bool:
+    """Whether an optional package can be imported (without importing it)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _require_installed(module: str, chosen: str, extra: str) -> None:
+    _require(installed(module), f"{chosen}, which needs: pip install 'specrep[{extra}]'")
+
+
 def _check_probability(name: str, p: float) -> None:
     _require(0.0 <= p <= 1.0, f"{name} must be a probability in [0, 1], got {p}")
 
@@ -44,7 +57,7 @@ def _check_probability(name: str, p: float) -> None:
 @dataclass
 class EncoderConfig:
     name: str = MISSING
-    width: int = 32
+    width: Optional[int] = 32   # null only for encoders with their own widths (timm)
     projector_hidden_dim: int = 512
     projector_out_dim: int = 128
     projector_layers: int = 2
@@ -53,10 +66,40 @@ class EncoderConfig:
     projector_bias: bool = False
 
     def __post_init__(self) -> None:
-        _require(self.width > 0, f"encoder.width must be > 0, got {self.width}")
+        _require(self.width is not None and self.width > 0, f"encoder.width must be > 0, got {self.width}")
+        self.check_projector()
+
+    def check_projector(self) -> None:
         _require(self.projector_layers >= 0, "encoder.projector_layers must be >= 0")
         _require(self.projector_hidden_dim > 0 and self.projector_out_dim > 0,
                  "encoder.projector_hidden_dim and encoder.projector_out_dim must be > 0")
+
+
+@dataclass
+class TimmEncoderConfig(EncoderConfig):
+    """Any timm model as the backbone (`pip install 'specrep[timm]'`), its classifier removed."""
+    name: str = "timm"
+    width: Optional[int] = None            # not used: the model has its own widths
+    model_name: str = "vit_tiny_patch16_224"
+    image_size: Optional[int] = 32         # ViT-like models: the input size (img_size); null for CNNs
+    patch_size: Optional[int] = 4          # ViT-like models: the patch size; null for CNNs
+    pretrained: bool = False
+
+    def __post_init__(self) -> None:
+        _require(self.width is None, "encoder.width does not apply to encoder=timm (the model has its own "
+                 "widths): choose a model with encoder.model_name")
+        _require(self.image_size is None or self.image_size >= 8, "encoder.image_size must be null or >= 8")
+        _require(self.patch_size is None or self.patch_size >= 1, "encoder.patch_size must be null or >= 1")
+        _require_installed("timm", "encoder=timm", "timm")
+        self.check_projector()
+
+
+ENCODER_SCHEMAS = {"timm": TimmEncoderConfig}   # the encoders with keys of their own; the others: EncoderConfig
+
+
+def encoder_schema(name: str) -> type:
+    """The schema of an encoder option (what a checkpoint's encoder config is read back with)."""
+    return ENCODER_SCHEMAS.get(name, EncoderConfig)
 
 
 # ------------------------------------------------------------------------------------- objective
@@ -243,16 +286,23 @@ class AugmentationConfig:
 
 
 # --------------------------------------------------------------------------------------- dataset
+RESIZE_MODES = ("shorter_side_center_crop", "stretch")   # how image files become image_size x image_size
+
+
 @dataclass
 class DatasetConfig:
     name: str = MISSING
     subset: Optional[int] = None
     in_memory: str = "auto"
     memory_budget_gib: Optional[float] = None
+    unlabelled_root: Optional[str] = None
+    resize: str = RESIZE_MODES[0]
     holdout: Optional[float] = None
 
     def __post_init__(self) -> None:
         _require(self.subset is None or self.subset > 0, "dataset.subset must be null or > 0")
+        _require(self.resize in RESIZE_MODES,
+                 f"dataset.resize must be {' or '.join(RESIZE_MODES)}, got {self.resize!r}")
         self.in_memory = str(self.in_memory).lower()   # YAML's true/false arrive as 'True'/'False'
         _require(self.in_memory in ("auto", "true", "false"),
                  f"dataset.in_memory must be auto, true or false, got {self.in_memory!r}")
@@ -305,12 +355,15 @@ class STL10Config(DatasetConfig):
         _check_image_size(self.image_size)
         _require(self.ssl_split in ("unlabeled", "train", "train+unlabeled"),
                  f"dataset.ssl_split must be unlabeled, train or train+unlabeled, got {self.ssl_split!r}")
+        _require(self.unlabelled_root is None or self.ssl_split == "train",
+                 "dataset.unlabelled_root replaces STL-10's unlabelled split as the SSL set: "
+                 "add dataset.ssl_split=train")
 
 
 @dataclass
 class ImageFolderConfig(DatasetConfig):
     name: str = "imagefolder"
-    root: str = MISSING
+    root: Optional[str] = None
     image_size: int = 32
     train_split: str = "train"
     test_split: Optional[str] = None
@@ -321,6 +374,9 @@ class ImageFolderConfig(DatasetConfig):
         super().__post_init__()
         _check_image_size(self.image_size)
         _require(self.workers >= 0, "dataset.workers must be >= 0")
+        _require(self.root is not None or self.unlabelled_root is not None,
+                 "dataset=imagefolder needs dataset.root (train/ and test/ class folders: the probe's) or "
+                 "dataset.unlabelled_root (any folder of images to train on), or both")
 
 
 @dataclass
@@ -328,6 +384,9 @@ class ImageTextConfig(DatasetConfig):
     name: str = "image_text"
     root: str = MISSING
     captions: str = "captions.tsv"
+    csv_img_key: Optional[str] = None
+    csv_caption_key: str = "title"
+    csv_separator: str = "\t"
     image_size: int = 32
     test_fraction: float = 0.1
     split_seed: int = 0
@@ -338,6 +397,8 @@ class ImageTextConfig(DatasetConfig):
         super().__post_init__()
         _check_image_size(self.image_size)
         _require(0 < self.test_fraction < 1, "dataset.test_fraction must be in (0, 1)")
+        _require(len(self.csv_separator) == 1,
+                 f"dataset.csv_separator must be one character, got {self.csv_separator!r}")
         _require(self.workers >= 0, "dataset.workers must be >= 0")
 
 
@@ -392,6 +453,21 @@ OPTIM_SCHEMAS = {"sgd": SGDConfig, "adamw": AdamWConfig, "lars": LARSConfig}
 
 
 # ------------------------------------------------------------------------------ trainer and eval
+LOGGERS = ("jsonl", "tensorboard", "wandb")
+
+
+@dataclass
+class WandbConfig:
+    project: str = "specrep"
+    entity: Optional[str] = None
+    mode: str = "online"
+    tags: List[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        _require(self.mode in ("online", "offline", "disabled"),
+                 f"trainer.wandb.mode must be online, offline or disabled, got {self.mode!r}")
+
+
 @dataclass
 class TrainerConfig:
     epochs: int = 20
@@ -405,10 +481,18 @@ class TrainerConfig:
     devices: int = 1
     sync_batchnorm: bool = False
     compile: bool = False
+    loggers: List[str] = field(default_factory=lambda: ["jsonl"])
+    wandb: WandbConfig = field(default_factory=WandbConfig)
     deterministic: bool = False
 
     def __post_init__(self) -> None:
         _require(self.epochs > 0, f"trainer.epochs must be > 0, got {self.epochs}")
+        unknown = [name for name in self.loggers if name not in LOGGERS]
+        _require(not unknown, f"trainer.loggers: unknown logger {', '.join(map(repr, unknown))}; "
+                 f"choose from {', '.join(LOGGERS)}")
+        for name in ("tensorboard", "wandb"):
+            if name in self.loggers:
+                _require_installed(name, f"trainer.loggers contains {name}", name)
         _require(self.batch_size >= 2, f"trainer.batch_size must be >= 2, got {self.batch_size}")
         _require(self.device in ("auto", "cpu", "cuda"),
                  f"trainer.device must be auto, cpu or cuda, got {self.device!r}")
@@ -423,6 +507,23 @@ class TrainerConfig:
                  f"trainer.devices={self.devices}")
         _require(not (self.sync_batchnorm and self.device == "cpu"),
                  "trainer.sync_batchnorm needs CUDA (torch's SyncBatchNorm has no CPU kernel)")
+
+
+# The top-level keys of report.json, and the figures among them a run can be scored by
+# (eval.objective_metric); zero_shot and retrieval come with image-text runs only.
+REPORT_SECTIONS = ("linear_probe", "knn", "random_init", "spectrum", "alignment", "uniformity", "zero_shot",
+                   "retrieval", "timing")
+_SIDES = ("representation", "projection")
+REPORT_METRICS = (
+    "linear_probe.top1", "linear_probe.top5", "linear_probe.val_top1", "knn.top1",
+    "random_init.linear_probe_top1", "random_init.knn_top1",
+    *(f"spectrum.{side}.{key}" for side in _SIDES for key in (
+        "effective_rank", "orthonormality_error", "top_variance_share.1", "top_variance_share.10",
+        "top_variance_share.100")),
+    *(f"{key}.{side}" for key in ("alignment", "uniformity") for side in _SIDES),
+    "zero_shot.top1", "zero_shot.top5",
+    *(f"retrieval.{way}.r{k}" for way in ("image_to_text", "text_to_image") for k in (1, 5, 10)),
+    "timing.train_seconds", "timing.train_images_per_second", "timing.eval_seconds")
 
 
 @dataclass
@@ -447,8 +548,13 @@ class EvalConfig:
     alignment_images: int = 1000
     zero_shot_templates: List[str] = field(default_factory=lambda: [
         "a {}", "a picture of a {}", "there is a {}", "an image showing a {}"])
+    zero_shot_class_names: Dict[str, str] = field(default_factory=dict)
+    objective_metric: str = "linear_probe.top1"
 
     def __post_init__(self) -> None:
+        _require(self.objective_metric in REPORT_METRICS,
+                 f"eval.objective_metric must be a figure of report.json, one of: {', '.join(REPORT_METRICS)}; "
+                 f"got {self.objective_metric!r}")
         _require(self.protocol in ("fast", "standard"),
                  f"eval.protocol must be fast or standard, got {self.protocol!r}")
         _require(self.standard_epochs > 0, "eval.standard_epochs must be > 0")
@@ -509,13 +615,28 @@ class EvalAppConfig:
                  f"precision must be auto, fp32 or bf16, got {self.precision!r}")
 
 
+EXPORT_FORMATS = ("torchvision", "timm", "safetensors")
+
+
+@dataclass
+class ExportAppConfig:
+    checkpoint: Optional[str] = None
+    format: str = "torchvision"
+    out: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        _require(self.format in EXPORT_FORMATS,
+                 f"format must be one of {', '.join(EXPORT_FORMATS)}, got {self.format!r}")
+
+
 def register() -> None:
     """Store every schema in Hydra's ConfigStore (idempotent)."""
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
     cs.store(name="eval_schema", node=EvalAppConfig)
+    cs.store(name="export_schema", node=ExportAppConfig)
     for group, schemas in (("objective", OBJECTIVE_SCHEMAS), ("dataset", DATASET_SCHEMAS),
-                           ("optim", OPTIM_SCHEMAS)):
+                           ("optim", OPTIM_SCHEMAS), ("encoder", ENCODER_SCHEMAS)):
         for name, node in schemas.items():
             cs.store(group=f"schema/{group}", name=name, node=node)
 

@@ -40,6 +40,13 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> N
         assert needle in proc.stderr, proc.stderr
 
 
+def train_into(work: Path, *overrides: str) -> Path:
+    """`specrep train OVERRIDES` into work/run (it must succeed); the run dir."""
+    proc = run_cli("train", *overrides, f"hydra.run.dir={work / 'run'}", cwd=work)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return work / "run"
+
+
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory) -> Path:
     """One tiny `specrep train` run shared by the tests that read its outputs."""

@@ -75,6 +75,12 @@ def test_disk_full_fault_run_on_a_tmpfs(tmp_path):
     assert proc.returncode == 0 and "FAIL" not in proc.stdout, proc.stdout + proc.stderr
 
 
+def test_decode_benchmark_runs(tmp_path):
+    proc = run("decode.py", "--images", "16", "--repeats", "1", "--sizes", "32", tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "as 384 x 288 photos" in proc.stdout and "speed-up" in proc.stdout
+
+
 def test_device_check_runs_its_cpu_fallback(tmp_path):
     """benchmarks/device_check.sh --device cpu --smoke: every step of the GPU check, tiny, on the CPU
     (the CUDA tests skip), and the summary naming each step's exit status."""

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -21,6 +23,16 @@ def test_bare_command_lists_subcommands():
         assert "train" in proc.stdout and "eval" in proc.stdout
 
 
+def test_python_dash_m_specrep_is_the_same_command(tmp_path: Path):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    args = ["train", "objective=spectrall"]   # through the dispatcher and the preflight: exit 1, one line
+    forwarded = subprocess.run([sys.executable, "-m", "specrep", *args], capture_output=True, text=True,
+                               cwd=tmp_path, env=env)
+    direct = run_cli(*args, cwd=tmp_path)
+    assert forwarded.returncode == direct.returncode == 1
+    assert (forwarded.stdout, forwarded.stderr) == (direct.stdout, direct.stderr)
+
+
 def test_unknown_subcommand_exits_2_with_the_list():
     proc = run_cli("trian")
     assert proc.returncode == 2
@@ -30,7 +42,7 @@ def test_unknown_subcommand_exits_2_with_the_list():
 def test_train_help_lists_groups_and_options():
     proc = run_cli("train", "--help")
     assert proc.returncode == 0
-    for line in ("objective: ", "encoder: convnet, resnet18", "dataset: cifar10, cifar100, image_text, imagefolder, shapes, stl10"):
+    for line in ("objective: ", "encoder: convnet, resnet18, timm", "dataset: cifar10, cifar100, image_text, imagefolder, shapes, stl10"):
         assert line in proc.stdout
 
 

@@ -50,7 +50,7 @@ def test_decode_cache_is_reused_and_rebuilt_when_a_file_changes(tmp_path: Path, 
     import specrep_cli.data.files as files_module
     calls = []
     original = files_module.decode_images
-    monkeypatch.setattr(files_module, "decode_images", lambda files, size: calls.append(len(files)) or original(files, size))
+    monkeypatch.setattr(files_module, "decode_images", lambda files, size, *args: calls.append(len(files)) or original(files, size, *args))
     again = load_dataset(cfg)
     assert calls == [] and torch.equal(first.train_images, again.train_images)
 

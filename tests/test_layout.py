@@ -11,19 +11,22 @@ import specrep_cli
 from specrep_cli.cli import WORK
 
 ROOT = Path(specrep_cli.__file__).parent
+FORWARDER = ROOT.parent / "specrep"   # `python -m specrep`: a tiny package that forwards to specrep_cli.cli
 # The layers, lowest first: a module may import its own package and anything on a lower layer only.
 LAYERS = [
     {"specrep_cli", "errors", "storage"},   # storage: atomic writes, used by checkpoint, data, report, rundir
-    {"config", "runtime", "rundir"},        # rundir: the run dir's lock and failure record, below train/eval/report
+    {"config", "runtime", "rundir", "sweeps"},   # rundir: the run dir's lock and failure record; sweeps: the preflight's view of sweeps
     {"models", "data", "report", "checkpoint"},
-    {"objectives"},
+    {"objectives", "export"},   # export: the models and the checkpoint meet (specrep export)
     {"eval"},
     {"train"},
     {"cli"},
-    {"__main__"},
+    {"__main__", "specrep"},
 ]
 LAYER = {room: level for level, rooms in enumerate(LAYERS) for room in rooms}
-OPTIONAL = {"tensorboard", "torch.utils.tensorboard", "wandb", "timm", "safetensors", "optuna", "scipy"}
+OPTIONAL = {"tensorboard", "torch.utils.tensorboard", "wandb", "timm", "safetensors",
+            "safetensors.torch",   # export's format=safetensors
+            "optuna", "scipy"}
 MAX_FUNCTION_LINES = 60
 MAX_MODULE_LINES = 400
 LONG_MODULES = {"config"}   # declarative schemas, one per option: kept whole on purpose
@@ -31,7 +34,7 @@ LONG_MODULES = {"config"}   # declarative schemas, one per option: kept whole on
 
 def modules() -> dict[str, tuple[Path, bool]]:
     found = {}
-    for f in ROOT.rglob("*.py"):
+    for f in [*ROOT.rglob("*.py"), *FORWARDER.rglob("*.py")]:
         parts = list(f.relative_to(ROOT.parent).with_suffix("").parts)
         package = parts[-1] == "__init__"
         found[".".join(parts[:-1] if package else parts)] = (f, package)
@@ -74,6 +77,8 @@ def _graph() -> dict[str, set[str]]:
 
 def _room(module: str) -> str:
     parts = module.split(".")
+    if parts[0] == "specrep":   # the forwarding package is one room
+        return "specrep"
     return parts[1] if len(parts) > 1 else parts[0]
 
 

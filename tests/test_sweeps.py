@@ -1,47 +1,90 @@
-"""A --multirun sweep goes on past a failed job, records why it failed, exits non-zero at the end,
-and `specrep report` names every failed, stopped and missing job."""
+"""Sweeps that search: the figure `specrep train` returns to Hydra, a real Optuna search end to end,
+the preflight of sweeps it cannot enumerate, and `specrep report` on a search."""
 from __future__ import annotations
 
 import json
-import shutil
+import math
 from pathlib import Path
 
-from conftest import TINY, assert_one_line_error, run_cli
-from specrep_cli.cli import report_command
+import pytest
+import yaml
 
-# Cheap jobs: no monitoring, no baseline, no alignment.
-QUICK = [o for o in TINY if not o.startswith(("dataset.num_train", "trainer.batch_size"))] + [
-    "trainer.batch_size=128", "eval.random_init=false", "eval.every_n_epochs=0", "eval.alignment_images=0"]
+from conftest import TINY, run_cli
+from specrep_cli import cli, config
+from specrep_cli.report.report import objective_value
 
-
-def test_a_failed_job_does_not_stop_the_sweep_and_report_names_failed_and_missing_jobs(tmp_path: Path, capsys):
-    sweep = tmp_path / "sweep"
-    # job 0: 100 images for a batch of 128 fails; jobs 1 and 2 are valid
-    proc = run_cli("train", "--multirun", "dataset.num_train=100,256,300", *QUICK, f"hydra.sweep.dir={sweep}",
-                   cwd=tmp_path)
-    assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert "Traceback" not in proc.stderr, proc.stderr
-    assert "error: job 0 (dataset.num_train=100" in proc.stderr and "larger than the training set" in proc.stderr
-    last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: 1 job(s) of the sweep failed") and str(sweep / "0") in last, proc.stderr
-    record = json.loads((sweep / "0" / "failed.json").read_text())
-    assert record["kind"] == "failed" and "larger than the training set" in record["error"]
-    assert "dataset.num_train=100" in record["overrides"]
-    for job in ("1", "2"):   # the jobs after the failed one ran
-        assert (sweep / job / "report.json").is_file() and not (sweep / job / "failed.json").exists()
-
-    shutil.rmtree(sweep / "2")   # a job that never ran (the sweep was killed before it)
-    assert report_command([str(sweep)]) == 0
-    err = capsys.readouterr().err
-    assert f"failed: {sweep / '0'} (dataset.num_train=100" in err and "larger than the training set" in err
-    assert f"missing: {sweep / '2'} (dataset.num_train=300" in err, err
-    md = (sweep / "summary.md").read_text()
-    assert "## Jobs without a report" in md and "larger than the training set" in md
+optuna_sweeper = pytest.importorskip("hydra_plugins.hydra_optuna_sweeper",
+                                     reason="the Optuna sweeper is an extra: pip install 'specrep[tune]'")
 
 
-def test_multirun_mode_with_an_impossible_sweep_dir_is_one_line(tmp_path: Path):
-    (tmp_path / "file").write_text("not a directory")
-    proc = run_cli("train", "hydra.mode=MULTIRUN", "seed=0,1", f"hydra.sweep.dir={tmp_path / 'file' / 'sweep'}",
-                   cwd=tmp_path)
-    assert_one_line_error(proc, "cannot create the output directory")
-    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+def _preflight(tmp_path: Path, *overrides: str) -> str | None:
+    return cli.preflight("train", ["--multirun", f"hydra.sweep.dir={tmp_path / 'sweep'}", *overrides])
+
+
+def test_preflight_accepts_interval_glob_and_tag_sweeps(tmp_path: Path):
+    assert _preflight(tmp_path, "hydra/sweeper=optuna", "objective.mu=interval(1.0,4.0)") is None
+    assert _preflight(tmp_path, "hydra/sweeper=optuna", "objective.mu=tag(log,interval(0.5,4.0))",
+                      "optim.lr=tag(log,interval(0.01,1.0))") is None
+    assert _preflight(tmp_path, "objective=glob(simclr*,spectral*)") is None
+    assert _preflight(tmp_path, "hydra/sweeper=optuna", "hydra.sweeper.n_trials=2",
+                      "trainer.batch_size=int(interval(32,64))") is None
+
+
+@pytest.mark.parametrize("overrides, needle", [
+    (["hydra/sweeper=optuna", "objective.muu=interval(1.0,4.0)"], "objective.muu"),   # a typo in the key
+    (["hydra/sweeper=optuna", "objective.mu=interval(-1.0,4.0)"], "objective.mu must be > 0"),  # an end out of range
+    (["hydra/sweeper=optuna", "objective.mu=interval(1.0,abc)"], "interval"),           # not a number
+    (["hydra/sweeper=optuna", "trainer.batch_size=interval(32,64)"], "trainer.batch_size"),  # floats for an int
+    (["objective=glob(simcrl*)"], "objective=glob(simcrl*) matches no option of objective"),
+    (["objective=glob(*)", "objective.mu=2"], "mu"),          # every option the glob matches is composed
+    (["objective.mu=interval(1.0,4.0)"], "add hydra/sweeper=optuna"),   # the basic sweeper cannot search
+    (["hydra/sweeper=optuna", "eval.objective_metric=linear_probe.topp1"], "eval.objective_metric must be"),
+])
+def test_a_mistake_inside_a_sweep_is_one_line(tmp_path: Path, overrides, needle):
+    problem = _preflight(tmp_path, *overrides)
+    assert problem is not None and needle in problem and "\n" not in problem
+
+
+def test_objective_value_is_the_dotted_figure_or_nan(tmp_path: Path):
+    report = {"linear_probe": {"top1": 41.5}, "retrieval": {"image_to_text": {"r1": 7.0}}}
+    assert objective_value(report, "linear_probe.top1", tmp_path) == 41.5
+    assert objective_value(report, "retrieval.image_to_text.r1", tmp_path) == 7.0
+    assert math.isnan(objective_value(report, "zero_shot.top1", tmp_path))
+    (tmp_path / "report.json").write_text(json.dumps(report))   # a spawned rank wrote it
+    assert objective_value(None, "linear_probe.top1", tmp_path) == 41.5
+
+
+def test_every_objective_metric_is_in_a_runs_report(trained_run: Path):
+    report = json.loads((trained_run / "report.json").read_text())
+    two_tower_only = ("zero_shot.", "retrieval.")
+    for key in config.REPORT_METRICS:
+        if not key.startswith(two_tower_only):
+            assert not math.isnan(objective_value(report, key, trained_run)), key
+
+
+def test_a_two_trial_optuna_search_and_its_report(tmp_path: Path, capsys):
+    sweep = tmp_path / "search"
+    proc = run_cli("train", "--multirun", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=2",
+                   "hydra.sweeper.sampler.seed=0", "objective.mu=interval(1.0,8.0)", *TINY,
+                   "eval.random_init=false", "eval.every_n_epochs=0", "eval.alignment_images=0",
+                   f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "hydra.sweeper.direction=maximize" in proc.stderr   # the note: optuna minimises by default
+    results = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    trials = {d.name: json.loads((d / "report.json").read_text())["linear_probe"]["top1"]
+              for d in sweep.iterdir() if (d / "report.json").is_file()}
+    assert sorted(trials) == ["0", "1"]
+    assert results["best_value"] == pytest.approx(max(trials.values()))   # Hydra got each run's probe top-1
+    best = max(trials, key=trials.get)
+    mus = {name: yaml.safe_load((sweep / name / ".hydra" / "overrides.yaml").read_text()) for name in trials}
+    assert f"objective.mu={results['best_params']['objective.mu']}" in mus[best]
+    assert all(1.0 <= float(next(o for o in v if o.startswith("objective.mu=")).split("=")[1]) <= 8.0
+               for v in mus.values())
+
+    assert cli.report_command([str(sweep)]) == 0   # `specrep report SWEEP_DIR`, in this process
+    assert "2 trials by linear_probe.top1 (maximize), best first" in capsys.readouterr().out
+    lines = (sweep / "search.md").read_text().splitlines()
+    rows = [line for line in lines if line.startswith("| 1 ") or line.startswith("| 2 ")]
+    assert rows[0].split(" | ")[1] == best and float(rows[0].split(" | ")[2]) >= float(rows[1].split(" | ")[2])
+    command = next(line for line in lines if line.startswith("specrep train "))
+    assert f"objective.mu={results['best_params']['objective.mu']}" in command and "dataset.num_train=256" in command

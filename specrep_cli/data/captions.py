@@ -5,10 +5,13 @@
 phrasings and some factors are left out, chosen per image by a seeded generator, so a text tower must
 learn what the words mean rather than memorise a handful of strings.
 
-`read_captions_tsv(path)` reads a user's pairs: one `<relative image path><TAB><caption>` per line.
+`read_captions_tsv(path)` reads a user's pairs: one `<relative image path><TAB><caption>` per line;
+`read_captions_csv(path, img_key, caption_key, separator)` open_clip's CSV/TSV (a header row naming
+the columns; image paths relative to the file, or absolute).
 """
 from __future__ import annotations
 
+import csv
 import posixpath
 import re
 from pathlib import Path, PureWindowsPath
@@ -158,8 +161,7 @@ def read_captions_tsv(path: Path) -> list[tuple[str, str]]:
         lines = path.read_text(encoding="utf-8-sig").split("\n")  # not splitlines: \v, \x1c... are text
     except (OSError, UnicodeDecodeError) as e:
         raise DatasetError(f"{path}: cannot read the captions file ({e.__class__.__name__}: {e})") from None
-    root = path.parent
-    pairs, checked = [], set()
+    rows = []
     for number, line in enumerate(lines, start=1):
         line = line.removesuffix("\r")
         if not line.strip() or line.startswith("#"):
@@ -180,15 +182,67 @@ def read_captions_tsv(path: Path) -> list[tuple[str, str]]:
         image = posixpath.normpath(image.replace("\\", "/"))
         if image == ".." or image.startswith("../"):
             raise bad(f"image path {image!r} leaves the folder")
+        rows.append((number, image, caption))
+    return with_files(path, rows, TSV_FORM)
+
+
+TSV_FORM = "want '<relative image path><TAB><caption>'"
+
+
+def with_files(path: Path, rows: Sequence[tuple[int, str, str]], form: str) -> list[tuple[str, str]]:
+    """(image, caption) of rows (line number, image path, caption) whose image files exist, each looked
+    up once, from the captions file's folder; a missing one, or no row at all, is one line (`form`: the
+    format the file should have)."""
+    checked = set()
+    for number, image, _ in rows:
         if image not in checked:
-            if not (root / image).is_file():
-                raise bad(f"no image file {image!r} in {root}")
+            if not (path.parent / image).is_file():
+                raise _row_error(path, number, f"no image file {image!r} in {path.parent}", form)
             checked.add(image)
-        pairs.append((image, caption))
-    if not pairs:
-        raise DatasetError(f"{path}: no caption rows (want '<relative image path><TAB><caption>' lines)")
-    return pairs
+    if not rows:
+        raise DatasetError(f"{path}: no caption rows ({form} lines)")
+    return [(image, caption) for _, image, caption in rows]
 
 
-def _row_error(path: Path, number: int, problem: str) -> DatasetError:
-    return DatasetError(f"{path}:{number}: {problem} (want '<relative image path><TAB><caption>')")
+def _row_error(path: Path, number: int, problem: str, form: str = TSV_FORM) -> DatasetError:
+    return DatasetError(f"{path}:{number}: {problem} ({form})")
+
+
+def folder_classes(path: Path, images: Sequence[str]) -> list[str]:
+    """The classes of captions.tsv's images: their first folders, sorted; one line if one is in none."""
+    flat = [p for p in images if "/" not in p]
+    if flat:
+        raise DatasetError(f"{path}: image {flat[0]!r} is not in a class folder: put each image under "
+                           "<class>/ (one folder for all is fine; the folder names are the classes)")
+    return sorted({p.split("/", 1)[0] for p in images})
+
+
+# ------------------------------------------------------------------------ open_clip's CSV / TSV
+def read_captions_csv(path: Path, img_key: str, caption_key: str, separator: str) -> list[tuple[str, str]]:
+    """(image path, caption) pairs of open_clip's format: a header row, then one row per pair, columns
+    `img_key` and `caption_key` separated by `separator` (open_clip: filepath, title, a tab), quoted as
+    CSV. A relative path is taken from the file's folder and normalised; an absolute one as it is.
+    Raises DatasetError naming the file and line: a missing column, an empty path or caption, or a
+    path with no file behind it."""
+    path = Path(path)
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as f:
+            reader = csv.DictReader(f, delimiter=separator)
+            columns = reader.fieldnames or []
+            missing = [k for k in (img_key, caption_key) if k not in columns]
+            if missing:
+                raise DatasetError(f"{path}: no column {missing[0]!r} in the header (columns: "
+                                   f"{', '.join(map(repr, columns))}); set dataset.csv_img_key, "
+                                   "dataset.csv_caption_key and dataset.csv_separator")
+            rows = [(reader.line_num, row.get(img_key) or "", row.get(caption_key) or "") for row in reader]
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise DatasetError(f"{path}: cannot read the captions file ({e.__class__.__name__}: {e})") from None
+    form = f"want a header naming {img_key!r} and {caption_key!r}, then rows; paths relative to the file"
+    cleaned = []
+    for number, image, caption in rows:
+        image, caption = image.strip(), caption.strip()
+        if not image or not caption:
+            raise _row_error(path, number, f"empty {'image path' if not image else 'caption'}", form)
+        image = image if Path(image).is_absolute() else posixpath.normpath(image.replace("\\", "/"))
+        cleaned.append((number, image, caption))
+    return with_files(path, cleaned, form)

@@ -12,12 +12,14 @@ import os
 from typing import Any, Tuple
 
 import torch
+from omegaconf import OmegaConf
 from torch import Tensor
 
 from ..errors import DatasetError
 from .files import ImageFiles, decode_images
 from .loaders import LOADERS, subset_indices
 from .splits import ImageData, Images, take
+from .unlabelled import load_unlabelled, unlabelled_only
 
 
 def channel_stats(images: Images, chunk: int = 4096, sample: int = 10000) -> Tuple[Tensor, Tensor]:
@@ -26,7 +28,7 @@ def channel_stats(images: Images, chunk: int = 4096, sample: int = 10000) -> Tup
     keep = subset_indices(images.shape[0], sample, seed=0)
     if isinstance(images, ImageFiles):
         files = images.files if keep is None else [images.files[i] for i in keep.tolist()]
-        images = decode_images(files, images.size)
+        images = decode_images(files, images.size, images.resize)
     elif keep is not None:
         images = images[keep.to(images.device)]
     c = images.shape[1]
@@ -53,6 +55,18 @@ def memory_budget(cfg: Any, device: torch.device) -> int:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
     except (ValueError, OSError, AttributeError):
         return 8 * 2**30
+
+
+def load_with_unlabelled(cfg: Any, fits) -> ImageData:
+    """The option's loader; with dataset.unlabelled_root, that folder's images as the SSL set (and
+    dataset.subset applied to them alone); with no labelled root (imagefolder's root null), the folder alone."""
+    if not cfg.get("unlabelled_root"):
+        return LOADERS[cfg.name](cfg, fits)
+    if "root" in cfg and cfg.root is None:
+        return unlabelled_only(cfg, fits)
+    data = LOADERS[cfg.name](OmegaConf.merge(cfg, {"subset": None}), fits)   # the probe's splits whole
+    data.unlabelled_images = load_unlabelled(cfg, fits)
+    return data
 
 
 def hold_out(data: ImageData, fraction: float, seed: int = 0) -> ImageData:
@@ -86,10 +100,14 @@ def load_dataset(cfg: Any, device: torch.device = torch.device("cpu")) -> ImageD
     def fits(nbytes: int) -> bool:
         return in_memory == "true" or (in_memory == "auto" and nbytes <= budget)
 
-    data = LOADERS[cfg.name](cfg, fits)
+    data = load_with_unlabelled(cfg, fits)
     if cfg.holdout is not None:
+        if not data.labelled:
+            raise DatasetError(f"dataset.holdout={cfg.holdout} holds out labelled images for the probe, and "
+                               f"dataset {cfg.name} has no classes here: drop dataset.holdout")
         data = hold_out(data, cfg.holdout)
-    for split in ("train", "test"):   # a truncated label file must not surface as a crash after training
+    checked = ("train", "test") if data.labelled else ()   # an unlabelled folder has no labels
+    for split in checked:   # a truncated label file must not surface as a crash after training
         images, labels = getattr(data, f"{split}_images"), getattr(data, f"{split}_labels")
         if images.shape[0] != labels.shape[0] or (labels.numel() and not 0 <= int(labels.min()) <= int(labels.max()) < len(data.classes)):
             raise DatasetError(f"dataset {cfg.name}: the {split} split has {images.shape[0]} images but "

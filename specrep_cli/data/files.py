@@ -2,12 +2,19 @@
 `ImageFiles`, a split read from its files on demand (for folders larger than the memory budget).
 
 Decoded splits are cached as uint8 tensors under $SPECREP_CACHE (default ~/.cache/specrep), keyed by
-the files' paths, sizes and mtimes and the target size: the second run starts in seconds.
+the files' paths, sizes and mtimes, the target size and the resize mode: the second run starts in seconds.
+
+Non-square images are brought to size x size by `dataset.resize`: `shorter_side_center_crop` (the
+default, torchvision's Resize(size) + CenterCrop(size): the central square, resized) or `stretch`
+(the whole image, squashed). A JPEG being shrunk is decoded with PIL's draft mode first (the decoder's
+own 1/2, 1/4 or 1/8 scaling, never below what the resize needs): a large photo decodes several
+times faster.
 """
 from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,6 +25,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from ..config import RESIZE_MODES
 from ..errors import DatasetError
 from .cache import read_cache, write_cache
 from .pixels import to_rgb
@@ -25,13 +33,14 @@ from .pixels import to_rgb
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 log = logging.getLogger("specrep")
 Fits = Callable[[int], bool]   # fits(nbytes): may a split of nbytes live in memory on the device?
+CENTER_CROP = RESIZE_MODES[0]
 
 
 class ImageFiles:
     """A split read from image files on demand: `shape` like a uint8 (N, 3, size, size) tensor."""
 
-    def __init__(self, files: Sequence[Path], size: int, workers: int):
-        self.files, self.size, self.workers = list(files), size, workers
+    def __init__(self, files: Sequence[Path], size: int, workers: int, resize: str = CENTER_CROP):
+        self.files, self.size, self.workers, self.resize = list(files), size, workers, resize
 
     def __len__(self) -> int:
         return len(self.files)
@@ -42,7 +51,7 @@ class ImageFiles:
 
     def __getitem__(self, i: int) -> Tensor:   # a DataLoader worker decodes one image
         try:
-            return torch.from_numpy(_decode(self.files[i], self.size)).permute(2, 0, 1)
+            return torch.from_numpy(_decode(self.files[i], self.size, self.resize)).permute(2, 0, 1)
         except Exception as err:   # PIL raises many types for broken files
             raise DatasetError(f"cannot read image {self.files[i]} ({type(err).__name__}): remove or replace it") from None
 
@@ -76,22 +85,35 @@ def list_image_folder(split_dir: Path, classes: Sequence[str] | None = None):
     return files, labels, list(classes)
 
 
-def _decode(path: Path, size: int) -> np.ndarray:
+def _decode(path: Path, size: int, resize: str = CENTER_CROP, draft: bool = True) -> np.ndarray:
+    """One image file -> uint8 (size, size, 3) RGB, by `resize` (RESIZE_MODES); JPEGs shrunk in draft mode."""
     with Image.open(path) as im:
+        w, h = im.size
+        side = min(w, h)
+        if resize == "stretch":
+            box, need = (0.0, 0.0, w, h), (size, size)
+        else:   # the central square, in the source's coordinates
+            box = ((w - side) / 2, (h - side) / 2, (w + side) / 2, (h + side) / 2)
+            need = (math.ceil(w * size / side), math.ceil(h * size / side))
+        if draft and im.format == "JPEG" and (w > need[0] or h > need[1]):
+            im.draft("RGB", need)   # decode at the coarsest 1/2^k scale still at least `need`
+            sx, sy = im.size[0] / w, im.size[1] / h
+            box = (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy)
         im = to_rgb(im)   # 16-bit images scaled, not clipped
-        if im.size != (size, size):
-            im = im.resize((size, size), Image.BILINEAR)  # PIL's bilinear antialiases when shrinking
+        if im.size != (size, size) or box != (0, 0, size, size):
+            im = im.resize((size, size), Image.BILINEAR, box=box)  # PIL's bilinear antialiases when shrinking
         return np.array(im, dtype=np.uint8)   # a writable copy (torch.from_numpy needs one)
 
 
-def decode_images(files: Sequence[Path], size: int) -> Tensor:
-    """Decode to uint8 (N, 3, size, size) with a thread pool; corrupt files are named in the error."""
+def decode_images(files: Sequence[Path], size: int, resize: str = CENTER_CROP, draft: bool = True) -> Tensor:
+    """Decode to uint8 (N, 3, size, size) with a thread pool; corrupt files are named in the error.
+    draft=False decodes JPEGs at full size first (benchmarks/decode.py compares the two)."""
     out = np.empty((len(files), size, size, 3), dtype=np.uint8)
     bad: List[str] = []
 
     def work(i: int) -> None:
         try:
-            out[i] = _decode(files[i], size)
+            out[i] = _decode(files[i], size, resize, draft)
         except Exception as err:  # PIL raises many types for broken files
             bad.append(f"{files[i]} ({type(err).__name__})")
 
@@ -111,25 +133,26 @@ def cache_root(cfg_dir: str | None) -> Path:
     return Path.home() / ".cache" / "specrep"
 
 
-def cached_decode(files: Sequence[Path], size: int, cache_dir: Path) -> Tensor:
-    """decode_images, cached on disk under a key of the files' paths, sizes, mtimes and `size`."""
-    key = hashlib.sha256(str(size).encode())
+def cached_decode(files: Sequence[Path], size: int, cache_dir: Path, resize: str = CENTER_CROP) -> Tensor:
+    """decode_images, cached on disk under a key of the files' paths, sizes, mtimes, `size` and `resize`."""
+    key = hashlib.sha256(f"{size} {resize} draft".encode())
     for f in files:
         st = f.stat()
         key.update(os.fsencode(f.resolve()) + f"\0{st.st_size}\0{st.st_mtime_ns}\n".encode())   # any file name
     path = cache_dir / "imagefolder" / f"{key.hexdigest()[:32]}.pt"
     images = read_cache(path, key.hexdigest(), (len(files), 3, size, size))   # None: missing or not this key's
     if images is None:
-        images = decode_images(files, size)
+        images = decode_images(files, size, resize)
         write_cache(path, key.hexdigest(), images)   # an unwritable cache only costs the next run the decoding
     return images
 
 
 def decode_or_stream(train_files: Sequence[Path], test_files: Sequence[Path], cfg: Any,
                      fits: Fits) -> Tuple[Images, Images]:
-    """Both splits decoded at cfg.image_size (once, cached) when they fit in memory, else ImageFiles
-    streamed by cfg.workers DataLoader workers."""
-    if fits((len(train_files) + len(test_files)) * 3 * cfg.image_size ** 2):
+    """Both splits decoded at cfg.image_size by cfg.resize (once, cached) when they fit in memory, else
+    ImageFiles streamed by cfg.workers DataLoader workers."""
+    size, resize = cfg.image_size, cfg.get("resize", CENTER_CROP)
+    if fits((len(train_files) + len(test_files)) * 3 * size ** 2):
         cache = cache_root(cfg.cache_dir)
-        return cached_decode(train_files, cfg.image_size, cache), cached_decode(test_files, cfg.image_size, cache)
-    return ImageFiles(train_files, cfg.image_size, cfg.workers), ImageFiles(test_files, cfg.image_size, cfg.workers)
+        return cached_decode(train_files, size, cache, resize), cached_decode(test_files, size, cache, resize)
+    return ImageFiles(train_files, size, cfg.workers, resize), ImageFiles(test_files, size, cfg.workers, resize)

@@ -4,7 +4,7 @@
     cifar10/100   torchvision's pickled batches
     stl10         torchvision's binary files (the unlabelled split for SSL)
     imagefolder   <root>/<split>/<class>/* image files
-    image_text    a captions.tsv over class folders of images
+    image_text    a captions.tsv over class folders of images, or open_clip's CSV/TSV
 
 A loader returns uint8 tensors on the host or, for image files that do not fit the memory budget
 (`fits(nbytes)`), ImageFiles; load_dataset (datasets.py) fills in the normalisation and moves what
@@ -24,7 +24,7 @@ from torchvision.datasets import CIFAR10, CIFAR100, STL10
 
 from ..errors import DatasetError
 from . import shapes
-from .captions import read_captions_tsv, shapes_captions
+from .captions import folder_classes, read_captions_csv, read_captions_tsv, shapes_captions
 from .files import Fits, ImageFiles, decode_or_stream, list_image_folder
 from .splits import Captions, ImageData
 
@@ -236,21 +236,22 @@ def _load_imagefolder(cfg: Any, fits: Fits) -> ImageData:
 def _load_image_text(cfg: Any, fits: Fits) -> ImageData:
     """<root>/<captions> (default captions.tsv): `<class>/<image path><TAB><caption>` lines, several per
     image allowed. The first folder of an image's path is its class (for the probe, kNN and zero-shot);
-    a fixed random `test_fraction` of the images (with their captions) is the test split."""
+    a fixed random `test_fraction` of the images (with their captions) is the test split. With
+    dataset.csv_img_key: open_clip's CSV/TSV instead (a header row; no classes: retrieval only)."""
     root = data_root(cfg.root)
     tsv = root / cfg.captions
     if not tsv.is_file():
         raise DatasetError(f"{tsv} does not exist: dataset.root must hold {cfg.captions} with lines "
-                           "'<class>/<image><TAB><caption>' and the images under it")
-    rows = read_captions_tsv(tsv)
+                           "'<class>/<image><TAB><caption>' (or, with dataset.csv_img_key, open_clip's "
+                           "CSV/TSV with a header) and the images under it")
+    if cfg.get("csv_img_key") is not None:   # open_clip's format: a header, no classes (retrieval only)
+        rows = read_captions_csv(tsv, cfg.csv_img_key, cfg.csv_caption_key, cfg.csv_separator)
+    else:
+        rows = read_captions_tsv(tsv)
     paths = sorted({image for image, _ in rows})
-    flat = [p for p in paths if "/" not in p]
-    if flat:
-        raise DatasetError(f"{tsv}: image {flat[0]!r} is not in a class folder: put each image under "
-                           "<class>/ (one folder for all is fine; the folder names are the classes)")
-    classes = sorted({p.split("/", 1)[0] for p in paths})
+    classes = [] if cfg.get("csv_img_key") is not None else folder_classes(tsv, paths)
     row_of = {p: i for i, p in enumerate(paths)}
-    labels = torch.tensor([classes.index(p.split("/", 1)[0]) for p in paths], dtype=torch.int64)
+    labels = torch.tensor([classes.index(p.split("/", 1)[0]) for p in paths] if classes else [], dtype=torch.int64)
     captions = Captions([caption for _, caption in rows], torch.tensor([row_of[image] for image, _ in rows]))
 
     n_test = max(1, round(len(paths) * cfg.test_fraction))
@@ -265,5 +266,6 @@ def _load_image_text(cfg: Any, fits: Fits) -> ImageData:
     files = [tsv.parent / p for p in paths]   # paths are relative to the captions file's folder
     train_files, test_files = [files[i] for i in train_idx.tolist()], [files[i] for i in test_idx.tolist()]
     train_x, test_x = decode_or_stream(train_files, test_files, cfg, fits)
-    return ImageData(train_x, labels[train_idx], test_x, labels[test_idx], classes,
+    train_y, test_y = (labels[train_idx], labels[test_idx]) if classes else (labels, labels)   # none: empty
+    return ImageData(train_x, train_y, test_x, test_y, classes,
                      train_captions=captions.subset(train_idx), test_captions=captions.subset(test_idx))

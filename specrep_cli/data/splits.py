@@ -57,6 +57,12 @@ class ImageData:
         return self.train_images if self.unlabelled_images is None else self.unlabelled_images
 
     @property
+    def labelled(self) -> bool:
+        """Whether there are classes to probe (an unlabelled folder alone, or captions without classes:
+        no probe, kNN or zero-shot)."""
+        return len(self.classes) > 0
+
+    @property
     def in_channels(self) -> int:
         return self.train_images.shape[1]
 

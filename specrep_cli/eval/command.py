@@ -14,7 +14,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
 from ..checkpoint import Trained, load_checkpoint, load_strict, resolve_checkpoint_path, trained
-from ..config import DATASET_SCHEMAS, AugmentationConfig, EncoderConfig
+from ..config import DATASET_SCHEMAS, AugmentationConfig, encoder_schema
 from ..data.datasets import load_dataset
 from ..data.tokenizer import Tokenizer
 from ..errors import CheckpointError, DatasetError
@@ -41,7 +41,8 @@ def _views_config(cfg: Any, config: Dict[str, Any]) -> Any:
 def _configs(cfg: Any, model: Trained, path: Path) -> Tuple[Any, Any, Any]:
     """(encoder, dataset, views) configs: the checkpoint's, typed, unless the eval config picks others."""
     try:
-        enc_cfg = OmegaConf.merge(OmegaConf.structured(EncoderConfig), model.config["encoder"])
+        schema = encoder_schema(model.config["encoder"]["name"])
+        enc_cfg = OmegaConf.merge(OmegaConf.structured(schema), model.config["encoder"])
         if cfg.dataset is not None:
             data_cfg = cfg.dataset
         else:

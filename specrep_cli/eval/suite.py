@@ -9,6 +9,7 @@
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,8 @@ from .features import FeatureReader
 from .probes import knn_top1, linear_probe, standard_probe
 from .spectra import alignment, effective_rank, spectrum, uniformity
 from .zeroshot import evaluate_two_towers
+
+NO_LABELS = "the dataset has no labels (an unlabelled folder, or captions without classes): no probe was possible"
 
 
 @dataclass
@@ -47,10 +50,12 @@ def monitor(encoder: nn.Module, data: Any, cfg: Any, compute: Compute) -> Dict[s
     test_idx = torch.randperm(data.test_images.shape[0], generator=g)[:n_test]
     reader = FeatureReader(compute, data.mean, data.std, cfg.batch_size)
     h_train, z_train = reader.features(encoder, data.train_images, train_idx)
-    h_test, _ = reader.features(encoder, data.test_images, test_idx)
-    device = compute.device
-    knn = knn_top1(h_train, data.train_labels[train_idx].to(device), h_test,
-                   data.test_labels[test_idx].to(device), len(data.classes), cfg.knn_k, cfg.knn_temperature)
+    knn = math.nan   # no labels (an unlabelled folder alone): nothing to vote with
+    if data.labelled:
+        h_test, _ = reader.features(encoder, data.test_images, test_idx)
+        device = compute.device
+        knn = knn_top1(h_train, data.train_labels[train_idx].to(device), h_test,
+                       data.test_labels[test_idx].to(device), len(data.classes), cfg.knn_k, cfg.knn_temperature)
     return {"knn_top1": knn, "effective_rank_representation": effective_rank(h_train),
             "effective_rank_projection": effective_rank(z_train), "projection_dim": z_train.shape[1]}
 
@@ -58,10 +63,24 @@ def monitor(encoder: nn.Module, data: Any, cfg: Any, compute: Compute) -> Dict[s
 def evaluate_encoder(encoder: nn.Module, data: Any, cfg: Any, reader: FeatureReader, seed: int,
                      views: Any = None, diagnostics: bool = True) -> Dict[str, Any]:
     """Features of the train and test splits once (kept on the device), then, on the representation h:
-    the probe of cfg.protocol and the kNN; with `diagnostics`, the spectrum of h and of the projection z
-    (train split) and, given `views` (an augmentation config), alignment and uniformity of h and z over
-    two views of a fixed subset of cfg.alignment_images test images."""
+    the probe of cfg.protocol and the kNN (a dataset without labels: both marked skipped); with
+    `diagnostics`, the spectrum of h and of the projection z (train split) and, given `views` (an
+    augmentation config), alignment and uniformity of h and z over two views of a fixed subset of
+    cfg.alignment_images test images."""
     train_h, train_z = reader.features(encoder, data.train_images)
+    if data.labelled:
+        results = probe_and_knn(encoder, data, cfg, reader, seed, train_h)
+    else:
+        results = {"linear_probe": {"skipped": NO_LABELS}, "knn": {"skipped": NO_LABELS}}
+    if diagnostics:
+        results["spectrum"] = {"representation": spectrum(train_h), "projection": spectrum(train_z)}
+        results.update(view_diagnostics(encoder, data, cfg, reader, views))
+    return results
+
+
+def probe_and_knn(encoder: nn.Module, data: Any, cfg: Any, reader: FeatureReader, seed: int,
+                  train_h: Any) -> Dict[str, Any]:
+    """The probe of cfg.protocol and the kNN on h (train_h: the train split's, already extracted)."""
     test_h, _ = reader.features(encoder, data.test_images)
     device = reader.compute.device
     train_y, test_y = data.train_labels.to(device), data.test_labels.to(device)
@@ -75,12 +94,8 @@ def evaluate_encoder(encoder: nn.Module, data: Any, cfg: Any, reader: FeatureRea
                              cfg.probe_val_fraction, cfg.probe_steps, seed)
     probe = {**probe, "protocol": cfg.protocol, "seconds": time.perf_counter() - t0}
     knn = knn_top1(train_h, train_y, test_h, test_y, k, cfg.knn_k, cfg.knn_temperature)
-    results: Dict[str, Any] = {"linear_probe": probe, "knn": {"top1": knn, "k": min(cfg.knn_k, len(train_y)),
-                                                              "temperature": cfg.knn_temperature}}
-    if diagnostics:
-        results["spectrum"] = {"representation": spectrum(train_h), "projection": spectrum(train_z)}
-        results.update(view_diagnostics(encoder, data, cfg, reader, views))
-    return results
+    return {"linear_probe": probe, "knn": {"top1": knn, "k": min(cfg.knn_k, len(train_y)),
+                                           "temperature": cfg.knn_temperature}}
 
 
 def view_diagnostics(encoder: nn.Module, data: Any, cfg: Any, reader: FeatureReader,
@@ -102,7 +117,7 @@ def evaluate_towers(towers: Towers, data: Any, cfg: Any, reader: FeatureReader, 
     """evaluate_encoder on phi; on its random initialisation (probe and kNN, same protocol) when
     cfg.random_init; zero-shot and retrieval when there is a text tower."""
     results = evaluate_encoder(towers.encoder, data, cfg, reader, seed, views)
-    if cfg.random_init:
+    if cfg.random_init and data.labelled:
         baseline = evaluate_encoder(towers.fresh(), data, cfg, reader, seed, diagnostics=False)
         results["random_init"] = {"linear_probe_top1": baseline["linear_probe"]["top1"],
                                   "knn_top1": baseline["knn"]["top1"]}

@@ -13,13 +13,15 @@ function), never a model, and return percentages as Python floats.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+import logging
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data.tokenizer import Tokenizer
+from ..errors import DatasetError
 from .features import FeatureReader
 
 
@@ -127,6 +129,31 @@ def encode_texts(encoder: nn.Module, tokenizer: Tokenizer, captions: Sequence[st
     return torch.cat(parts)
 
 
+def unseen_words(tokenizer: Tokenizer, names: Sequence[str]) -> dict[str, list[str]]:
+    """name -> its tokens the tokenizer's vocabulary lacks (they read as <unk>), for the names with any."""
+    unseen = {name: [t for t in tokenizer.tokenize(name) if t not in tokenizer.index] for name in names}
+    return {name: tokens for name, tokens in unseen.items() if tokens}
+
+
+def zero_shot_names(classes: Sequence[str], renamed: Mapping[str, str], tokenizer: Tokenizer) -> list[str]:
+    """The names zero-shot prompts use: eval.zero_shot_class_names' for the classes it names (e.g.
+    n01440764 -> tench), the class (folder) names otherwise. A key that is not a class is an error; a
+    name with words the text tower never saw in training is a warning naming them."""
+    unknown = sorted(set(renamed) - set(classes))
+    if unknown:
+        shown = ", ".join(list(classes)[:8]) + (" ..." if len(classes) > 8 else "")
+        raise DatasetError(f"eval.zero_shot_class_names names {unknown[0]!r}, which is not a class of this "
+                           f"dataset (classes: {shown})")
+    names = [renamed.get(c, c) for c in classes]
+    unseen = unseen_words(tokenizer, names)
+    if unseen:
+        shown = "; ".join(f"{name!r}: {', '.join(words)}" for name, words in list(unseen.items())[:5])
+        logging.getLogger("specrep").warning(
+            f"zero-shot class names with words the text tower never saw in training (they read as <unk>): "
+            f"{shown}{' ...' if len(unseen) > 5 else ''}; rename them with eval.zero_shot_class_names")
+    return names
+
+
 def evaluate_two_towers(image_encoder: nn.Module, text_encoder: nn.Module, tokenizer: Tokenizer,
                         context_length: int, data: Any, cfg: Any, reader: FeatureReader) -> dict[str, Any]:
     """Zero-shot classification of the test images (class names in cfg.zero_shot_templates) and, when
@@ -140,10 +167,12 @@ def evaluate_two_towers(image_encoder: nn.Module, text_encoder: nn.Module, token
         def encode(prompts: list[str]) -> Tensor:
             return encode_texts(text_encoder, tokenizer, prompts, context_length, cfg.batch_size).float()
 
-        classes = class_embeddings(encode, list(data.classes), list(cfg.zero_shot_templates), cfg.batch_size)
-        results: dict[str, Any] = {
-            "zero_shot": {**zero_shot_accuracy(z_images, classes, data.test_labels.to(z_images.device)),
-                          "templates": list(cfg.zero_shot_templates)}}
+        results: dict[str, Any] = {}
+        if data.labelled:   # captions without classes: retrieval only
+            names = zero_shot_names(data.classes, cfg.get("zero_shot_class_names") or {}, tokenizer)
+            classes = class_embeddings(encode, names, list(cfg.zero_shot_templates), cfg.batch_size)
+            results["zero_shot"] = {**zero_shot_accuracy(z_images, classes, data.test_labels.to(z_images.device)),
+                                    "templates": list(cfg.zero_shot_templates), "class_names": names}
         if data.test_captions is not None:
             z_texts = encode(data.test_captions.texts)
             results["retrieval"] = retrieval_recall(z_images, z_texts,

@@ -16,12 +16,15 @@ Accuracies and variance shares are percentages in the tables, accuracies percent
 from __future__ import annotations
 
 import json
+import logging
+import math
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 
 from rich.console import Console
 from rich.table import Table
 
+from ..config import REPORT_SECTIONS
 from ..errors import ReportError
 from ..storage import atomic_write_text, reason
 from .plots import write_run_plots
@@ -29,13 +32,42 @@ from .plots import write_run_plots
 SIDES = ("representation", "projection")
 
 
+def metric(report: Dict[str, Any], where: Sequence[str]) -> float | None:
+    """The number at the path `where` of the report (e.g. ("linear_probe", "top1")); None if absent."""
+    node: Any = report
+    for key in where:
+        if not isinstance(node, dict) or key not in node:
+            return None
+        node = node[key]
+    return float(node) if isinstance(node, (int, float)) and not isinstance(node, bool) else None
+
+
+def objective_value(report: Dict[str, Any] | None, key: str, run_dir: Path) -> float:
+    """The figure at the dotted `key` of the run's report (eval.objective_metric), what `specrep train`
+    returns to Hydra's sweepers; read from run_dir/report.json when the report was written by a spawned
+    rank. NaN, with a warning naming the key, when the report has no such number (Optuna records
+    such a trial as failed and goes on)."""
+    if report is None and (Path(run_dir) / "report.json").is_file():
+        report = json.loads((Path(run_dir) / "report.json").read_text())
+    value = metric(report or {}, key.split("."))
+    if value is None:
+        logging.getLogger("specrep").warning(
+            f"eval.objective_metric={key} is not a number in this run's report.json "
+            f"(it has {', '.join(k for k in REPORT_SECTIONS if k in (report or {}))}): returning NaN to Hydra")
+        return math.nan
+    return value
+
+
 def _rows(report: Dict[str, Any]) -> List[Tuple[str, str]]:
     """(metric, value) rows of the main table."""
     probe, knn = report["linear_probe"], report["knn"]
     protocol = f" ({probe['protocol']})" if "protocol" in probe else ""
-    rows = [(f"linear probe top-1{protocol}", f"{probe['top1']:.2f} %"),
-            (f"linear probe top-5{protocol}", f"{probe['top5']:.2f} %"),
-            (f"kNN top-1 (k={knn['k']})", f"{knn['top1']:.2f} %")]
+    if "skipped" in probe:   # no labels
+        rows = [("linear probe, kNN", f"none: {probe['skipped']}")]
+    else:
+        rows = [(f"linear probe top-1{protocol}", f"{probe['top1']:.2f} %"),
+                (f"linear probe top-5{protocol}", f"{probe['top5']:.2f} %"),
+                (f"kNN top-1 (k={knn['k']})", f"{knn['top1']:.2f} %")]
     if "zero_shot" in report:
         rows += [("zero-shot top-1", f"{report['zero_shot']['top1']:.2f} %"),
                  ("zero-shot top-5", f"{report['zero_shot']['top5']:.2f} %")]

@@ -35,6 +35,8 @@ from ..errors import ReportError
 from ..storage import atomic_write_text
 from .jobs import Unreported, describe, not_reported
 from .plots import write_bar_plot
+from .report import metric as _metric
+from .search import search_summary
 
 RUN_SPECIFIC_KEYS = ("seed", "resume")   # top-level keys that differ between runs of one configuration
 METRICS = (   # (column, heading, where in report.json)
@@ -74,9 +76,9 @@ def _read_run(run_dir: Path) -> FinishedRun:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ReportError(f"{report_path} is not a readable report ({str(err).splitlines()[0]}): "
                           "remove it or the run, or rerun `specrep eval` on its checkpoint") from None
+    probed = _metric(report, ("linear_probe", "top1")) is not None and _metric(report, ("knn", "top1")) is not None
     if not (isinstance(report, dict) and isinstance(report.get("run"), dict)
-            and _metric(report, ("linear_probe", "top1")) is not None
-            and _metric(report, ("knn", "top1")) is not None):
+            and (probed or "skipped" in report.get("linear_probe", {}))):   # skipped: a run without labels
         raise ReportError(f"{report_path} lacks run, linear_probe.top1 or knn.top1: not a specrep report")
     try:
         config = yaml.safe_load(config_path.read_text())
@@ -149,15 +151,6 @@ def group_runs(runs: Sequence[FinishedRun]) -> List[Group]:
             run = g.runs[0].report["run"]
             g.label = " / ".join(str(run[k]) for k in ("objective", "encoder", "dataset") if run.get(k))
     return groups
-
-
-def _metric(report: Dict[str, Any], where: Sequence[str]) -> float | None:
-    node: Any = report
-    for key in where:
-        if not isinstance(node, dict) or key not in node:
-            return None
-        node = node[key]
-    return float(node) if isinstance(node, (int, float)) and not isinstance(node, bool) else None
 
 
 def mean_std(values: Sequence[float | None]) -> Tuple[float, float, int]:
@@ -280,5 +273,6 @@ def summarize(paths: Sequence[str | Path], console: Console | None = None) -> Li
     except OSError as err:
         raise ReportError(f"cannot write the summary into {out} ({err.strerror})") from None
     print_summary(groups, console)
+    written += search_summary(out, runs, console)   # a sweep that searched: its trials, best first
     print("wrote " + ", ".join(str(p) for p in written))
     return groups

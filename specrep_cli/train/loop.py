@@ -59,14 +59,16 @@ def train_rank(cfg: DictConfig, job_dir: Path, ranks: Ranks = Ranks()) -> Dict[s
     run = build_run(cfg, job_dir, ranks)
     log_run(run)
     state = start_state(run)
+    run.metrics.start(state.progress)   # the trackers (W&B: the checkpoint's run id, when resuming)
     stop = StopRequest()
-    with stop.installed(), left_at_exit():
-        for epoch in range(state.start_epoch, cfg.trainer.epochs + 1):
-            end_epoch(run, state, run_epoch(run, state, epoch, stop), stop)
-    if not ranks.main:
-        return None
-    with evaluation_stops(state.last_checkpoint, run.run_dir):
-        return finish(run, state)
+    with run.metrics:   # closed however the run ends
+        with stop.installed(), left_at_exit():
+            for epoch in range(state.start_epoch, cfg.trainer.epochs + 1):
+                end_epoch(run, state, run_epoch(run, state, epoch, stop), stop)
+        if not ranks.main:
+            return None
+        with evaluation_stops(state.last_checkpoint, run.run_dir):
+            return finish(run, state)
 
 
 # ------------------------------------------------------------------------------------- the step
@@ -337,6 +339,7 @@ def finish(run: Run, state: LoopState) -> Dict[str, Any]:
     except ReportError as err:   # a full disk: the checkpoints are complete, rerunning writes the report
         raise ReportError(f"{err}; training is complete (checkpoint {state.last_checkpoint}): finish it "
                           f"with: {resume_command(run.run_dir)}") from None
+    run.metrics.finish(report, run.run_dir)   # the trackers get the figures, the plots and the config
     log.info(f"report: {run.run_dir / 'report.md'}")
     return report
 

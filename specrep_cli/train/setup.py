@@ -29,10 +29,11 @@ from ..data.pairs import TextPairs, ViewPairs
 from ..data.splits import ImageData
 from ..data.tokenizer import Tokenizer
 from ..errors import DatasetError, TrainingError
+from ..eval.zeroshot import zero_shot_names
 from ..models.encoders import build_encoder, param_count, uses_channels_last
 from ..models.text import text_encoder
 from ..objectives.methods import Method, build_method
-from ..report.metrics import MetricsLog
+from ..report.loggers import Loggers, open_loggers
 from ..rundir import run_dir_of
 from ..runtime import Compute, Ranks, git_sha, resolve_bf16, resolve_device
 from .optimizers import applied_lr, build_optimizer, lr_schedule
@@ -60,7 +61,7 @@ class Run:
     lrs: List[float]             # the learning rate of every step
     steps_per_epoch: int
     channels_last: bool
-    metrics: MetricsLog
+    metrics: Loggers             # metrics.jsonl and the trackers of trainer.loggers (rank 0)
     console: Console
     sha: str | None
 
@@ -218,6 +219,8 @@ def build_run(cfg: DictConfig, job_dir: Path, ranks: Ranks = Ranks(), data: Imag
         raise DatasetError(f"trainer.batch_size={batch_size} is larger than the training set "
                            f"({n_train} images): lower the batch size or enlarge the dataset")
     pairs, tokenizer = build_pairs(cfg, data, device)
+    if tokenizer is not None and data.labelled:   # before training: a wrong key, a name it cannot read
+        zero_shot_names(data.classes, cfg.eval.zero_shot_class_names, tokenizer)
     method, model, channels_last = build_model(cfg, data, tokenizer, ranks, device)
     steps_per_epoch = n_train // batch_size   # the last partial batch is dropped
     lr = applied_lr(cfg.optim, batch_size)
@@ -230,7 +233,7 @@ def build_run(cfg: DictConfig, job_dir: Path, ranks: Ranks = Ranks(), data: Imag
     run_dir = run_dir_for(resume_from, job_dir)
     return Run(cfg, ranks, compute, job_dir, run_dir, resume_from, data, pairs, tokenizer, method, model,
                optimizer, lr, lrs, steps_per_epoch, channels_last,
-               MetricsLog(run_dir / "metrics.jsonl", ranks.main), Console(quiet=not ranks.main), git_sha())
+               open_loggers(cfg, run_dir, ranks.main), Console(quiet=not ranks.main), git_sha())
 
 
 def start_state(run: Run) -> LoopState:
@@ -269,7 +272,7 @@ def log_run(run: Run) -> None:
              f"channels_last: {run.channels_last}")
     log.info(f"data: {cfg.dataset.name}, {images.shape[0]} training / {data.train_images.shape[0]} probe-train / "
              f"{data.test_images.shape[0]} test images, {data.in_channels}x{data.image_size}x{data.image_size}, "
-             f"{len(data.classes)} classes, {where}")
+             f"{f'{len(data.classes)} classes' if data.labelled else 'no labels (no probe)'}, {where}")
     log.info(f"objective: {cfg.objective.name}, encoder: {cfg.encoder.name} "
              f"({param_count(run.method.encoder) / 1e6:.2f} M params), augmentation: {cfg.augmentation.name}")
     log.info(f"batch size {tr.batch_size}, {run.steps_per_epoch} steps/epoch x {tr.epochs} epochs, "
