@@ -115,7 +115,7 @@ def test_a_lab_split_tower_exports_its_inner_backbone_and_says_what_it_sees(tmp_
         "name": "convnet", "width": 4, "projector_hidden_dim": 8, "projector_out_dim": 8, "projector_layers": 2}))
     encoder = build_encoder(OmegaConf.create(enc), 3, "lab_l")   # phi of a Lab split: RGB in, L seen
     save_checkpoint(tmp_path / "checkpoints" / "last.pt", {   # what `specrep train objective=clip
-        "specrep_version": "0.1.0", "config": {"encoder": enc, "objective": {"name": "clip"}},  # augmentation=lab_split` keeps
+        "specrep_version": "0.1.0", "config": {"encoder": enc, "objective": {"name": "clip"}, "augmentation": {"name": "lab_split"}, "dataset": {"name": "shapes"}, "trainer": {"batch_size": 64}},  # augmentation=lab_split` keeps
         "data": {"in_channels": 3, "image_size": 16, "classes": ["a"], "input": "lab_l",
                  "mean": [0.0] * 3, "std": [1.0] * 3}, "encoder": encoder.state_dict(), "epoch": 1})
     code, err = export_in_process(capsys, f"checkpoint={tmp_path}", "format=safetensors")
