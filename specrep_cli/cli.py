@@ -28,7 +28,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from . import config
-from .errors import ConfigError, ReportError, SpecrepError, exit_with
+from .errors import ConfigError, ReportError, SpecrepError, error_status, exit_with
 from .rundir import run_job
 from .sweeps import optuna_direction, representative_overrides
 
@@ -126,10 +126,7 @@ def report_command(args: list[str]) -> int:
             events = work("tensorboard")(run.path)
             print(f"wrote {events}" if events else f"note: {run.path / 'tensorboard'} already holds events")
     except SpecrepError as err:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
-            raise
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+        return error_status(err)
     return 0
 
 EXPORT_USAGE = """usage: specrep export checkpoint=RUN_OR_CKPT [format=torchvision|timm|safetensors] [out=PATH]
@@ -147,19 +144,15 @@ def export_command(args: list[str]) -> int:
         print(EXPORT_USAGE)
         return 0
     try:
-        try:
-            with initialize_config_module(config_module="specrep_cli.conf", version_base="1.3"):
-                cfg = config.validate(compose(config_name="export", overrides=args))
-        except SpecrepError:
-            raise
-        except Exception as err:   # hydra's and omegaconf's exceptions, many types
-            raise ConfigError(_one_line(err).replace("In 'export': ", "")) from None
+        with initialize_config_module(config_module="specrep_cli.conf", version_base="1.3"):
+            try:
+                composed = compose(config_name="export", overrides=args)
+            except Exception as err:   # hydra's and omegaconf's exceptions, many types
+                raise ConfigError(_one_line(err).replace("In 'export': ", "")) from None
+        cfg = config.validate(composed)
         weights, sidecar = work("export")(cfg.checkpoint, cfg.format, cfg.out)
     except SpecrepError as err:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
-            raise
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+        return error_status(err)
     print(f"wrote {weights} and {sidecar}")
     return 0
 

@@ -61,10 +61,15 @@ class RunDirError(SpecrepError):
     """The run directory is in use by another run, or is not one this command may write into."""
 
 
-def exit_with(err: SpecrepError) -> NoReturn:
-    """The CLI's way out for a SpecrepError: its line on stderr and its exit status (the traceback
+def error_status(err: SpecrepError) -> int:
+    """A command's SpecrepError as its line on stderr; the exit status to give (the traceback instead
     with HYDRA_FULL_ERROR=1)."""
     if os.environ.get("HYDRA_FULL_ERROR") == "1":
         raise err
     print(f"error: {err}", file=sys.stderr)
-    sys.exit(getattr(err, "exit_code", 1))
+    return getattr(err, "exit_code", 1)
+
+
+def exit_with(err: SpecrepError) -> NoReturn:
+    """The CLI's way out for a SpecrepError: error_status, then exit with it."""
+    sys.exit(error_status(err))

@@ -16,8 +16,6 @@ sidecar describes.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, Tuple
 
@@ -33,6 +31,7 @@ from .errors import CheckpointError, ConfigError
 from .models.encoders import build_encoder
 from .models.lab import LabInput
 from .models.timm_backbones import create_timm_model, timm_kwargs
+from .storage import atomic_write, atomic_write_text, reason
 
 EXTRAS = {"timm": "timm", "safetensors": "safetensors"}   # format -> the package (and pip extra) it needs
 CIFAR_STEM = {"conv1": "Conv2d(in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False)",
@@ -103,18 +102,12 @@ def target(fmt: str, enc_cfg: Any, in_channels: int) -> Tuple[Dict[str, Any], nn
 
 
 def _save(out: Path, state: Dict[str, Tensor], fmt: str) -> None:
-    """Write the tensors atomically (a temporary file beside `out`, then a rename)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
-    os.close(fd)
-    try:
-        if fmt == "safetensors":
-            from safetensors.torch import save_file   # optional: checked by export_checkpoint
-            save_file(state, tmp, metadata={"format": "pt"})
-        else:
-            torch.save(state, tmp)
-        os.replace(tmp, out)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    """Write the tensors atomically (storage.atomic_write)."""
+    if fmt == "safetensors":
+        from safetensors.torch import save   # optional: checked by export_checkpoint
+        atomic_write(out, lambda f: f.write(save(state, metadata={"format": "pt"})))
+    else:
+        atomic_write(out, lambda f: torch.save(state, f))
 
 
 def default_out(path: Path, fmt: str) -> Path:
@@ -123,10 +116,15 @@ def default_out(path: Path, fmt: str) -> Path:
     return path.parent.parent / "export" / f"{path.stem}_{fmt}{suffix}"
 
 
+def input_channels(model: Trained) -> int:
+    """The channels the exported backbone takes: the checkpoint's, or the Lab tower's share of them."""
+    return {"rgb": model.in_channels, "lab_l": 1, "lab_ab": 2}[model.input]
+
+
 def sidecar(model: Trained, spec: Dict[str, Any], backbone: nn.Module, fmt: str, weights: Path,
             path: Path) -> Dict[str, Any]:
     lab = model.input != "rgb"
-    channels = {"rgb": model.in_channels, "lab_l": 1, "lab_ab": 2}[model.input]
+    channels = input_channels(model)
     return {"format": fmt, **spec, "weights": weights.name, "in_channels": channels,
             "image_size": model.image_size, "representation_dim": backbone.out_dim, "input": model.input,
             "input_description": INPUTS[model.input],
@@ -144,10 +142,9 @@ def export_checkpoint(checkpoint: str, fmt: str, out: str | None = None) -> Tupl
     if fmt in EXTRAS and not installed(EXTRAS[fmt]):
         raise ConfigError(f"format={fmt} needs: pip install 'specrep[{EXTRAS[fmt]}]'")
     path = resolve_checkpoint_path(checkpoint)
-    model = trained(load_checkpoint(path))
+    model = trained(load_checkpoint(path), path)
     backbone, enc_cfg = trained_backbone(model, path)
-    channels = {"rgb": model.in_channels, "lab_l": 1, "lab_ab": 2}[model.input]
-    spec, stock = target(fmt, enc_cfg, channels)
+    spec, stock = target(fmt, enc_cfg, input_channels(model))
     state = {k: v.detach().clone().contiguous() for k, v in backbone.state_dict().items()}
     if stock is not None:
         load_strict(stock, state, path, f"stock {spec['architecture']}")   # what a user will do
@@ -157,9 +154,8 @@ def export_checkpoint(checkpoint: str, fmt: str, out: str | None = None) -> Tupl
         if existing.exists():
             raise ConfigError(f"{existing} exists: pass out=PATH for another file, or remove it")
     try:
-        weights.parent.mkdir(parents=True, exist_ok=True)
         _save(weights, state, fmt)
-        meta.write_text(json.dumps(sidecar(model, spec, backbone, fmt, weights, path), indent=2) + "\n")
+        atomic_write_text(meta, json.dumps(sidecar(model, spec, backbone, fmt, weights, path), indent=2) + "\n")
     except OSError as err:
-        raise ConfigError(f"cannot write {weights} ({err.strerror or err}): pass a writable out=PATH") from None
+        raise ConfigError(f"cannot write {weights} ({reason(err)}): pass a writable out=PATH") from None
     return weights, meta

@@ -151,7 +151,7 @@ def decode_or_stream(train_files: Sequence[Path], test_files: Sequence[Path], cf
                      fits: Fits) -> Tuple[Images, Images]:
     """Both splits decoded at cfg.image_size by cfg.resize (once, cached) when they fit in memory, else
     ImageFiles streamed by cfg.workers DataLoader workers."""
-    size, resize = cfg.image_size, cfg.get("resize", CENTER_CROP)
+    size, resize = cfg.image_size, cfg.resize
     if fits((len(train_files) + len(test_files)) * 3 * size ** 2):
         cache = cache_root(cfg.cache_dir)
         return cached_decode(train_files, size, cache, resize), cached_decode(test_files, size, cache, resize)

@@ -17,7 +17,7 @@ from typing import Any, List
 import torch
 
 from ..errors import DatasetError
-from .files import CENTER_CROP, IMAGE_EXTENSIONS, Fits, ImageFiles, cache_root, cached_decode
+from .files import IMAGE_EXTENSIONS, Fits, ImageFiles, cache_root, cached_decode
 from .loaders import data_root, subset_indices
 from .splits import ImageData, Images
 
@@ -42,7 +42,7 @@ def load_unlabelled(cfg: Any, fits: Fits) -> Images:
     keep = subset_indices(len(files), cfg.subset)
     if keep is not None:
         files = [files[i] for i in keep.tolist()]
-    size, resize = cfg.image_size, cfg.get("resize", CENTER_CROP)
+    size, resize = cfg.image_size, cfg.resize
     if fits(len(files) * 3 * size ** 2):
         return cached_decode(files, size, cache_root(cfg.get("cache_dir")), resize)
     return ImageFiles(files, size, cfg.get("workers", 4), resize)

@@ -32,7 +32,7 @@ from PIL import Image
 
 from ..config import REPORT_METRICS, flatten
 from ..errors import ConfigError, ReportError, TrainingError
-from .metrics import MetricsLog
+from .metrics import MetricsLog, read_records
 from .report import metric
 
 EXTRAS = {"tensorboard": "tensorboard", "wandb": "wandb"}   # logger -> the pip extra that installs it
@@ -234,13 +234,8 @@ def open_loggers(cfg: Any, run_dir: Path, enabled: bool = True) -> Loggers:
 def _records(metrics_path: Path) -> List[Dict[str, Any]]:
     """Every record of metrics.jsonl; a step a resumed run logged twice keeps its last record."""
     kept: Dict[Tuple[str, int], Dict[str, Any]] = {}
-    for line in metrics_path.read_text().splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue   # a line cut short by a kill
-        if isinstance(record, dict):
-            kept[(record_kind(record), int(record.get("step", 0)))] = record
+    for record in read_records(metrics_path):   # a line cut short by a kill is skipped
+        kept[(record_kind(record), int(record.get("step", 0)))] = record
     return sorted(kept.values(), key=lambda r: r.get("step", 0))
 
 

@@ -41,7 +41,7 @@ class MetricsLog:
             self.lost += 1
 
 
-def _records(metrics_path: Path) -> Iterator[Dict[str, Any]]:
+def read_records(metrics_path: Path) -> Iterator[Dict[str, Any]]:
     """The readable records of metrics.jsonl, in order (a line cut by a killed run is skipped)."""
     if not Path(metrics_path).is_file():
         return
@@ -56,7 +56,7 @@ def _records(metrics_path: Path) -> Iterator[Dict[str, Any]]:
 
 def read_resume_records(metrics_path: Path) -> List[Dict[str, Any]]:
     """The records of the resumes that changed settings (those with `changed`), in order."""
-    return [r for r in _records(metrics_path) if "changed" in r]
+    return [r for r in read_records(metrics_path) if "changed" in r]
 
 
 def read_step_records(metrics_path: Path) -> List[Dict[str, Any]]:
@@ -64,7 +64,7 @@ def read_step_records(metrics_path: Path) -> List[Dict[str, Any]]:
     resumed run redoes the steps after its last checkpoint) keeps its last record; unreadable lines
     (a run killed mid-write) are skipped."""
     by_step: Dict[int, Dict[str, Any]] = {}
-    for record in _records(metrics_path):
+    for record in read_records(metrics_path):
         if "lr" in record and "step" in record:
             by_step[record["step"]] = record
     return [by_step[s] for s in sorted(by_step)]
