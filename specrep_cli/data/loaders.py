@@ -1,7 +1,7 @@
 """One loader per dataset format, by name: `LOADERS[name](cfg, fits) -> ImageData`.
 
     shapes        generated from dataset.seed (shapes.py), with captions (captions.py)
-    cifar10/100   torchvision's pickled batches
+    cifar10/100   torchvision's pickled batches (read here; torchvision is imported only to download)
     stl10         torchvision's binary files (the unlabelled split for SSL)
     imagefolder   <root>/<split>/<class>/* image files
     image_text    a captions.tsv over class folders of images, or open_clip's CSV/TSV
@@ -20,7 +20,6 @@ from typing import Any, Callable, Dict, Tuple
 import numpy as np
 import torch
 from torch import Tensor
-from torchvision.datasets import CIFAR10, CIFAR100, STL10
 
 from ..errors import DatasetError
 from . import shapes
@@ -74,10 +73,22 @@ def _missing(name: str, folder: Path, size: str) -> DatasetError:
                         f"{folder.name}/")
 
 
-def _download(tv_class, name: str, root: Path) -> None:
+# The on-disk layouts of torchvision's CIFAR and STL-10 datasets: folder, train and test files, and the
+# meta file with its class-names key (CIFAR). Reading them needs no torchvision, whose import costs
+# seconds of start-up (it pulls in torch._dynamo): it is imported only to download.
+CIFAR_FILES = {"cifar10": ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], ["test_batch"],
+                           "batches.meta", "label_names"),
+               "cifar100": ("cifar-100-python", ["train"], ["test"], "meta", "fine_label_names")}
+STL10_FOLDER = "stl10_binary"
+
+
+def _download(name: str, root: Path) -> None:
     """torchvision's own download (and md5 check) into root."""
     try:
+        import torchvision.datasets   # only when dataset.download=true finds no files
         root.mkdir(parents=True, exist_ok=True)
+        tv_class = {"cifar10": torchvision.datasets.CIFAR10, "cifar100": torchvision.datasets.CIFAR100,
+                    "stl10": torchvision.datasets.STL10}[name]
         tv_class(str(root), download=True)
     except Exception as err:   # URLError, OSError, RuntimeError from the md5 check...
         raise DatasetError(f"downloading {name} into {root} failed ({type(err).__name__}: "
@@ -120,17 +131,17 @@ def _unpickle(path: Path) -> Dict[str, Any]:
 def _load_cifar(cfg: Any, fits: Fits) -> ImageData:
     """torchvision's on-disk format: <root>/cifar-10-batches-py/ or <root>/cifar-100-python/, pickled
     dicts with `data` (N, 3072) uint8 and `labels` (CIFAR-10) or `fine_labels` (CIFAR-100)."""
-    tv = CIFAR10 if cfg.name == "cifar10" else CIFAR100
+    base, train_files, test_files, meta_file, meta_key = CIFAR_FILES[cfg.name]
     root = data_root(cfg.root)
-    folder = root / tv.base_folder
+    folder = root / base
     if not folder.is_dir() and cfg.download:
-        _download(tv, cfg.name, root)
+        _download(cfg.name, root)
     if not folder.is_dir():
         raise _missing(cfg.name, folder, "about 170 MB")
 
     def read(file_list) -> Tuple[Tensor, Tensor]:
         images, labels = [], []
-        for name, _md5 in file_list:
+        for name in file_list:
             entry = _unpickle(folder / name)
             try:
                 images.append(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
@@ -140,13 +151,13 @@ def _load_cifar(cfg: Any, fits: Fits) -> ImageData:
                                    "of 32x32 RGB images); delete the folder and download again") from None
         return torch.from_numpy(np.concatenate(images)), torch.tensor(labels, dtype=torch.int64)
 
-    train_x, train_y = read(tv.train_list)
-    test_x, test_y = read(tv.test_list)
-    meta = _unpickle(folder / tv.meta["filename"])
-    if not isinstance(meta, dict) or tv.meta["key"] not in meta:
-        raise DatasetError(f"{folder / tv.meta['filename']} has no {tv.meta['key']!r}: the file is damaged; "
+    train_x, train_y = read(train_files)
+    test_x, test_y = read(test_files)
+    meta = _unpickle(folder / meta_file)
+    if not isinstance(meta, dict) or meta_key not in meta:
+        raise DatasetError(f"{folder / meta_file} has no {meta_key!r}: the file is damaged; "
                            "delete the folder and download again")
-    classes = meta[tv.meta["key"]]
+    classes = meta[meta_key]
     keep = subset_indices(len(train_y), cfg.subset)
     if keep is not None:
         train_x, train_y = train_x[keep], train_y[keep]
@@ -160,9 +171,9 @@ def _load_stl10(cfg: Any, fits: Fits) -> ImageData:
     """torchvision's on-disk format: <root>/stl10_binary/{train,test,unlabeled}_X.bin (uint8, N x 3 x 96
     x 96, column-major), {train,test}_y.bin (labels 1..10), class_names.txt."""
     root = data_root(cfg.root)
-    folder = root / STL10.base_folder
+    folder = root / STL10_FOLDER
     if not folder.is_dir() and cfg.download:
-        _download(STL10, "stl10", root)
+        _download("stl10", root)
     if not folder.is_dir():
         raise _missing("stl10", folder, "about 2.6 GB")
 

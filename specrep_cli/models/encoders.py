@@ -13,7 +13,6 @@ from typing import Any, Callable, Dict
 
 import torch
 from torch import Tensor, nn
-from torchvision.models.resnet import BasicBlock, ResNet
 
 from .lab import INPUTS, LabInput
 
@@ -66,30 +65,28 @@ def _convnet(cfg: Any, in_channels: int) -> nn.Module:
     return ConvNet(cfg.width, in_channels)
 
 
-class CifarResNet18(ResNet):
-    """torchvision's ResNet-18 with the CIFAR stem: 3x3 stride-1 first conv and no max-pool."""
-
-    def __init__(self, width: int, in_channels: int):
-        super().__init__(BasicBlock, [2, 2, 2, 2], width_per_group=64)
-        if width != 64:  # rebuild the stages at another width, keeping torchvision's block code
-            self.inplanes = width
-            self.layer1 = self._make_layer(BasicBlock, width, 2)
-            self.layer2 = self._make_layer(BasicBlock, 2 * width, 2, stride=2)
-            self.layer3 = self._make_layer(BasicBlock, 4 * width, 2, stride=2)
-            self.layer4 = self._make_layer(BasicBlock, 8 * width, 2, stride=2)
-            self.bn1 = nn.BatchNorm2d(width)
-        self.conv1 = nn.Conv2d(in_channels, width, 3, stride=1, padding=1, bias=False)
-        self.maxpool = nn.Identity()
-        self.fc = nn.Identity()
-        self.out_dim = 8 * width
-        for m in self.modules():  # torchvision's initialisation, applied again to the replaced layers
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-
-
 @register_backbone("resnet18")
 def _resnet18(cfg: Any, in_channels: int) -> nn.Module:
-    return CifarResNet18(cfg.width, in_channels)
+    """torchvision's ResNet-18 with the CIFAR stem: 3x3 stride-1 first conv and no max-pool; the
+    representation is the 8 * width global-average-pooled feature (no fc)."""
+    from torchvision.models.resnet import BasicBlock, ResNet   # seconds to import: only when a ResNet is built
+    width = cfg.width
+    net = ResNet(BasicBlock, [2, 2, 2, 2], width_per_group=64)
+    if width != 64:  # rebuild the stages at another width, keeping torchvision's block code
+        net.inplanes = width
+        net.layer1 = net._make_layer(BasicBlock, width, 2)
+        net.layer2 = net._make_layer(BasicBlock, 2 * width, 2, stride=2)
+        net.layer3 = net._make_layer(BasicBlock, 4 * width, 2, stride=2)
+        net.layer4 = net._make_layer(BasicBlock, 8 * width, 2, stride=2)
+        net.bn1 = nn.BatchNorm2d(width)
+    net.conv1 = nn.Conv2d(in_channels, width, 3, stride=1, padding=1, bias=False)
+    net.maxpool = nn.Identity()
+    net.fc = nn.Identity()
+    net.out_dim = 8 * width
+    for m in net.modules():  # torchvision's initialisation, applied again to the replaced layers
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+    return net
 
 
 def projector(in_dim: int, hidden_dim: int, out_dim: int, layers: int, hidden_bn: bool = True,
