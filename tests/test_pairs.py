@@ -9,7 +9,7 @@ from specrep_cli.config import AugmentationConfig
 from specrep_cli.data.splits import Captions
 from specrep_cli.errors import DatasetError
 from specrep_cli.data.pairs import TextPairs, ViewPairs
-from specrep_cli.data.tokenizer import Tokenizer
+from specrep_cli.data.tokenizer import EOS_ID, Tokenizer
 
 AUG = OmegaConf.structured(AugmentationConfig(name="simclr"))
 MEAN, STD = torch.full((3,), 0.5), torch.full((3,), 0.25)
@@ -25,7 +25,8 @@ def test_each_image_gets_one_of_its_own_captions_uniformly():
     index = torch.arange(3).repeat(1000)
     torch.manual_seed(0)
     x, y = pairs(batch, index)
-    assert x.shape == (3000, 3, 8, 8) and x.dtype == torch.float32 and y.shape == (3000, 4)
+    # ids are padded to the longest caption (two words and <eos>: 3 tokens), not to length=4
+    assert x.shape == (3000, 3, 8, 8) and x.dtype == torch.float32 and y.shape == (3000, 3)
     drawn = tok.decode(y)
     for image in range(3):
         own = sorted(t for t, o in zip(texts, owner.tolist()) if o == image)
@@ -34,6 +35,12 @@ def test_each_image_gets_one_of_its_own_captions_uniformly():
         for text in own:                                           # uniform: 1000 / len(own) each
             expected = 1000 / len(own)
             assert abs(got.count(text) - expected) < 4 * (expected * (1 - 1 / len(own))) ** 0.5 + 1
+
+
+def test_captions_longer_than_the_length_are_cut_to_it():
+    texts = ["a b c d e f", "a"]
+    pairs = TextPairs(AUG, MEAN, STD, Captions(texts, torch.tensor([0, 1])), 2, Tokenizer.build(texts), length=4)
+    assert pairs.ids.shape == (2, 4) and pairs.ids[0, -1] == EOS_ID
 
 
 def test_an_image_without_a_caption_is_an_error():

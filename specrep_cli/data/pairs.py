@@ -1,7 +1,8 @@
 """The two inputs of a training step: two augmented views of an image, or an image and its caption.
 
     pairs = ViewPairs(augmentation, mean, std)                       # x, y: two views (B, C, H, W)
-    pairs = TextPairs(augmentation, mean, std, captions, num_images, tokenizer, length)   # y: ids (B, L)
+    pairs = TextPairs(augmentation, mean, std, captions, num_images, tokenizer, length)   # y: ids (B, L),
+                                                         # L = min(length, the longest caption's tokens)
     x, y = pairs(batch, index)   # batch: uint8 (B, C, H, W) on the device; index: (B,) its image ids
 
 Everything stays on the device and nothing syncs with the host (index is expected on the device): a
@@ -47,9 +48,10 @@ class TextPairs:
             missing = int((count == 0).nonzero()[0])
             raise DatasetError(f"training image {missing} has no caption: every training image needs one")
         order = torch.argsort(captions.image_index, stable=True)                 # captions grouped by image
-        ids, _ = tokenizer.encode([captions.texts[j] for j in order.tolist()], length)
-        device = mean.device
-        self.ids = ids.to(device)                                                # (M, length)
+        ids, mask = tokenizer.encode([captions.texts[j] for j in order.tolist()], length)
+        longest = int(mask.sum(1).max())   # padded only to the longest caption: the text tower's cost
+        device = mean.device               # is linear in the length, and padded keys are masked out
+        self.ids = ids[:, :longest].to(device)                                   # (M, L <= length)
         self.first = (torch.cumsum(count, 0) - count).to(device)                 # (N,) first caption's row
         self.count = count.to(device)
 
