@@ -204,7 +204,8 @@ def set_determinism(deterministic: bool) -> None:
     torch.backends.cudnn.deterministic = deterministic
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")   # cuBLAS's condition for determinism
-    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    if deterministic or torch.are_deterministic_algorithms_enabled():   # the call imports torch._inductor:
+        torch.use_deterministic_algorithms(deterministic, warn_only=True)   # seconds, for nothing when off
 
 
 def build_run(cfg: DictConfig, job_dir: Path, ranks: Ranks = Ranks(), data: ImageData | None = None) -> Run:
