@@ -7,7 +7,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from specrep_cli import config
-from specrep_cli.models.encoders import build_encoder
+from specrep_cli.models.encoders import build_encoder, uses_channels_last
 
 
 def encoder(**head):
@@ -41,3 +41,14 @@ def test_projector_options(head, expected):
     assert z.shape == (5, 8)
     if head.get("projector_out_bn"):   # a BatchNorm output in train mode: zero mean per coordinate
         torch.testing.assert_close(z.mean(0), torch.zeros(8), atol=1e-5, rtol=0)
+
+
+def test_channels_last_for_conv_encoders_but_not_narrow_resnets():
+    # oneDNN's channels_last weight gradient of a strided 1x1 conv with < 8 input channels corrupts
+    # the heap on one thread of an AVX2 CPU (torch 2.14): a ResNet of width 4 stays contiguous
+    def encoder(name: str, width: int):
+        cfg = OmegaConf.merge(OmegaConf.structured(config.EncoderConfig(name=name)), {"width": width})
+        return build_encoder(cfg, 3)
+    assert uses_channels_last(encoder("convnet", 4)) and uses_channels_last(encoder("resnet18", 8))
+    assert not uses_channels_last(encoder("resnet18", 4))
+    assert not uses_channels_last(nn.Sequential(nn.Linear(4, 4)))
