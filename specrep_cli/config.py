@@ -57,7 +57,7 @@ def _check_probability(name: str, p: float) -> None:
 @dataclass
 class EncoderConfig:
     name: str = MISSING
-    width: Optional[int] = 32   # null only for encoders with their own widths (timm)
+    width: Optional[int] = 16   # null only for encoders with their own widths (timm)
     projector_hidden_dim: int = 512
     projector_out_dim: int = 128
     projector_layers: int = 2
@@ -122,7 +122,7 @@ class BinaryNCEConfig(ObjectiveConfig):
     name: str = "binary_nce"
     temperature: float = 0.3
     learn_temperature: bool = False
-    num_negatives: Optional[int] = None
+    num_negatives: Optional[int] = 64
 
     def __post_init__(self) -> None:
         _require(self.temperature > 0, "objective.temperature must be > 0")
@@ -470,8 +470,8 @@ class WandbConfig:
 
 @dataclass
 class TrainerConfig:
-    epochs: int = 20
-    batch_size: int = 256
+    epochs: int = 15
+    batch_size: int = 128
     device: str = "auto"
     precision: str = "auto"
     log_every_n_steps: int = 20

@@ -166,3 +166,14 @@ def test_clip_clamps_its_logit_scale_after_the_step():
     assert method.logit_scale.item() == pytest.approx(math.log(100))
     method(*views())["loss"].backward()
     assert method.logit_scale.grad != 0   # a gradient even at the cap: it can come back down
+
+
+def test_binary_nce_takes_at_most_b_minus_1_negatives():
+    # the default k = 64 on a batch of 6: all 5 others, the bias initialised to -log 5, the loss of k = B-1
+    torch.manual_seed(0)
+    capped = make_method("binary_nce")
+    torch.manual_seed(0)
+    every = make_method("binary_nce", num_negatives=None)
+    assert capped.num_negatives == 64 and capped.bias.item() == pytest.approx(-math.log(5))
+    x, y = views()
+    torch.testing.assert_close(capped(x, y)["loss"], every(x, y)["loss"])

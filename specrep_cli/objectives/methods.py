@@ -120,21 +120,22 @@ def _simclr(cfg, make_encoder, batch_size):
 
 
 class BinaryNCE(Method):
-    """Logistic NCE with a learnable bias (init -log k) and a fixed or learnable temperature."""
+    """Logistic NCE with a learnable bias (init -log k) and a fixed or learnable temperature; k is
+    num_negatives, or B - 1 where the batch has no more (None: always B - 1)."""
 
     def __init__(self, encoder: Encoder, temperature: float, learn_temperature: bool,
                  num_negatives: int | None, batch_size: int):
         super().__init__(encoder)
         self.num_negatives = num_negatives
-        k = num_negatives if num_negatives is not None else batch_size - 1
+        k = min(num_negatives or batch_size, batch_size - 1)
         self.log_temperature = nn.Parameter(torch.tensor(math.log(temperature)),
                                             requires_grad=learn_temperature)
         self.bias = nn.Parameter(torch.tensor(-math.log(k)))
 
     def forward(self, view_a, view_b):
         z_a, z_b = self.embed_pair(view_a, view_b)
-        loss, terms = O.binary_nce(z_a, z_b, self.log_temperature.exp(), self.bias, self.num_negatives,
-                                   return_terms=True)
+        k = None if self.num_negatives is None else min(self.num_negatives, D.global_size(z_b.shape[0]) - 1)
+        loss, terms = O.binary_nce(z_a, z_b, self.log_temperature.exp(), self.bias, k, return_terms=True)
         return _with_loss(loss, terms)
 
 
