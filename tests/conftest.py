@@ -13,6 +13,12 @@ import torch
 
 from specrep_cli.checkpoint import save_checkpoint
 
+# pytest-xdist runs one test process per core (pyproject's addopts): each computes on one thread, and
+# so do the CLI runs it starts, so that the processes share the cores instead of oversubscribing them.
+if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
 REPO = Path(__file__).resolve().parents[1]
 CIFAR = REPO.parent / "shared" / "data" / "cifar10-jpeg"
 
