@@ -450,7 +450,7 @@ class GraphConfig(DatasetConfig):
     p_in: float = 0.1
     p_out: float = 0.005
     num_nodes: int = 1000
-    hops: int = 50
+    hops: int = 100
     path: Optional[str] = None
     labels_path: Optional[str] = None
     features_path: Optional[str] = None

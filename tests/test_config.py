@@ -18,7 +18,9 @@ from specrep_cli.train.setup import tower_input
 CONF = Path(__file__).resolve().parents[1] / "conf"
 GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and not p.name.startswith("_"))
 OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml")) if g != "experiment"]
-EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))   # recipes: tested below
+EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml")
+                     if not p.stem.endswith("_graph"))   # the papers' recipes: tested below
+GRAPH_EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*_graph.yaml"))
 SMALL = ["encoder.width=4", "encoder.projector_hidden_dim=16", "encoder.projector_out_dim=8",
          "trainer.batch_size=8"]
 
@@ -176,6 +178,14 @@ def test_every_recipe_composes_with_the_papers_epochs_and_they_can_be_overridden
     assert cfg.trainer.epochs == PAPER_EPOCHS[objective] and cfg.eval.protocol == "standard"
     shorter = compose_train([f"experiment={name}", "trainer.epochs=3", "dataset=imagefolder", "dataset.root=x"])
     assert shorter.trainer.epochs == 3 and shorter.dataset.name == "imagefolder"   # the command line wins
+
+
+@pytest.mark.parametrize("name", GRAPH_EXPERIMENTS)
+def test_graph_recipes_compose_and_the_command_line_wins(name):
+    cfg = compose_train([f"experiment={name}", "dataset.source=ring", "encoder.dim=7"])
+    config.validate(cfg)
+    assert (cfg.dataset.name, cfg.encoder.name, cfg.objective.name) == ("graph", "embedding", name.rsplit("_", 1)[0])
+    assert cfg.encoder.dim == 7 and cfg.dataset.source == "ring"
 
 
 def test_a_recipe_trains_and_is_scored_with_its_papers_protocol(fake_root, tmp_path):
