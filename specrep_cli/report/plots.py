@@ -110,8 +110,13 @@ def plot_graph(graph: Dict[str, Any], path: Path) -> Path | None:
     top.plot(k, graph["learned_spectrum"], "s--", label="learned (of sum_x p(x) phi phi^T)")
     top.set(title=f"spectrum: subspace alignment {graph['subspace_alignment']:.3f}", ylabel="eigenvalue")
     top.legend()
-    bottom.bar(k, graph["per_coordinate"], color="tab:green")
-    bottom.set(xlabel="k", ylabel="cos^2(coordinate k, eigenvector k)", ylim=(0, 1.05))
+    for i, space in enumerate(graph.get("eigenspaces", [])):   # a degenerate group: only its span is defined
+        start, end = space["coordinates"]
+        bottom.bar([c + 1 for c in range(start, end)], [space["alignment"]] * (end - start), width=0.9,
+                   color="tab:green", alpha=0.6, label="eigenspace alignment (its coordinates)" if i == 0 else None)
+    bottom.plot(k, graph["per_coordinate"], "kD", label="cos^2(coordinate k, eigenvector k)")
+    bottom.set(xlabel="k", ylabel="alignment", ylim=(0, 1.3))
+    bottom.legend(loc="upper center", ncol=2, fontsize="small")
     bottom.xaxis.set_major_locator(MaxNLocator(integer=True))
     for ax in (top, bottom):
         ax.grid(alpha=0.3)
