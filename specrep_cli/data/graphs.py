@@ -1,6 +1,6 @@
 """dataset=graph: a finite graph whose normalised adjacency is the augmentation kernel.
 
-    graph = sbm(blocks, block_size, p_in, p_out, seed)   # or ring(num_nodes, hops), or graph_files.read_graph
+    graph = sbm(blocks, block_size, p_in, p_out, seed)   # or ring(num_nodes, hops), or make_graph(cfg) (files too)
     data = load_graph(cfg, device)                       # GraphData: what the loop and the evaluation read
 
 A graph is a symmetric non-negative weight matrix A (kept as a coalesced list of directed edges, each
