@@ -144,7 +144,8 @@ def payload(cfg: Any, data: Any, input: str, method: nn.Module, optimizer: torch
         "config": OmegaConf.to_container(cfg, resolve=True),
         "data": {"in_channels": data.in_channels, "image_size": data.image_size,
                  "classes": list(data.classes), "input": input, "num_train": data.ssl_images.shape[0],
-                 "mean": data.mean.tolist(), "std": data.std.tolist()},   # the normalisation trained with
+                 "mean": None if data.mean is None else data.mean.tolist(),   # the normalisation trained with
+                 "std": None if data.std is None else data.std.tolist()},     # (graphs: none)
         "encoder": {k[len(ENCODER):]: v for k, v in state.items() if k.startswith(ENCODER)},
         "objective": {k: v for k, v in state.items() if not k.startswith(ENCODER)},
         "optimizer": optimizer.state_dict(),
@@ -209,14 +210,17 @@ def check_resumable(ckpt: Dict[str, Any], cfg: Any, in_channels: int, input: str
     theirs, ours = flatten(ckpt["config"]), flatten(OmegaConf.to_container(cfg, resolve=True))
     changed = [k for k in sorted(set(theirs) | set(ours)) if k != "resume" and theirs.get(k) != ours.get(k)]
     differ = [f"{k} (checkpoint {theirs.get(k)!r}, config {ours.get(k)!r})" for k in changed if _fixed(k)]
+    graph = ours.get("dataset.name") == "graph"   # a graph's encoder takes nodes (ids or features), not images
     if ckpt["data"]["in_channels"] != in_channels:
-        differ.append(f"image channels (checkpoint {ckpt['data']['in_channels']}, data {in_channels})")
+        what = "nodes (or node features) the encoder takes" if graph else "image channels"
+        differ.append(f"{what} (checkpoint {ckpt['data']['in_channels']}, data {in_channels})")
     if ckpt["data"].get("input", "rgb") != input:
         differ.append(f"what the towers see (checkpoint {ckpt['data'].get('input', 'rgb')}, config "
                       f"{input}: augmentation=lab_split or not)")
     theirs_n = ckpt["data"].get("num_train", len(ckpt["perm"]) if "perm" in ckpt else None)
     if num_train is not None and theirs_n is not None and theirs_n != num_train:
-        differ.append(f"training images (checkpoint {theirs_n}, data {num_train})")
+        what = "pairs per epoch (dataset.pairs_per_epoch)" if graph else "training images"
+        differ.append(f"{what} (checkpoint {theirs_n}, data {num_train})")
     if differ:
         raise CheckpointError(f"cannot resume {path}: it differs from the composed config in "
                               f"{'; '.join(differ)}; pass the overrides the run was started with")

@@ -94,7 +94,39 @@ class TimmEncoderConfig(EncoderConfig):
         self.check_projector()
 
 
-ENCODER_SCHEMAS = {"timm": TimmEncoderConfig}   # the encoders with keys of their own; the others: EncoderConfig
+@dataclass
+class EmbeddingEncoderConfig(EncoderConfig):
+    """A lookup table phi(x) in R^dim per node of a graph (dataset=graph), then the usual projector."""
+    name: str = "embedding"
+    width: Optional[int] = None            # not used: the table's width is dim
+    dim: int = 8
+    init_std: float = 0.1
+    projector_layers: int = 0
+
+    def __post_init__(self) -> None:
+        _require(self.width is None, "encoder.width does not apply to encoder=embedding: set encoder.dim")
+        _require(self.dim > 0, f"encoder.dim must be > 0, got {self.dim}")
+        _require(self.init_std > 0, f"encoder.init_std must be > 0, got {self.init_std}")
+        self.check_projector()
+
+
+@dataclass
+class MLPEncoderConfig(EncoderConfig):
+    """An MLP over a graph's node features (dataset.features_path): width hidden units, dim outputs."""
+    name: str = "mlp"
+    width: Optional[int] = 64
+    dim: int = 8
+    layers: int = 2
+    projector_layers: int = 0
+
+    def __post_init__(self) -> None:
+        _require(self.width is not None and self.width > 0, f"encoder.width must be > 0, got {self.width}")
+        _require(self.dim > 0 and self.layers >= 1, "encoder.dim must be > 0 and encoder.layers >= 1")
+        self.check_projector()
+
+
+ENCODER_SCHEMAS = {"timm": TimmEncoderConfig, "embedding": EmbeddingEncoderConfig, "mlp": MLPEncoderConfig}
+GRAPH_ENCODERS = ("embedding", "mlp")   # encoders of graph nodes (dataset=graph), not of images   # the encoders with keys of their own; the others: EncoderConfig
 
 
 def encoder_schema(name: str) -> type:
@@ -134,6 +166,7 @@ class BinaryNCEConfig(ObjectiveConfig):
 class SpectralConfig(ObjectiveConfig):
     name: str = "spectral"
     mu: float = 4.0
+    nested: bool = False
 
     def __post_init__(self) -> None:
         _require(self.mu > 0, "objective.mu must be > 0")
@@ -159,6 +192,7 @@ class PCAConfig(ObjectiveConfig):
     lam: float = 1.0
     penalty_estimate: str = "batch"
     second_moment_momentum: float = 0.9
+    nested: bool = False
 
     def __post_init__(self) -> None:
         _require(self.lam >= 0, "objective.lam must be >= 0")
@@ -402,7 +436,46 @@ class ImageTextConfig(DatasetConfig):
         _require(self.workers >= 0, "dataset.workers must be >= 0")
 
 
-DATASET_SCHEMAS = {"shapes": ShapesConfig, "cifar10": CIFARConfig, "cifar100": CIFARConfig,
+GRAPH_SOURCES = ("sbm", "ring", "file")
+
+
+@dataclass
+class GraphConfig(DatasetConfig):
+    """A finite graph whose normalised adjacency is the augmentation kernel (data/graphs.py)."""
+    name: str = "graph"
+    source: str = "sbm"
+    seed: int = 0
+    blocks: int = 4
+    block_size: int = 250
+    p_in: float = 0.1
+    p_out: float = 0.005
+    num_nodes: int = 1000
+    hops: int = 100
+    path: Optional[str] = None
+    labels_path: Optional[str] = None
+    features_path: Optional[str] = None
+    test_fraction: float = 0.5
+    pairs_per_epoch: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _require(self.source in GRAPH_SOURCES,
+                 f"dataset.source must be {', '.join(GRAPH_SOURCES)}, got {self.source!r}")
+        for key in ("subset", "unlabelled_root", "holdout"):
+            _require(getattr(self, key) is None, f"dataset.{key} does not apply to dataset=graph: drop it")
+        _require(self.blocks >= 1 and self.block_size >= 2, "dataset.blocks must be >= 1, dataset.block_size >= 2")
+        _check_probability("dataset.p_in", self.p_in)
+        _check_probability("dataset.p_out", self.p_out)
+        _require(self.num_nodes >= 3 and 1 <= self.hops < self.num_nodes / 2,
+                 f"dataset.num_nodes must be >= 3 and 1 <= dataset.hops < num_nodes / 2, got "
+                 f"{self.num_nodes} and {self.hops}")
+        _require(self.source != "file" or self.path is not None,
+                 "dataset.source=file needs dataset.path=EDGES.csv (source,target[,weight] per line)")
+        _require(0 < self.test_fraction < 1, "dataset.test_fraction must be in (0, 1)")
+        _require(self.pairs_per_epoch is None or self.pairs_per_epoch >= 2, "dataset.pairs_per_epoch must be null or >= 2")
+
+
+DATASET_SCHEMAS = {"graph": GraphConfig, "shapes": ShapesConfig, "cifar10": CIFARConfig, "cifar100": CIFARConfig,
                    "stl10": STL10Config, "imagefolder": ImageFolderConfig, "image_text": ImageTextConfig}
 
 
@@ -512,7 +585,7 @@ class TrainerConfig:
 # The top-level keys of report.json, and the figures among them a run can be scored by
 # (eval.objective_metric); zero_shot and retrieval come with image-text runs only.
 REPORT_SECTIONS = ("linear_probe", "knn", "random_init", "spectrum", "alignment", "uniformity", "zero_shot",
-                   "retrieval", "timing")
+                   "retrieval", "graph", "timing")
 _SIDES = ("representation", "projection")
 REPORT_METRICS = (
     "linear_probe.top1", "linear_probe.top5", "linear_probe.val_top1", "knn.top1",
@@ -521,7 +594,8 @@ REPORT_METRICS = (
         "effective_rank", "orthonormality_error", "top_variance_share.1", "top_variance_share.10",
         "top_variance_share.100")),
     *(f"{key}.{side}" for key in ("alignment", "uniformity") for side in _SIDES),
-    "zero_shot.top1", "zero_shot.top5",
+    "zero_shot.top1", "zero_shot.top5", "graph.subspace_alignment", "graph.eigenvalue_error",
+    "graph.eckart_young.relative_error",
     *(f"retrieval.{way}.r{k}" for way in ("image_to_text", "text_to_image") for k in (1, 5, 10)),
     "timing.train_seconds", "timing.train_images_per_second", "timing.eval_seconds")
 
@@ -592,6 +666,15 @@ class TrainConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
     def __post_init__(self) -> None:
+        graph, node_encoder = self.dataset.name == "graph", self.encoder.name in GRAPH_ENCODERS
+        _require(graph == node_encoder, f"dataset=graph takes encoder={' or encoder='.join(GRAPH_ENCODERS)} (node "
+                 f"ids or features, not images), and those encoders take dataset=graph; got dataset="
+                 f"{self.dataset.name} with encoder={self.encoder.name}")
+        _require(not graph or self.objective.name not in TWO_TOWER_OBJECTIVES or self.objective.pairs != "text",
+                 f"objective={self.objective.name} on a graph trains on edges as two views: use objective.pairs=views")
+        _require(self.encoder.name != "mlp" or getattr(self.dataset, "features_path", None) is not None,
+                 "encoder=mlp runs over node features: give dataset.features_path (CSV node,f1,f2,...), or use "
+                 "encoder=embedding")
         if getattr(self.augmentation, "lab_split", False):
             _require(self.objective.name in TWO_TOWER_OBJECTIVES and self.objective.pairs != "text",
                      "augmentation=lab_split gives the L and ab channels to two towers: use "

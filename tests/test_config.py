@@ -18,7 +18,9 @@ from specrep_cli.train.setup import tower_input
 CONF = Path(__file__).resolve().parents[1] / "conf"
 GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and not p.name.startswith("_"))
 OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml")) if g != "experiment"]
-EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))   # recipes: tested below
+EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml")
+                     if not p.stem.endswith("_graph"))   # the papers' recipes: tested below
+GRAPH_EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*_graph.yaml"))
 SMALL = ["encoder.width=4", "encoder.projector_hidden_dim=16", "encoder.projector_out_dim=8",
          "trainer.batch_size=8"]
 
@@ -79,9 +81,46 @@ def test_every_yaml_opens_with_a_command_that_uses_it():
         assert first.startswith("# specrep "), path
 
 
+GRAPH_OPTIONS = {("dataset", "graph"), ("encoder", "embedding"), ("encoder", "mlp")}   # nodes, not images
+
+
+def graph_option_trains(option: str, tmp_path: Path) -> None:
+    """A graph option: a small SBM (with a features file for encoder=mlp), one step on its edges."""
+    from specrep_cli.data.pairs import EdgePairs
+    extra = []
+    if option == "mlp":
+        (tmp_path / "e.csv").write_text("a,b\nb,c\nc,a\nc,d\n")
+        (tmp_path / "f.csv").write_text("a,1,0\nb,0,1\nc,1,1\nd,0,0\n")
+        extra = ["dataset.source=file", f"dataset.path={tmp_path / 'e.csv'}", f"dataset.features_path={tmp_path / 'f.csv'}"]
+    cfg = compose_train(["dataset=graph", f"encoder={'embedding' if option == 'graph' else option}",
+                         "dataset.block_size=4", "encoder.dim=3", "trainer.batch_size=8", *extra])
+    config.validate(cfg)
+    assert cfg.augmentation.name == "none" and cfg.optim.name == "adamw"   # what dataset=graph brings
+    data = load_dataset(cfg.dataset)
+    method = build_method(cfg.objective, lambda tower="x": build_encoder(cfg.encoder, data.in_channels), 8)
+    x, y = EdgePairs(data.graph, data.inputs, torch.device("cpu"))(data.ssl_images[:8], torch.zeros(8))
+    terms = method(x, y)
+    terms["loss"].backward()
+    build_optimizer(method, cfg.optim, 0.01).step()
+    assert torch.isfinite(terms["loss"])
+
+
+def test_graph_and_image_options_do_not_mix():
+    with pytest.raises(config.ConfigError, match="dataset=graph takes encoder=embedding or encoder=mlp"):
+        config.validate(compose_train(["dataset=graph", "encoder=convnet"]))
+    with pytest.raises(config.ConfigError, match="dataset=graph takes"):
+        config.validate(compose_train(["encoder=embedding"]))
+    with pytest.raises(config.ConfigError, match="encoder=mlp runs over node features"):
+        config.validate(compose_train(["dataset=graph", "encoder=mlp"]))
+    with pytest.raises(config.ConfigError, match="objective.pairs=views"):
+        config.validate(compose_train(["dataset=graph", "objective=clip", "objective.pairs=text"]))
+
+
 @pytest.mark.parametrize("group, option", OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
 def test_option_composes_validates_and_builds(group, option, tiny_folder, fake_root, tmp_path, monkeypatch):
     monkeypatch.setenv("SPECREP_CACHE", str(tmp_path))
+    if (group, option) in GRAPH_OPTIONS:
+        return graph_option_trains(option, tmp_path)
     if (group, option) == ("encoder", "timm"):
         pytest.importorskip("timm", reason="encoder=timm is an extra: pip install 'specrep[timm]'")
     small = [o for o in SMALL if not ((group, option) == ("encoder", "timm") and o.startswith("encoder.width"))]
@@ -139,6 +178,14 @@ def test_every_recipe_composes_with_the_papers_epochs_and_they_can_be_overridden
     assert cfg.trainer.epochs == PAPER_EPOCHS[objective] and cfg.eval.protocol == "standard"
     shorter = compose_train([f"experiment={name}", "trainer.epochs=3", "dataset=imagefolder", "dataset.root=x"])
     assert shorter.trainer.epochs == 3 and shorter.dataset.name == "imagefolder"   # the command line wins
+
+
+@pytest.mark.parametrize("name", GRAPH_EXPERIMENTS)
+def test_graph_recipes_compose_and_the_command_line_wins(name):
+    cfg = compose_train([f"experiment={name}", "dataset.source=ring", "encoder.dim=7"])
+    config.validate(cfg)
+    assert (cfg.dataset.name, cfg.encoder.name, cfg.objective.name) == ("graph", "embedding", name.rsplit("_", 1)[0])
+    assert cfg.encoder.dim == 7 and cfg.dataset.source == "ring"
 
 
 def test_a_recipe_trains_and_is_scored_with_its_papers_protocol(fake_root, tmp_path):

@@ -17,6 +17,7 @@ from torch import Tensor
 
 from ..errors import DatasetError
 from .files import ImageFiles, decode_images
+from .graphs import load_graph
 from .loaders import LOADERS, subset_indices
 from .splits import ImageData, Images, take
 from .unlabelled import load_unlabelled, unlabelled_only
@@ -90,8 +91,11 @@ def load_dataset(cfg: Any, device: torch.device = torch.device("cpu")) -> ImageD
 
     dataset.in_memory: `true` keeps every split on the device, `false` leaves tensors on the host
     (batches are gathered there and copied) and streams image folders from their files, `auto` keeps
-    them on the device when their total size fits `memory_budget(cfg, device)`.
+    them on the device when their total size fits `memory_budget(cfg, device)`. dataset=graph: a
+    GraphData (graphs.load_graph), on the device: its node inputs are small and never normalised.
     """
+    if cfg.name == "graph":
+        return load_graph(cfg, device)
     if cfg.name not in LOADERS:
         raise DatasetError(f"unknown dataset {cfg.name!r}; known: {', '.join(sorted(LOADERS))}")
     budget = memory_budget(cfg, device)

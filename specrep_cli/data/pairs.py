@@ -1,8 +1,11 @@
-"""The two inputs of a training step: two augmented views of an image, or an image and its caption.
+"""The two inputs of a training step: two augmented views of an image, an image and its caption, or
+the two ends of an edge of a graph.
 
     pairs = ViewPairs(augmentation, mean, std)                       # x, y: two views (B, C, H, W)
     pairs = TextPairs(augmentation, mean, std, captions, num_images, tokenizer, length)   # y: ids (B, L),
                                                          # L = min(length, the longest caption's tokens)
+    pairs = EdgePairs(graph, inputs, device)                         # x, y: the inputs of both ends of
+                                                                     #   B edges drawn by weight (graphs)
     x, y = pairs(batch, index)   # batch: uint8 (B, C, H, W) on the device; index: (B,) its image ids
 
 Everything stays on the device and nothing syncs with the host (index is expected on the device): a
@@ -18,6 +21,7 @@ from torch import Tensor
 
 from .augment import augment, make_views
 from ..errors import DatasetError
+from .graphs import Graph
 from .splits import Captions
 from .tokenizer import Tokenizer
 
@@ -58,3 +62,27 @@ class TextPairs:
     def __call__(self, batch: Tensor, index: Tensor) -> Tuple[Tensor, Tensor]:
         pick = (torch.rand(index.shape[0], device=index.device) * self.count[index]).long()
         return augment(batch, self.augmentation.view_a, self.mean, self.std), self.ids[self.first[index] + pick]
+
+
+class EdgePairs:
+    """(x, x') drawn from p(x, x') = A[x, x'] / sum(A): B directed edges by weight, by inverse CDF
+    (torch.searchsorted on the cumulative edge weights, on the device: no Python loop, no host sync,
+    any number of edges); x and x' are the inputs (ids or feature rows) of the edge's two ends. The
+    batch handed in only numbers the epoch's draws (GraphData.draws): its values are not used."""
+
+    kind = "edges"
+
+    def __init__(self, graph: Graph, inputs: Tensor, device: torch.device):
+        cdf = torch.cumsum(graph.weight, 0)   # float64 on the host: exact for many edges
+        self.cdf = (cdf / cdf[-1]).float().to(device)                            # (E,) ends at 1
+        self.src, self.dst = graph.src.to(device), graph.dst.to(device)          # (E,)
+        self.inputs = inputs.to(device)                                          # (n,) or (n, F)
+
+    def draw(self, b: int) -> Tensor:
+        """(b,) edge indices, edge e with probability weight[e] / sum(weight)."""
+        u = torch.rand(b, device=self.cdf.device)
+        return torch.searchsorted(self.cdf, u, right=True).clamp_max(self.cdf.shape[0] - 1)
+
+    def __call__(self, batch: Tensor, index: Tensor) -> Tuple[Tensor, Tensor]:
+        e = self.draw(index.shape[0])
+        return self.inputs[self.src[e]], self.inputs[self.dst[e]]

@@ -22,7 +22,7 @@ from ..models.encoders import build_encoder, seeded_encoder
 from ..models.text import text_encoder
 from ..runtime import Compute, resolve_compute
 from .features import FeatureReader
-from .suite import Towers, evaluate_run
+from .suite import Towers, evaluate_run, norm_cap
 
 
 def _views_config(cfg: Any, config: Dict[str, Any]) -> Any:
@@ -62,7 +62,8 @@ def _towers(model: Trained, enc_cfg: Any, seed: int, compute: Compute, path: Pat
         raise CheckpointError(f"{path}: its encoder cannot be built ({err})") from None
     device = compute.device
     towers = Towers(load_strict(encoder, model.encoder, path, "encoder").to(device),
-                    lambda: seeded_encoder(enc_cfg, model.in_channels, seed, model.input).to(device))
+                    lambda: seeded_encoder(enc_cfg, model.in_channels, seed, model.input).to(device),
+                    mu=norm_cap(model.config["objective"]))
     if model.text_tower is not None:   # its text tower comes back for zero-shot and retrieval
         try:
             tokenizer = Tokenizer.from_state(model.tokenizer)
@@ -84,8 +85,10 @@ def evaluate_checkpoint(cfg: Any, run_dir: Path) -> Dict[str, Any]:
     towers = _towers(model, enc_cfg, cfg.seed, compute, path)
     data = load_dataset(data_cfg, compute.device)
     if data.in_channels != model.in_channels:
-        raise DatasetError(f"dataset {data_cfg.name} has {data.in_channels}-channel images but the "
-                           f"checkpoint's encoder takes {model.in_channels} channels")
+        what = (" nodes (or node features)", "nodes (or features)") if data_cfg.name == "graph" else \
+            ("-channel images", "channels")
+        raise DatasetError(f"dataset {data_cfg.name} has {data.in_channels}{what[0]} but the "
+                           f"checkpoint's encoder takes {model.in_channels} {what[1]}")
     if model.mean is not None:   # normalise as in training (Lab-split towers: none), whatever the dataset
         data.mean, data.std = torch.tensor(model.mean), torch.tensor(model.std)
     trained_cfg = model.config

@@ -52,7 +52,8 @@ def encode(encoder: nn.Module, x: Tensor, compute: Compute, channels_last: bool,
 @dataclass(frozen=True)
 class FeatureReader:
     """How images become features: where and in which precision (compute), normalised with which
-    per-channel mean and std (C,), how many images at a time."""
+    per-channel mean and std (C,), how many images at a time. mean None: the inputs are a graph's
+    node ids or feature rows, which the encoder takes as they are."""
     compute: Compute
     mean: Tensor
     std: Tensor
@@ -63,12 +64,13 @@ class FeatureReader:
         """Representation h (N, D) and projection z (N, d) of images[order] (default: all), float32 on
         the device. images: a uint8 tensor (N, C, H, W) or ImageFiles."""
         device = self.compute.device
-        mean, std = self.mean.to(device), self.std.to(device)
+        raw = self.mean is None
+        mean, std = (None, None) if raw else (self.mean.to(device), self.std.to(device))
         order = torch.arange(images.shape[0]) if order is None else order
         reps, projs = [], []
         with frozen(encoder) as channels_last:
             for batch in batches(images, order, self.batch_size, device):
-                h, z = encode(encoder, normalize(batch, mean, std), self.compute, channels_last)
+                h, z = encode(encoder, batch if raw else normalize(batch, mean, std), self.compute, channels_last)
                 reps.append(h)
                 projs.append(z)
         return torch.cat(reps), torch.cat(projs)

@@ -19,10 +19,14 @@ import torch
 from rich.console import Console
 from torch import nn
 
+from ..data.graphs import GraphData
 from ..data.tokenizer import Tokenizer
+from ..errors import ReportError
 from ..report.report import print_report, write_report
 from ..runtime import Compute
+from ..storage import atomic_write, reason
 from .features import FeatureReader
+from .graph_truth import graph_report
 from .probes import knn_top1, linear_probe, standard_probe
 from .spectra import alignment, effective_rank, spectrum, uniformity
 from .zeroshot import evaluate_two_towers
@@ -39,6 +43,12 @@ class Towers:
     text: nn.Module | None = None
     tokenizer: Tokenizer | None = None
     context_length: int = 0
+    mu: float | None = None    # the norm cap |phi|^2 <= mu phi was trained under (spectral), for a graph's report
+
+
+def norm_cap(objective: Any) -> float | None:
+    """The cap |phi(x)|^2 <= mu of objective=spectral (its rows are projected onto that ball); None otherwise."""
+    return float(objective["mu"]) if objective["name"] == "spectral" else None
 
 
 def monitor(encoder: nn.Module, data: Any, cfg: Any, compute: Compute) -> Dict[str, float]:
@@ -49,7 +59,9 @@ def monitor(encoder: nn.Module, data: Any, cfg: Any, compute: Compute) -> Dict[s
     train_idx = torch.randperm(data.train_images.shape[0], generator=g)[:n_train]
     test_idx = torch.randperm(data.test_images.shape[0], generator=g)[:n_test]
     reader = FeatureReader(compute, data.mean, data.std, cfg.batch_size)
-    h_train, z_train = reader.features(encoder, data.train_images, train_idx)
+    if isinstance(data, GraphData) and not data.labelled:   # no labelled split: the ranks over every node
+        train_idx = torch.randperm(data.graph.num_nodes, generator=g)[:cfg.monitor_images]
+    h_train, z_train = reader.features(encoder, data.inputs if isinstance(data, GraphData) and not data.labelled else data.train_images, train_idx)
     knn = math.nan   # no labels (an unlabelled folder alone): nothing to vote with
     if data.labelled:
         h_test, _ = reader.features(encoder, data.test_images, test_idx)
@@ -61,18 +73,28 @@ def monitor(encoder: nn.Module, data: Any, cfg: Any, compute: Compute) -> Dict[s
 
 
 def evaluate_encoder(encoder: nn.Module, data: Any, cfg: Any, reader: FeatureReader, seed: int,
-                     views: Any = None, diagnostics: bool = True) -> Dict[str, Any]:
+                     views: Any = None, diagnostics: bool = True, mu: float | None = None) -> Dict[str, Any]:
     """Features of the train and test splits once (kept on the device), then, on the representation h:
     the probe of cfg.protocol and the kNN (a dataset without labels: both marked skipped); with
     `diagnostics`, the spectrum of h and of the projection z (train split) and, given `views` (an
     augmentation config), alignment and uniformity of h and z over two views of a fixed subset of
-    cfg.alignment_images test images."""
-    train_h, train_z = reader.features(encoder, data.train_images)
+    cfg.alignment_images test images. A graph: the spectra over every node, and instead of the views'
+    figures the "graph" section (graph_truth.graph_report: phi against the top eigenvectors)."""
+    graph = isinstance(data, GraphData)
+    if graph:   # every node once; the probe's train split is a part of them
+        all_h, all_z = reader.features(encoder, data.inputs)
+        train = data.train_nodes.to(all_h.device)
+        train_h, train_z = all_h[train], all_z[train]
+    else:
+        train_h, train_z = reader.features(encoder, data.train_images)
     if data.labelled:
         results = probe_and_knn(encoder, data, cfg, reader, seed, train_h)
     else:
         results = {"linear_probe": {"skipped": NO_LABELS}, "knn": {"skipped": NO_LABELS}}
-    if diagnostics:
+    if diagnostics and graph:
+        results["spectrum"] = {"representation": spectrum(all_h), "projection": spectrum(all_z)}
+        results["graph"] = graph_report(data.graph, all_z, mu)
+    elif diagnostics:
         results["spectrum"] = {"representation": spectrum(train_h), "projection": spectrum(train_z)}
         results.update(view_diagnostics(encoder, data, cfg, reader, views))
     return results
@@ -116,7 +138,7 @@ def evaluate_towers(towers: Towers, data: Any, cfg: Any, reader: FeatureReader, 
                     views: Any = None) -> Dict[str, Any]:
     """evaluate_encoder on phi; on its random initialisation (probe and kNN, same protocol) when
     cfg.random_init; zero-shot and retrieval when there is a text tower."""
-    results = evaluate_encoder(towers.encoder, data, cfg, reader, seed, views)
+    results = evaluate_encoder(towers.encoder, data, cfg, reader, seed, views, mu=towers.mu)
     if cfg.random_init and data.labelled:
         baseline = evaluate_encoder(towers.fresh(), data, cfg, reader, seed, diagnostics=False)
         results["random_init"] = {"linear_probe_top1": baseline["linear_probe"]["top1"],
@@ -135,6 +157,19 @@ def evaluate_run(towers: Towers, data: Any, cfg: Any, reader: FeatureReader, see
     results = evaluate_towers(towers, data, cfg, reader, seed, views)
     report = {"run": header["run"], **results, "history": header.get("history", []),
               "timing": {**header.get("timing", {}), "eval_seconds": time.perf_counter() - t0}}
+    if isinstance(data, GraphData):
+        write_embeddings(Path(run_dir) / "embeddings.pt", towers.encoder, data, reader)
     write_report(run_dir, report)   # report.json, plots/ (from metrics.jsonl and the report), report.md
     print_report(report, console)
     return report
+
+
+def write_embeddings(path: Path, encoder: nn.Module, data: GraphData, reader: FeatureReader) -> None:
+    """A graph's node embeddings, loadable with torch.load(path, weights_only=True):
+    {"nodes": [names, in row order], "phi": (n, d) float32, the projection, "h": (n, r) the representation}."""
+    h, z = reader.features(encoder, data.inputs)
+    embeddings = {"nodes": list(data.graph.names), "phi": z.cpu(), "h": h.cpu()}
+    try:
+        atomic_write(path, lambda f: torch.save(embeddings, f))
+    except OSError as err:
+        raise ReportError(f"cannot write {path} ({reason(err)}): free some space") from None

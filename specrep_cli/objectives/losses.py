@@ -183,6 +183,40 @@ def spectral_contrastive(z_a: Tensor, z_b: Tensor, mu: float = 1.0, *, return_te
     return _result(attract + repel, {"attract": attract, "repel": repel}, return_terms)
 
 
+def nested_weights(d: int, device: torch.device, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """(w, W) of a nested loss over the prefixes k = 1..d: w_c = d - c, the number of prefixes holding
+    coordinate c (0-based), and W_cc' = d - max(c, c'), the number of leading k x k blocks holding (c, c')."""
+    c = torch.arange(d, device=device)
+    return (d - c).to(dtype), (d - torch.maximum(c[:, None], c[None, :])).to(dtype)
+
+
+@_fp32
+def nested_spectral_contrastive(z_a: Tensor, z_b: Tensor, mu: float = 1.0, *, return_terms: bool = False):
+    """Nested spectral contrastive loss: the sum over the prefixes phi_{1:k}, k = 1..d, of
+    spectral_contrastive restricted to the first k coordinates. Requires B >= 2.
+
+    Rows are projected onto the ball of radius sqrt(mu) once, as a whole (a, b as in spectral_contrastive); then
+    attract = sum_k -(2/B) sum_i a_i[:k] . b_i[:k] / mu = -(2/B) sum_i sum_c (d - c) a_ic b_ic / mu
+    repel = sum_k sum_{i != j} (a_i[:k] . b_j[:k])^2 / (B (B - 1)) / mu
+          = [sum_{c,c'} (d - max(c, c')) (A^T A)_cc' (B^T B)_cc' - sum_i sum_k (sum_{c<k} a_ic b_ic)^2] / (B (B - 1)) / mu
+    loss = attract + repel: O(B d^2) through the two Grams' elementwise product summed over the leading
+    k x k blocks, and the cumulative sums of a_i * b_i. Its minimiser orders the coordinates: phi_{1:k}
+    spans the top-k eigenfunctions for every k, so coordinate k follows the k-th one.
+    """
+    B, d = D.global_size(z_a.shape[0]), z_a.shape[1]
+    if B < 2:
+        raise ValueError(f"nested_spectral_contrastive needs B >= 2 rows, got B={B}")
+    r = math.sqrt(mu)
+    a = z_a * (r / z_a.norm(dim=1, keepdim=True).clamp_min(r))  # (B, d)
+    b = z_b * (r / z_b.norm(dim=1, keepdim=True).clamp_min(r))
+    w, W = nested_weights(d, a.device, a.dtype)
+    attract = -2 * D.global_mean(((a * b) * w).sum(1)) / mu
+    grams = D.all_reduce_sum(torch.stack([a.T @ a, b.T @ b]))     # (2, d, d)
+    own = D.all_reduce_sum(torch.cumsum(a * b, dim=1).pow(2).sum())   # sum_i sum_k (a_i[:k] . b_i[:k])^2
+    repel = ((grams[0] * grams[1] * W).sum() - own) / (B * (B - 1)) / mu
+    return _result(attract + repel, {"attract": attract, "repel": repel}, return_terms)
+
+
 @_fp32
 def spectral_byol(phi_a: Tensor, nu_b: Tensor, second_moment: Tensor, *, return_terms: bool = False):
     """Non-contrastive spectral loss with a fixed Lambda = second_moment (d, d).
@@ -198,24 +232,28 @@ def spectral_byol(phi_a: Tensor, nu_b: Tensor, second_moment: Tensor, *, return_
 
 @_fp32
 def pca_penalty(psi_a: Tensor, psi_b: Tensor, lam: float, second_moment: Tensor | None = None,
-                *, return_terms: bool = False):
+                *, nested: bool = False, return_terms: bool = False):
     """PCA with the orthonormality penalty (C estimated from the batch: a biased gradient estimate).
 
     alignment = -(1/B) sum_i psi_a_i . psi_b_i
     penalty = lam * ||C - I||_F^2, C = second_moment (d, d) if given (used as is, not detached),
               else (psi_a^T psi_a + psi_b^T psi_b) / (2B)
     loss = alignment + penalty
+    nested: the sum over the prefixes k = 1..d of that loss on psi_{1:k}:
+    alignment = -(1/B) sum_i sum_c (d - c) psi_a_ic psi_b_ic, penalty = lam sum_{c,c'} (d - max(c, c')) (C - I)_cc'^2
     """
-    alignment = -D.global_mean((psi_a * psi_b).sum(1))
+    d = psi_a.shape[1]
+    w, W = nested_weights(d, psi_a.device, psi_a.dtype) if nested else (1.0, 1.0)
+    alignment = -D.global_mean(((psi_a * psi_b) * w).sum(1))
     c = _second_moment(psi_a, psi_b) if second_moment is None else second_moment  # (d, d)
     eye = torch.eye(c.shape[0], dtype=c.dtype, device=c.device)
-    penalty = lam * (c - eye).pow(2).sum()
+    penalty = lam * ((c - eye).pow(2) * W).sum()
     return _result(alignment + penalty, {"alignment": alignment, "penalty": penalty}, return_terms)
 
 
 @_fp32
 def pca_penalty_surrogate(psi_a: Tensor, psi_b: Tensor, lam: float, second_moment_ema: Tensor,
-                          *, return_terms: bool = False):
+                          *, nested: bool = False, return_terms: bool = False):
     """Surrogate of pca_penalty whose gradient uses a running estimate C_ema of C (the "ema" estimate).
 
     alignment = -(1/B) sum_i psi_a_i . psi_b_i
@@ -225,11 +263,13 @@ def pca_penalty_surrogate(psi_a: Tensor, psi_b: Tensor, lam: float, second_momen
     is an unbiased estimate of the population gradient only when E[C_ema] equals C at the current
     parameters and C_ema is independent of the batch; an EMA over earlier batches lags behind the
     parameters, so in training it trades the batch estimate's bias for a smaller, lagged one.
+    nested: weighted as in pca_penalty (w_c = d - c on the alignment, W_cc' = d - max(c, c') on the penalty).
     """
-    alignment = -D.global_mean((psi_a * psi_b).sum(1))
+    w, W = nested_weights(psi_a.shape[1], psi_a.device, psi_a.dtype) if nested else (1.0, 1.0)
+    alignment = -D.global_mean(((psi_a * psi_b) * w).sum(1))
     c_ema = second_moment_ema.detach()  # (d, d)
     eye = torch.eye(c_ema.shape[0], dtype=c_ema.dtype, device=c_ema.device)
-    penalty = lam * 2 * ((c_ema - eye) * _second_moment(psi_a, psi_b)).sum()
+    penalty = lam * 2 * ((c_ema - eye) * _second_moment(psi_a, psi_b) * W).sum()
     return _result(alignment + penalty, {"alignment": alignment, "penalty": penalty}, return_terms)
 
 

@@ -146,18 +146,21 @@ def _binary_nce(cfg, make_encoder, batch_size):
 
 
 class Spectral(Method):
-    def __init__(self, encoder: Encoder, mu: float):
+    """spectral_contrastive, or (nested) nested_spectral_contrastive: coordinate k -> eigenfunction k."""
+
+    def __init__(self, encoder: Encoder, mu: float, nested: bool = False):
         super().__init__(encoder)
-        self.mu = mu
+        self.mu, self.nested = mu, nested
 
     def forward(self, view_a, view_b):
         z_a, z_b = self.embed_pair(view_a, view_b)
-        return _with_loss(*O.spectral_contrastive(z_a, z_b, self.mu, return_terms=True))
+        loss = O.nested_spectral_contrastive if self.nested else O.spectral_contrastive
+        return _with_loss(*loss(z_a, z_b, self.mu, return_terms=True))
 
 
 @register_objective("spectral")
 def _spectral(cfg, make_encoder, batch_size):
-    return Spectral(make_encoder(), cfg.mu)
+    return Spectral(make_encoder(), cfg.mu, cfg.nested)
 
 
 # ----------------------------------------------------------------------------- non-contrastive
@@ -257,22 +260,24 @@ class PCA(RunningSecondMoment):
     behind the parameters (losses.pca_penalty_surrogate says when that is unbiased).
     """
 
-    def __init__(self, encoder: Encoder, lam: float, penalty_estimate: str, momentum: float):
+    def __init__(self, encoder: Encoder, lam: float, penalty_estimate: str, momentum: float, nested: bool = False):
         super().__init__(encoder, momentum)
         self.lam = lam
         self.penalty_estimate = penalty_estimate
+        self.nested = nested   # the nested loss over the prefixes psi_{1:k} (losses.pca_penalty)
 
     def forward(self, view_a, view_b):
         psi_a, psi_b = self.embed_pair(view_a, view_b)
         if self.penalty_estimate == "batch":
-            return _with_loss(*O.pca_penalty(psi_a, psi_b, self.lam, return_terms=True))
+            return _with_loss(*O.pca_penalty(psi_a, psi_b, self.lam, nested=self.nested, return_terms=True))
         c_ema = self.running_estimate((_batch_second_moment(psi_a) + _batch_second_moment(psi_b)) / 2)
-        return _with_loss(*O.pca_penalty_surrogate(psi_a, psi_b, self.lam, c_ema, return_terms=True))
+        return _with_loss(*O.pca_penalty_surrogate(psi_a, psi_b, self.lam, c_ema, nested=self.nested,
+                                                   return_terms=True))
 
 
 @register_objective("pca")
 def _pca(cfg, make_encoder, batch_size):
-    return PCA(make_encoder(), cfg.lam, cfg.penalty_estimate, cfg.second_moment_momentum)
+    return PCA(make_encoder(), cfg.lam, cfg.penalty_estimate, cfg.second_moment_momentum, cfg.nested)
 
 
 class CLIP(Method):

@@ -1,6 +1,6 @@
 """Plots for people, as PNG files drawn on matplotlib's Agg canvas (headless: no display, no pyplot state).
 
-    write_run_plots(run_dir, report)    # run_dir/plots/{loss,lr,monitor,spectrum}.png, those with data
+    write_run_plots(run_dir, report)    # run_dir/plots/{loss,lr,monitor,spectrum,graph}.png, those with data
     write_bar_plot(path, labels, bars)  # grouped horizontal bars with error bars (specrep report)
 
 Inputs are plain data: the records of metrics.jsonl (metrics.py) and the report dict (report.py).
@@ -100,6 +100,29 @@ def plot_spectrum(spectra: Dict[str, Dict[str, Any]], path: Path) -> Path | None
     return _save(fig, path)
 
 
+def plot_graph(graph: Dict[str, Any], path: Path) -> Path | None:
+    """A graph run: the learned spectrum beside the true top-d, and each coordinate's cos^2 with its eigenvector."""
+    if not graph or "skipped" in graph:
+        return None
+    fig, (top, bottom) = _figure(7, 5.4, rows=2)
+    k = range(1, graph["d"] + 1)
+    top.plot(k, graph["true_spectrum"], "o-", label="true (top-d of D^-1/2 A D^-1/2)")
+    top.plot(k, graph["learned_spectrum"], "s--", label="learned (of sum_x p(x) phi phi^T)")
+    top.set(title=f"spectrum: subspace alignment {graph['subspace_alignment']:.3f}", ylabel="eigenvalue")
+    top.legend()
+    for i, space in enumerate(graph.get("eigenspaces", [])):   # a degenerate group: only its span is defined
+        start, end = space["coordinates"]
+        bottom.bar([c + 1 for c in range(start, end)], [space["alignment"]] * (end - start), width=0.9,
+                   color="tab:green", alpha=0.6, label="eigenspace alignment (its coordinates)" if i == 0 else None)
+    bottom.plot(k, graph["per_coordinate"], "kD", label="cos^2(coordinate k, eigenvector k)")
+    bottom.set(xlabel="k", ylabel="alignment", ylim=(0, 1.3))
+    bottom.legend(loc="upper center", ncol=2, fontsize="small")
+    bottom.xaxis.set_major_locator(MaxNLocator(integer=True))
+    for ax in (top, bottom):
+        ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
 def write_run_plots(run_dir: Path, report: Dict[str, Any]) -> List[Tuple[str, str]]:
     """Draw every plot the run has data for into run_dir/plots; (caption, path relative to run_dir) each.
 
@@ -112,7 +135,9 @@ def write_run_plots(run_dir: Path, report: Dict[str, Any]) -> List[Tuple[str, st
              ("kNN top-1 and effective rank per epoch (monitoring subset)", plot_monitor,
               report.get("history") or [], "monitor.png"),
              ("covariance spectrum of the representation and the projection", plot_spectrum,
-              report.get("spectrum") or {}, "spectrum.png")]
+              report.get("spectrum") or {}, "spectrum.png"),
+             ("a graph's learned vs true spectrum and per-coordinate alignment", plot_graph,
+              report.get("graph") or {}, "graph.png")]
     drawn = []
     for caption, draw, data, name in plots:
         try:

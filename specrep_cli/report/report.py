@@ -8,6 +8,9 @@ The report is a plain dict:
                                                       "top_variance_share": {"1", "10", "100"},
                                                       "orthonormality_error"}},
      "alignment": {"representation", "projection"}, "uniformity": {"representation", "projection"},
+     "graph": {"subspace_alignment", "learned_spectrum", "true_spectrum", "eigenvalue_error", "eigengap",
+               "eckart_young": {"relative_error", "best", "excess"}, "per_coordinate", "eigenspaces",
+               "warnings"}   (dataset=graph: phi against the top eigenvectors; eval/graph_truth.py),
      "history": [{"epoch", "knn_top1", "effective_rank_representation", ...}, ...],
      "timing": {"train_seconds", "train_images_per_second", "eval_seconds"}}
 Accuracies and variance shares are percentages in the tables, accuracies percentages in the json
@@ -109,6 +112,30 @@ def _diagnostic_rows(report: Dict[str, Any]) -> List[Tuple[str, str, str]]:
     return rows
 
 
+def graph_lines(graph: Dict[str, Any]) -> List[str]:
+    """report.md's section on a graph: phi against the truth (eval/graph_truth.py)."""
+    if "skipped" in graph:
+        return ["", "## The graph's eigenspace", "", graph["skipped"]]
+    ey = graph["eckart_young"]
+    lines = ["", "## The graph's eigenspace", "",
+             f"phi of every node against the top-{graph['d']} eigenvectors of D^-1/2 A D^-1/2 "
+             f"({graph['nodes']} nodes, {graph['edges']} edges), rows weighted u_x = sqrt(p(x)) phi(x).", "",
+             "| figure | value |", "| --- | --- |",
+             f"| subspace alignment (mean cos^2 of the principal angles) | {graph['subspace_alignment']:.4f} |",
+             f"| eigenvalue error (mean abs, learned vs true) | {graph['eigenvalue_error']:.4f} |",
+             f"| eigengap lambda_d - lambda_(d+1) | {graph['eigengap']:.4f} |",
+             f"| kernel reconstruction error (relative; best rank-d: {ey['best']:.4f}) | {ey['relative_error']:.4f} |",
+             "", "| k | learned eigenvalue | true eigenvalue | coordinate k vs eigenvector k (cos^2) |",
+             "| --- | --- | --- | --- |"]
+    lines += [f"| {k + 1} | {a:.4f} | {b:.4f} | {c:.3f} |" for k, (a, b, c) in
+              enumerate(zip(graph["learned_spectrum"], graph["true_spectrum"], graph["per_coordinate"]))]
+    lines += ["", "| eigenspace (coordinates) | eigenvalue | alignment |", "| --- | --- | --- |"]
+    lines += [f"| {s['coordinates'][0] + 1}..{s['coordinates'][1]} | {s['eigenvalue']:.4f} | {s['alignment']:.3f} |"
+              for s in graph["eigenspaces"]]
+    lines += [f"\n**Warning:** {w}" for w in graph.get("warnings", [])]
+    return lines
+
+
 def _settings(report: Dict[str, Any]) -> List[Tuple[str, str]]:
     return [(k, str(v)) for k, v in report["run"].items() if v is not None]
 
@@ -128,6 +155,8 @@ def write_report(run_dir: Path, report: Dict[str, Any]) -> None:
                   "(Wang & Isola 2020) of two augmented views of test images.", "",
                   "| diagnostic | representation | projection |", "| --- | --- | --- |"]
         lines += [f"| {name} | {rep} | {proj} |" for name, rep, proj in diagnostics]
+    if "graph" in report:
+        lines += graph_lines(report["graph"])
     if plots:
         lines += ["", "## Plots", ""]
         lines += [f"![{caption}]({path})\n" for caption, path in plots]

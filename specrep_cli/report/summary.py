@@ -46,8 +46,20 @@ METRICS = (   # (column, heading, where in report.json)
     ("images_per_second", "img/s", ("timing", "train_images_per_second")),
     ("train_seconds", "train s", ("timing", "train_seconds")),
 )
+GRAPH_METRICS = (   # dataset=graph runs: phi against the truth; shown when a run has them
+    ("subspace_alignment", "alignment", ("graph", "subspace_alignment")),
+    ("eigenvalue_error", "eig. error", ("graph", "eigenvalue_error")),
+    ("eigengap", "eigengap", ("graph", "eigengap")),
+)
 FORMATS = {"probe_top1": "{:.2f}", "knn_top1": "{:.2f}", "effective_rank": "{:.1f}",
-           "images_per_second": "{:.0f}", "train_seconds": "{:.1f}"}
+           "images_per_second": "{:.0f}", "train_seconds": "{:.1f}", "subspace_alignment": "{:.4f}",
+           "eigenvalue_error": "{:.4f}", "eigengap": "{:.4f}"}
+
+
+def metrics_of(groups: Sequence["Group"]) -> Tuple[Tuple[str, str, Tuple[str, ...]], ...]:
+    """The columns of these groups' table: METRICS, and GRAPH_METRICS when any run is on a graph."""
+    graph = any("graph" in r.report for g in groups for r in g.runs)
+    return METRICS + GRAPH_METRICS if graph else METRICS
 
 
 @dataclass
@@ -167,7 +179,7 @@ def mean_std(values: Sequence[float | None]) -> Tuple[float, float, int]:
 
 def group_stats(group: Group) -> Dict[str, Tuple[float, float, int]]:
     """column -> (mean, std, n) of each metric over the group's runs."""
-    return {col: mean_std([_metric(r.report, where) for r in group.runs]) for col, _, where in METRICS}
+    return {col: mean_std([_metric(r.report, where) for r in group.runs]) for col, _, where in METRICS + GRAPH_METRICS}
 
 
 def _cell(col: str, stat: Tuple[float, float, int], with_std: bool) -> str:
@@ -184,11 +196,12 @@ def _rows(groups: Sequence[Group]) -> List[List[str]]:
     for g in groups:
         stats = group_stats(g)
         rows.append([g.label, str(len(g.runs))]
-                    + [_cell(col, stats[col], col in ("probe_top1", "knn_top1")) for col, _, _ in METRICS])
+                    + [_cell(col, stats[col], col in ("probe_top1", "knn_top1")) for col, _, _ in metrics_of(groups)])
     return rows
 
 
-HEADINGS = ["group", "n", *(heading for _, heading, _ in METRICS)]
+def headings(groups: Sequence[Group]) -> List[str]:
+    return ["group", "n", *(heading for _, heading, _ in metrics_of(groups))]
 
 
 def write_summary(out_dir: Path, groups: Sequence[Group], unreported: Sequence[Unreported] = ()) -> List[Path]:
@@ -199,11 +212,12 @@ def write_summary(out_dir: Path, groups: Sequence[Group], unreported: Sequence[U
     csv_path, md_path, png_path = out_dir / "summary.csv", out_dir / "summary.md", out_dir / "summary.png"
     with io.StringIO(newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["group", *keys, "n", *(f"{col}_{s}" for col, _, _ in METRICS for s in ("mean", "std")),
+        columns = metrics_of(groups)
+        writer.writerow(["group", *keys, "n", *(f"{col}_{s}" for col, _, _ in columns for s in ("mean", "std")),
                          "runs"])
         for g in groups:
             stats = group_stats(g)
-            values = [v for col, _, _ in METRICS for v in stats[col][:2]]
+            values = [v for col, _, _ in columns for v in stats[col][:2]]
             writer.writerow([g.label, *(_canon(g.settings[k]) if isinstance(g.settings[k], (list, dict))
                                         else g.settings[k] for k in keys), len(g.runs),
                              *("" if math.isnan(v) else f"{v:.6g}" for v in values),
@@ -221,7 +235,7 @@ def write_summary(out_dir: Path, groups: Sequence[Group], unreported: Sequence[U
     lines = ["# specrep summary", "",
              f"{sum(len(g.runs) for g in groups)} runs in {len(groups)} groups; accuracies are mean ± std "
              "over the runs of a group (seeds), the other columns means.", "",
-             "| " + " | ".join(HEADINGS) + " |", "|" + " --- |" * len(HEADINGS)]
+             "| " + " | ".join(headings(groups)) + " |", "|" + " --- |" * len(headings(groups))]
     lines += ["| " + " | ".join(row) + " |" for row in _rows(groups)]
     lines += ["", f"![probe and kNN top-1 per group]({png_path.name})", "", "## Runs", ""]
     for g in groups:
@@ -238,8 +252,8 @@ def print_summary(groups: Sequence[Group], console: Console | None = None) -> No
     table = Table(title=f"{sum(len(g.runs) for g in groups)} runs in {len(groups)} groups (mean ± std over seeds)",
                   show_header=True, header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     label_width = min(max(len(g.label) for g in groups), 60)   # labels stay whole on a narrow terminal
-    table.add_column(HEADINGS[0], min_width=label_width, overflow="fold")
-    for heading in HEADINGS[1:]:
+    table.add_column("group", min_width=label_width, overflow="fold")
+    for heading in headings(groups)[1:]:
         table.add_column(heading, justify="right", no_wrap=True)
     for row in _rows(groups):
         table.add_row(*row)

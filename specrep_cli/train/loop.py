@@ -30,7 +30,7 @@ from ..checkpoint import Position, payload, rng_state
 from ..data.batches import batches
 from ..errors import ReportError, TrainingError
 from ..eval.features import FeatureReader
-from ..eval.suite import Towers, evaluate_run, monitor
+from ..eval.suite import Towers, evaluate_run, monitor, norm_cap
 from ..models.encoders import seeded_encoder
 from ..report.metrics import read_resume_records
 from ..rundir import held
@@ -313,7 +313,8 @@ def finish(run: Run, state: LoopState) -> Dict[str, Any]:
     uniformity compare two views drawn with the run's own augmentation); the report."""
     cfg, data, device = run.cfg, run.data, run.compute.device
     towers = Towers(run.method.encoder,
-                    lambda: seeded_encoder(cfg.encoder, data.in_channels, cfg.seed, run.input).to(device))
+                    lambda: seeded_encoder(cfg.encoder, data.in_channels, cfg.seed, run.input).to(device),
+                    mu=norm_cap(cfg.objective))
     if run.pairs.kind == "text":   # image-text towers: zero-shot classification and retrieval
         towers.text, towers.tokenizer = run.method.encoder_y, run.tokenizer
         towers.context_length = cfg.objective.text.context_length

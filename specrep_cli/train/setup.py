@@ -25,7 +25,8 @@ from .. import __version__
 from ..checkpoint import Position, Progress, check_resumable, load_checkpoint, resolve_checkpoint_path, restore
 from ..data.datasets import load_dataset
 from ..data.files import ImageFiles
-from ..data.pairs import TextPairs, ViewPairs
+from ..data.graphs import GraphData
+from ..data.pairs import EdgePairs, TextPairs, ViewPairs
 from ..data.splits import ImageData
 from ..data.tokenizer import Tokenizer
 from ..errors import DatasetError, TrainingError
@@ -52,7 +53,7 @@ class Run:
     run_dir: Path                # the run's own dir: checkpoints, metrics.jsonl, the report (resumed: the first's)
     resume_from: Path | None     # the checkpoint this invocation continues
     data: ImageData
-    pairs: ViewPairs | TextPairs  # uint8 batch -> (x, y): two views, or an image and a caption
+    pairs: ViewPairs | TextPairs | EdgePairs  # batch -> (x, y): two views, an image and a caption, an edge's ends
     tokenizer: Tokenizer | None  # image-text pairs: the text tower's tokenizer
     method: Method
     model: nn.Module             # method, or its DistributedDataParallel wrapper: what a step calls
@@ -111,7 +112,13 @@ def tower_input(lab: bool, tower: str = "x") -> str:
 
 def pairs_kind(objective, data: ImageData, lab: bool = False) -> str:
     """'text' (image, caption) or 'views' (two augmented views) for objective.pairs (auto: text when
-    the dataset has captions and the views are not a Lab split)."""
+    the dataset has captions and the views are not a Lab split); 'edges' for a graph (its edges are
+    the two views of every objective that takes two)."""
+    if isinstance(data, GraphData):
+        if objective.get("pairs", "views") == "text":
+            raise DatasetError("objective.pairs=text needs captions; a graph's pairs are its edges: use "
+                               "objective.pairs=views")
+        return "edges"
     setting = objective.get("pairs", "views")
     has_captions = data.train_captions is not None and data.unlabelled_images is None and not lab
     if setting == "text" and not has_captions:
@@ -120,11 +127,15 @@ def pairs_kind(objective, data: ImageData, lab: bool = False) -> str:
     return "text" if setting == "text" or (setting == "auto" and has_captions) else "views"
 
 
-def build_pairs(cfg: DictConfig, data: ImageData, device: torch.device) -> tuple[ViewPairs | TextPairs, Tokenizer | None]:
-    """What a step's two inputs are: two augmented views, or an augmented image and one of its
-    captions (then also the tokenizer built from the training captions). With augmentation=lab_split
+def build_pairs(cfg: DictConfig, data: ImageData,
+                device: torch.device) -> tuple[ViewPairs | TextPairs | EdgePairs, Tokenizer | None]:
+    """What a step's two inputs are: two augmented views, an augmented image and one of its captions
+    (then also the tokenizer built from the training captions), or a graph's edges drawn by weight
+    (no augmentation: augmentation.* is not used). With augmentation=lab_split
     the views stay RGB in [0, 1] (no normalisation) and the towers take their L or ab channels
     themselves (models.lab.LabInput)."""
+    if pairs_kind(cfg.objective, data) == "edges":
+        return EdgePairs(data.graph, data.inputs, device), None
     lab = cfg.augmentation.lab_split
     if lab:
         data.mean, data.std = torch.zeros_like(data.mean), torch.ones_like(data.std)
@@ -217,8 +228,9 @@ def build_run(cfg: DictConfig, job_dir: Path, ranks: Ranks = Ranks(), data: Imag
     data = load_dataset(cfg.dataset, device) if data is None else data   # uint8 (N, C, H, W)
     n_train, batch_size = data.ssl_images.shape[0], cfg.trainer.batch_size
     if batch_size > n_train:
+        what = "pairs per epoch (dataset.pairs_per_epoch)" if isinstance(data, GraphData) else "images"
         raise DatasetError(f"trainer.batch_size={batch_size} is larger than the training set "
-                           f"({n_train} images): lower the batch size or enlarge the dataset")
+                           f"({n_train} {what}): lower the batch size or enlarge the dataset")
     pairs, tokenizer = build_pairs(cfg, data, device)
     if tokenizer is not None and data.labelled:   # before training: a wrong key, a name it cannot read
         zero_shot_names(data.classes, cfg.eval.zero_shot_class_names, tokenizer)
@@ -261,19 +273,31 @@ def start_state(run: Run) -> LoopState:
     return state
 
 
-def log_run(run: Run) -> None:
-    """The run's settings, at the top of train.log."""
-    cfg, data, tr = run.cfg, run.data, run.cfg.trainer
+def _data_line(run: Run) -> str:
+    """What the run trains on, for train.log."""
+    cfg, data = run.cfg, run.data
+    if isinstance(data, GraphData):
+        g = data.graph
+        return (f"data: graph ({cfg.dataset.source}), {g.num_nodes} nodes, {g.num_edges} edges, "
+                f"{data.ssl_images.shape[0]} pairs per epoch, {data.train_images.shape[0]} probe-train / "
+                f"{data.test_images.shape[0]} test nodes, "
+                f"{f'{len(data.classes)} classes' if data.labelled else 'no labels (no probe)'}")
     images = data.ssl_images
     where = (f"streamed from files by {images.workers} DataLoader workers" if isinstance(images, ImageFiles)
              else f"in memory on {images.device} ({images.numel() / 2**30:.2f} GiB uint8)")
+    return (f"data: {cfg.dataset.name}, {images.shape[0]} training / {data.train_images.shape[0]} probe-train / "
+            f"{data.test_images.shape[0]} test images, {data.in_channels}x{data.image_size}x{data.image_size}, "
+            f"{f'{len(data.classes)} classes' if data.labelled else 'no labels (no probe)'}, {where}")
+
+
+def log_run(run: Run) -> None:
+    """The run's settings, at the top of train.log."""
+    cfg, tr = run.cfg, run.cfg.trainer
     log.info(f"specrep {__version__} (git {run.sha or 'n/a'}), torch {torch.__version__}")
     log.info(f"run dir: {run.job_dir}")
     log.info(f"device: {run.compute.device}, precision: {'bf16 autocast' if run.compute.bf16 else 'fp32'}, "
              f"channels_last: {run.channels_last}")
-    log.info(f"data: {cfg.dataset.name}, {images.shape[0]} training / {data.train_images.shape[0]} probe-train / "
-             f"{data.test_images.shape[0]} test images, {data.in_channels}x{data.image_size}x{data.image_size}, "
-             f"{f'{len(data.classes)} classes' if data.labelled else 'no labels (no probe)'}, {where}")
+    log.info(_data_line(run))
     log.info(f"objective: {cfg.objective.name}, encoder: {cfg.encoder.name} "
              f"({param_count(run.method.encoder) / 1e6:.2f} M params), augmentation: {cfg.augmentation.name}")
     log.info(f"batch size {tr.batch_size}, {run.steps_per_epoch} steps/epoch x {tr.epochs} epochs, "

@@ -1,0 +1,124 @@
+"""dataset.source=file: an edge list, its node labels and node features, read with line-numbered errors.
+
+    edges = read_edges(path)                         # EdgeList: names, src, dst, weight (as written)
+    labels, classes = read_labels(path, index)       # index: node name -> row
+    features = read_features(path, index)            # float32 (n, F)
+
+Edges: CSV or TSV lines `source,target[,weight]` (the delimiter is the first line's: a tab if it has
+one, else a comma), node names any strings, weight 1 when absent; an optional header line
+(source,target...); blank lines and lines starting with # are skipped. Every bad line is one
+DatasetError naming the file, the line and what to fix.
+"""
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Iterator, List, Tuple
+
+import torch
+from torch import Tensor
+
+from ..errors import DatasetError
+
+HEADER_WORDS = ({"source", "src", "from", "node", "u", "id"}, {"target", "dst", "to", "v", "label"})
+
+
+@dataclass
+class EdgeList:
+    names: List[str]   # nodes in order of first appearance
+    src: Tensor        # int64 (E,) as written (not yet symmetrised)
+    dst: Tensor
+    weight: Tensor     # float64 (E,) >= 0
+
+
+def _rows(path: str | Path, what: str) -> Iterator[Tuple[int, List[str]]]:
+    """(line number, stripped fields) of every non-blank, non-comment line; the header line skipped."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"{what} file {path} does not exist: check dataset.{what}_path" if what != "edge"
+                           else f"edge list {path} does not exist: check dataset.path")
+    with open(path, newline="", encoding="utf-8") as f:
+        lines = [(i + 1, line) for i, line in enumerate(f) if line.strip() and not line.lstrip().startswith("#")]
+    if not lines:
+        raise DatasetError(f"{path} is empty: it needs lines source,target[,weight]" if what == "edge"
+                           else f"{path} is empty: drop dataset.{what}_path or fill it")
+    delimiter = "\t" if "\t" in lines[0][1] else ","
+    for k, (number, line) in enumerate(lines):
+        fields = [x.strip() for x in next(csv.reader([line], delimiter=delimiter))]
+        if k == 0 and len(fields) >= 2 and fields[0].lower() in HEADER_WORDS[0] \
+                and fields[1].lower() in HEADER_WORDS[1]:
+            continue
+        yield number, fields
+
+
+def _number(text: str, path: str | Path, line: int, what: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise DatasetError(f"{path}, line {line}: {what} {text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise DatasetError(f"{path}, line {line}: {what} {text!r} is not finite")
+    return value
+
+
+def read_edges(path: str | Path) -> EdgeList:
+    """The edge list at `path`; a missing column, a non-numeric or negative weight, no edge with a
+    positive weight, or only self-loops is a DatasetError with the line."""
+    index: Dict[str, int] = {}
+    src, dst, weight = [], [], []
+    for line, fields in _rows(path, "edge"):
+        if len(fields) < 2 or not fields[0] or not fields[1]:
+            raise DatasetError(f"{path}, line {line}: missing column: expected source,target[,weight], "
+                               f"got {','.join(fields)!r}")
+        w = _number(fields[2], path, line, "weight") if len(fields) > 2 and fields[2] else 1.0
+        if w < 0:
+            raise DatasetError(f"{path}, line {line}: negative weight {w}: edge weights must be >= 0")
+        for name in fields[:2]:
+            index.setdefault(name, len(index))
+        src.append(index[fields[0]])
+        dst.append(index[fields[1]])
+        weight.append(w)
+    if not weight or max(weight) == 0:
+        raise DatasetError(f"{path} has no edge with a positive weight: nothing to train on")
+    if all(s == d for s, d, w in zip(src, dst, weight) if w > 0):
+        raise DatasetError(f"{path} has only self-loops: no pair of distinct nodes to train on")
+    return EdgeList(list(index), torch.tensor(src), torch.tensor(dst), torch.tensor(weight, dtype=torch.float64))
+
+
+def _node(fields: List[str], index: Dict[str, int], path: str | Path, line: int, columns: str) -> int:
+    if len(fields) < 2:
+        raise DatasetError(f"{path}, line {line}: missing column: expected {columns}")
+    if fields[0] not in index:
+        raise DatasetError(f"{path}, line {line}: node {fields[0]!r} is not in the edge list (dataset.path)")
+    return index[fields[0]]
+
+
+def read_labels(path: str | Path, index: Dict[str, int]) -> Tuple[Tensor, List[str]]:
+    """Labels (n,) int64 (-1: unlabelled) and the class names (sorted) from CSV lines node,label."""
+    rows = [(line, fields) for line, fields in _rows(path, "labels")]
+    classes = sorted({fields[1] for _, fields in rows if len(fields) >= 2})
+    of = {c: i for i, c in enumerate(classes)}
+    labels = torch.full((len(index),), -1, dtype=torch.long)
+    for line, fields in rows:
+        labels[_node(fields, index, path, line, "node,label")] = of[fields[1]]
+    return labels, classes
+
+
+def read_features(path: str | Path, index: Dict[str, int]) -> Tensor:
+    """Node features (n, F) float32 from CSV lines node,f1,...,fF; every node needs one line."""
+    features: Dict[int, List[float]] = {}
+    width = None
+    for line, fields in _rows(path, "features"):
+        row = _node(fields, index, path, line, "node,f1,f2,...")
+        values = [_number(x, path, line, "feature") for x in fields[1:]]
+        if width is not None and len(values) != width:
+            raise DatasetError(f"{path}, line {line}: {len(values)} features, earlier lines have {width}")
+        width = len(values)
+        features[row] = values
+    missing = [name for name, row in index.items() if row not in features]
+    if missing:
+        raise DatasetError(f"{path} has no features for node {missing[0]!r} (and {len(missing) - 1} more): "
+                           "every node of the edge list needs a line")
+    return torch.tensor([features[i] for i in range(len(index))], dtype=torch.float32)

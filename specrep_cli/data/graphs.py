@@ -1,0 +1,165 @@
+"""dataset=graph: a finite graph whose normalised adjacency is the augmentation kernel.
+
+    graph = sbm(blocks, block_size, p_in, p_out, seed)   # or ring(num_nodes, hops), or make_graph(cfg) (files too)
+    data = load_graph(cfg, device)                       # GraphData: what the loop and the evaluation read
+
+A graph is a symmetric non-negative weight matrix A (kept as a coalesced list of directed edges, each
+undirected edge both ways), the names of its nodes, optional labels and node features. Training pairs
+are drawn from p(x, x') = A[x, x'] / sum(A) (pairs.EdgePairs); p(x) = sum_x' p(x, x') is a node's
+weight. What the node encoder sees (the "images" of the splits) is a node's id, or its feature row.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, List
+
+import torch
+from torch import Tensor
+
+from ..errors import DatasetError
+from .graph_files import read_edges, read_features, read_labels
+from .splits import ImageData
+
+log = logging.getLogger("specrep")
+
+
+@dataclass
+class Graph:
+    src: Tensor                     # int64 (E,): directed edges, each undirected edge both ways, coalesced
+    dst: Tensor                     # int64 (E,)
+    weight: Tensor                  # float64 (E,) > 0: A[src, dst] (repeated edges summed)
+    names: List[str]                # node names, in row order
+    labels: Tensor | None = None    # int64 (n,): class index, -1 for an unlabelled node; None: no labels
+    classes: List[str] | None = None
+    features: Tensor | None = None  # float32 (n, F): node features (encoder=mlp)
+
+    @property
+    def num_nodes(self) -> int:
+        return len(self.names)
+
+    @property
+    def num_edges(self) -> int:
+        """Undirected edges (a self-loop counts once)."""
+        return int(((self.src < self.dst).sum() + (self.src == self.dst).sum()).item())
+
+    def node_weights(self) -> Tensor:
+        """p(x) = sum_x' A[x, x'] / sum(A), float64 (n,)."""
+        p = torch.zeros(self.num_nodes, dtype=torch.float64).index_add_(0, self.src, self.weight)
+        return p / p.sum()
+
+    def dense(self) -> Tensor:
+        """p(x, x') = A / sum(A) as a dense float64 (n, n) matrix."""
+        a = torch.zeros(self.num_nodes, self.num_nodes, dtype=torch.float64)
+        a.index_put_((self.src, self.dst), self.weight, accumulate=True)
+        return a / a.sum()
+
+
+def undirected(src: Tensor, dst: Tensor, weight: Tensor, n: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Each edge (u, v, w) both ways, repeated edges' weights added: coalesced (src, dst, weight)."""
+    loop = src == dst   # a self-loop is one edge: A[u, u] += w, once
+    s, d = torch.cat([src, dst[~loop]]), torch.cat([dst, src[~loop]])
+    w = torch.cat([weight, weight[~loop]]).double()
+    key, inverse = torch.unique(s * n + d, return_inverse=True)
+    summed = torch.zeros(key.shape[0], dtype=torch.float64).index_add_(0, inverse, w)
+    keep = summed > 0
+    return key[keep] // n, key[keep] % n, summed[keep]
+
+
+def sbm(blocks: int, block_size: int, p_in: float, p_out: float, seed: int) -> Graph:
+    """A stochastic block model: an edge between two nodes with probability p_in inside a block and
+    p_out between blocks, drawn once from `seed`; a node's label is its block."""
+    n = blocks * block_size
+    block = torch.arange(n) // block_size
+    prob = torch.where(block[:, None] == block[None, :], p_in, p_out)
+    upper = torch.triu(torch.rand(n, n, generator=torch.Generator().manual_seed(seed)) < prob, diagonal=1)
+    src, dst = upper.nonzero().T
+    src, dst, weight = undirected(src, dst, torch.ones(src.shape[0]), n)
+    return Graph(src, dst, weight, [str(i) for i in range(n)], block, [f"block {b}" for b in range(blocks)])
+
+
+def ring(num_nodes: int, hops: int, arcs: int = 4) -> Graph:
+    """A cycle where each node links to its `hops` neighbours on each side (weight 1); its normalised
+    adjacency's eigenvectors are Fourier modes. A node's label is which of `arcs` equal arcs it is on."""
+    i = torch.arange(num_nodes).repeat(hops)
+    j = (i + torch.arange(1, hops + 1).repeat_interleave(num_nodes)) % num_nodes
+    src, dst, weight = undirected(i, j, torch.ones(i.shape[0]), num_nodes)
+    labels = torch.arange(num_nodes) * arcs // num_nodes
+    return Graph(src, dst, weight, [str(k) for k in range(num_nodes)], labels, [f"arc {a}" for a in range(arcs)])
+
+
+def components(graph: Graph) -> int:
+    """Connected components, by propagating the smallest node id along the edges until nothing changes."""
+    root = torch.arange(graph.num_nodes)
+    while True:
+        new = root.scatter_reduce(0, graph.src, root[graph.dst], reduce="amin")
+        if torch.equal(new, root):
+            return int(torch.unique(root).numel())
+        root = new
+
+
+@dataclass
+class GraphData(ImageData):
+    """ImageData for a graph: the splits' "images" are node inputs (ids, or feature rows) of the
+    labelled nodes; `draws` numbers the pairs an epoch draws (EdgePairs draws the edges themselves)."""
+    graph: Graph | None = None
+    inputs: Tensor | None = None        # (n,) node ids or (n, F) features: what the encoder sees, every node
+    train_nodes: Tensor | None = None   # int64: the probe's train split (node ids)
+    test_nodes: Tensor | None = None
+    draws: Tensor | None = None         # int64 (pairs_per_epoch,): an epoch's draws, on the device
+
+    @property
+    def ssl_images(self) -> Tensor:
+        return self.draws
+
+    @property
+    def in_channels(self) -> int:
+        """What the node encoder is built for: the number of nodes (ids) or of features per node."""
+        return self.inputs.shape[1] if self.inputs.ndim == 2 else self.graph.num_nodes
+
+    @property
+    def image_size(self) -> None:
+        return None
+
+
+def node_split(labels: Tensor | None, test_fraction: float, seed: int) -> tuple[Tensor, Tensor]:
+    """(train, test) node ids: a fixed random test_fraction of the labelled nodes is the probe's test split."""
+    if labels is None:
+        return torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long)
+    labelled = (labels >= 0).nonzero().squeeze(1)
+    perm = labelled[torch.randperm(labelled.numel(), generator=torch.Generator().manual_seed(seed))]
+    n_test = max(1, round(labelled.numel() * test_fraction))
+    if n_test >= labelled.numel():
+        raise DatasetError(f"only {labelled.numel()} labelled nodes: too few for a train and a test split")
+    return perm[n_test:].sort().values, perm[:n_test].sort().values
+
+
+def make_graph(cfg: Any) -> Graph:
+    if cfg.source == "sbm":
+        return sbm(cfg.blocks, cfg.block_size, cfg.p_in, cfg.p_out, cfg.seed)
+    if cfg.source == "ring":
+        return ring(cfg.num_nodes, cfg.hops)
+    edges = read_edges(cfg.path)
+    n, index = len(edges.names), {name: i for i, name in enumerate(edges.names)}
+    labels, classes = read_labels(cfg.labels_path, index) if cfg.labels_path else (None, None)
+    features = read_features(cfg.features_path, index) if cfg.features_path else None
+    src, dst, weight = undirected(edges.src, edges.dst, edges.weight, n)
+    return Graph(src, dst, weight, edges.names, labels, classes, features)
+
+
+def load_graph(cfg: Any, device: torch.device = torch.device("cpu")) -> GraphData:
+    """dataset=graph: the graph of cfg.source, checked, split and placed on `device`."""
+    graph = make_graph(cfg)
+    parts = components(graph)
+    if parts > 1:
+        log.warning(f"the graph has {parts} connected components: the top eigenvalue 1 of its normalised "
+                    f"adjacency is repeated {parts} times (one indicator per component), so d < {parts} "
+                    "splits that eigenspace and the alignment is not identifiable there")
+    inputs = graph.features if graph.features is not None else torch.arange(graph.num_nodes)
+    train, test = node_split(graph.labels, cfg.test_fraction, cfg.seed)
+    labels = graph.labels if graph.labels is not None else torch.zeros(graph.num_nodes, dtype=torch.long)
+    draws = cfg.pairs_per_epoch or graph.num_edges
+    inputs = inputs.to(device)
+    return GraphData(inputs[train.to(device)], labels[train], inputs[test.to(device)], labels[test],
+                     list(graph.classes or []), graph=graph, inputs=inputs, train_nodes=train, test_nodes=test,
+                     draws=torch.arange(draws, device=device))

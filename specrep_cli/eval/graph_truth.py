@@ -1,0 +1,147 @@
+"""The truth on a graph, and how far a trained phi is from it.
+
+    values, vectors = top_eigenpairs(graph, k)     # of K = D^-1/2 A D^-1/2 (float64, descending)
+    section = graph_report(graph, phi, mu)         # report.json's "graph" section
+    alignment = subspace_alignment(u, v)           # mean squared cosine of the principal angles
+
+HaoChen et al. (2021): with p(x, x') = A / sum(A) and p(x) its row sums, the minimiser of the spectral
+contrastive loss makes the rows u_x = sqrt(p(x)) phi(x) span the top-d eigenvectors U_d of K, and the
+eigenvalues of sum_x p(x) phi(x) phi(x)^T = U^T U are K's top d (when positive and mu does not cap
+the norms |phi(x)|^2 <= mu). Every figure here is computed for U = diag(sqrt(p)) Phi of every node.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any, Dict, List, Tuple
+
+import torch
+from torch import Tensor
+
+from ..data.graphs import Graph
+from ..errors import DatasetError
+
+log = logging.getLogger("specrep")
+DENSE_NODES = 2048     # up to this many nodes: torch.linalg.eigh on the dense K; beyond: Lanczos (scipy)
+GROUP_TOL = 1e-3       # true eigenvalues closer than this form one (near-)degenerate eigenspace
+
+
+def kernel_entries(graph: Graph) -> Tensor:
+    """K[src, dst] = p(x, x') / sqrt(p(x) p(x')) on the graph's edges, float64 (E,)."""
+    p = graph.node_weights()
+    return graph.weight / graph.weight.sum() / (p[graph.src] * p[graph.dst]).sqrt()
+
+
+def top_eigenpairs(graph: Graph, k: int) -> Tuple[Tensor, Tensor]:
+    """The top k eigenvalues (descending, (k,)) and orthonormal eigenvectors ((n, k)) of K, float64.
+
+    Up to DENSE_NODES nodes: torch.linalg.eigh of the dense K, exact and fast there. Beyond:
+    scipy.sparse.linalg.eigsh (ARPACK's implicitly restarted Lanczos on the sparse K, which="LA"):
+    scipy is the best kept sparse eigensolver in Python, needs only K's products with vectors (O(E)
+    each), and converges reliably for a few extreme eigenpairs, where torch.lobpcg is documented as
+    experimental and fails on the (near-)degenerate pairs a ring has.
+    """
+    n = graph.num_nodes
+    k = min(k, n - 1)
+    if n <= DENSE_NODES:
+        dense = torch.zeros(n, n, dtype=torch.float64)
+        dense.index_put_((graph.src, graph.dst), kernel_entries(graph), accumulate=True)
+        values, vectors = torch.linalg.eigh(dense)
+        return values.flip(0)[:k], vectors.flip(1)[:, :k]
+    try:
+        import scipy.sparse
+        from scipy.sparse.linalg import eigsh
+    except ImportError:
+        raise DatasetError(f"the truth of a graph of {n} nodes (> {DENSE_NODES}) needs scipy's sparse "
+                           "eigensolver: pip install 'specrep[graph]'") from None
+    kernel = scipy.sparse.csr_matrix((kernel_entries(graph).numpy(), (graph.src.numpy(), graph.dst.numpy())),
+                                     shape=(n, n))
+    values, vectors = eigsh(kernel, k=k, which="LA")
+    order = torch.from_numpy(values).argsort(descending=True)
+    return torch.from_numpy(values)[order], torch.from_numpy(vectors)[:, order]
+
+
+def orthonormal_basis(u: Tensor, rtol: float = 1e-8) -> Tensor:
+    """An orthonormal basis (n, r) of the column span of u (n, d), r its numerical rank."""
+    left, s, _ = torch.linalg.svd(u.double(), full_matrices=False)
+    return left[:, s > rtol * max(float(s.max()), 1e-300)] if s.numel() else left
+
+
+def subspace_alignment(u: Tensor, v: Tensor) -> float:
+    """Mean of cos^2 of the principal angles between span(u) and span(v) (columns; v's d columns
+    orthonormal): ||Q_u^T v||_F^2 / d, in [0, 1]: 1 when span(v) lies in span(u), 0 when orthogonal.
+    A rank-deficient u (collapsed coordinates) scores its rank's share at most."""
+    q = orthonormal_basis(u)
+    return float((q.T @ v.double()).pow(2).sum() / v.shape[1])
+
+
+def eigenspaces(values: Tensor, tol: float = GROUP_TOL) -> List[Tuple[int, int]]:
+    """[start, end) index ranges of consecutive eigenvalues within tol of their neighbour."""
+    groups, start = [], 0
+    for i in range(1, values.numel() + 1):
+        if i == values.numel() or float(values[i - 1] - values[i]) > tol:
+            groups.append((start, i))
+            start = i
+    return groups
+
+
+def reconstruction(graph: Graph, u: Tensor, values: Tensor, d: int) -> Dict[str, float]:
+    """Eckart-Young: ||K - U U^T||_F^2 / ||K||_F^2 (relative_error) beside the best rank-d value,
+    sum_{i>d} lambda_i^2 / ||K||_F^2 (best), and their difference (excess, 0 at the optimum).
+    ||K - U U^T||_F^2 = ||K||_F^2 - 2 sum_edges K_xx' u_x.u_x' + ||U^T U||_F^2: no n x n product."""
+    k = kernel_entries(graph)
+    total = float(k.pow(2).sum())
+    cross = float((k * (u[graph.src] * u[graph.dst]).sum(1)).sum())
+    error = total - 2 * cross + float((u.T @ u).pow(2).sum())
+    best = max(total - float(values[:d].pow(2).sum()), 0.0)
+    return {"relative_error": error / total, "best": best / total, "excess": (error - best) / total}
+
+
+def per_coordinate(u: Tensor, vectors: Tensor, values: Tensor, d: int) -> Tuple[List[float], List[Dict[str, Any]]]:
+    """cos^2 between coordinate k of U and eigenvector k, and per eigenspace (a degenerate group of
+    true eigenvalues, e.g. a ring's cosine and sine): the alignment of span(U[:, group]) with it."""
+    norms = u.pow(2).sum(0).clamp_min(1e-300)
+    coords = ((u * vectors[:, :d]).sum(0).pow(2) / norms).tolist()
+    spaces = [{"coordinates": [s, e], "eigenvalue": float(values[s:e].mean()),
+               "alignment": subspace_alignment(u[:, s:e], vectors[:, s:e])}
+              for s, e in eigenspaces(values[:d])]
+    return coords, spaces
+
+
+def graph_report(graph: Graph, phi: Tensor, mu: float | None = None) -> Dict[str, Any]:
+    """report.json's "graph" section for phi (n, d), the projection of every node (row order)."""
+    n, d = phi.shape
+    if d >= n:
+        return {"skipped": f"phi has d={d} dimensions for {n} nodes: nothing to compare (lower encoder.dim)"}
+    values, vectors = top_eigenpairs(graph, d + 1)
+    p = graph.node_weights()
+    u = p.sqrt()[:, None] * phi.double().cpu()                    # (n, d): u_x = sqrt(p(x)) phi(x)
+    learned = torch.linalg.eigvalsh(u.T @ u).flip(0)              # of sum_x p(x) phi(x) phi(x)^T
+    true = values[:d]
+    coords, spaces = per_coordinate(u, vectors, values, d)
+    gap = float(values[d - 1] - values[d]) if values.numel() > d else math.nan
+    section = {"nodes": n, "edges": graph.num_edges, "d": d,
+               "subspace_alignment": subspace_alignment(u, vectors[:, :d]),
+               "learned_spectrum": learned.tolist(), "true_spectrum": true.tolist(),
+               "eigenvalue_error": float((learned - true).abs().mean()),
+               "eckart_young": reconstruction(graph, u, values, d),
+               "per_coordinate": coords, "eigenspaces": spaces,
+               "eigengap": gap, "next_eigenvalue": float(values[d]) if values.numel() > d else None,
+               "warnings": warnings(phi, gap, d, mu)}
+    for line in section["warnings"]:
+        log.warning(line)
+    return section
+
+
+def warnings(phi: Tensor, gap: float, d: int, mu: float | None) -> List[str]:
+    """d splitting a near-degenerate group (the alignment is not identifiable), and mu capping norms."""
+    out = []
+    if not gap > GROUP_TOL:
+        out.append(f"d={d} splits a near-degenerate eigenspace: the eigengap lambda_d - lambda_(d+1) is {gap:.3g}, "
+                   "so the top-d eigenspace is not identifiable and the alignment means little; pick a d at a gap")
+    if mu is not None:
+        capped = float((phi.double().pow(2).sum(1) > mu).double().mean())
+        if capped > 0:
+            out.append(f"objective.mu={mu:g} caps the norm |phi(x)|^2 of {100 * capped:.1f} % of the nodes: "
+                       "the learned spectrum is then below the truth; raise objective.mu")
+    return out

@@ -1,0 +1,52 @@
+"""Encoders of graph nodes (dataset=graph), registered as encoder=embedding and encoder=mlp.
+
+Their input is a node's id (embedding: a lookup table) or its feature row (mlp), not an image; the
+registry's `in_channels` is then the number of nodes or of features, so that `specrep eval` rebuilds
+the table from the checkpoint alone.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from torch import Tensor, nn
+
+from .encoders import register_backbone
+
+
+class NodeEmbedding(nn.Module):
+    """phi(x) = E[x], a learned row of dim numbers per node, initialised N(0, init_std^2)."""
+
+    def __init__(self, num_nodes: int, dim: int, init_std: float):
+        super().__init__()
+        self.table = nn.Embedding(num_nodes, dim)
+        nn.init.normal_(self.table.weight, std=init_std)
+        self.out_dim = dim
+
+    def forward(self, x: Tensor) -> Tensor:   # (B,) int64 node ids -> (B, dim)
+        return self.table(x)
+
+
+class NodeMLP(nn.Module):
+    """Linear-ReLU layers of `width` units over node features (B, F), then Linear to dim."""
+
+    def __init__(self, in_features: int, width: int, dim: int, layers: int):
+        super().__init__()
+        dims = [in_features] + [width] * (layers - 1) + [dim]
+        blocks: list[nn.Module] = []
+        for i, (d_in, d_out) in enumerate(zip(dims[:-1], dims[1:])):
+            blocks += [nn.Linear(d_in, d_out)] + ([nn.ReLU()] if i < layers - 1 else [])
+        self.net = nn.Sequential(*blocks)
+        self.out_dim = dim
+
+    def forward(self, x: Tensor) -> Tensor:   # (B, F) float -> (B, dim)
+        return self.net(x)
+
+
+@register_backbone("embedding")
+def _embedding(cfg: Any, in_channels: int) -> nn.Module:
+    return NodeEmbedding(in_channels, cfg.dim, cfg.init_std)
+
+
+@register_backbone("mlp")
+def _mlp(cfg: Any, in_channels: int) -> nn.Module:
+    return NodeMLP(in_channels, cfg.width, cfg.dim, cfg.layers)

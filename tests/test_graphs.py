@@ -1,0 +1,226 @@
+"""dataset=graph: the truth against closed forms, the edge sampler against A, the alignment metric on
+known subspaces, the nested losses against a brute-force loop over prefixes, file errors, and a short
+spectral run on an SBM that must find the block eigenspace (embeddings.pt, `specrep eval` too)."""
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_module
+from omegaconf import OmegaConf
+
+from specrep_cli import config
+from specrep_cli.config import GraphConfig
+from specrep_cli.data.graphs import Graph, load_graph, ring, sbm, undirected
+from specrep_cli.data.pairs import EdgePairs
+from specrep_cli.errors import DatasetError
+from specrep_cli.eval import graph_truth
+from specrep_cli.eval.graph_truth import graph_report, subspace_alignment, top_eigenpairs
+from specrep_cli.objectives import losses as O
+
+config.register()
+
+
+def graph_cfg(**keys):
+    return OmegaConf.merge(OmegaConf.structured(GraphConfig), keys)
+
+
+# ------------------------------------------------------------------------------------- the truth
+@pytest.mark.parametrize("n, hops", [(60, 1), (61, 3)])
+def test_ring_eigenvalues_are_its_fourier_modes(n, hops):
+    """A ring's K = A / (2h) (every degree 2h): lambda_m = (1/h) sum_{j=1..h} cos(2 pi m j / n)."""
+    closed = sorted(((1 / hops) * sum(math.cos(2 * math.pi * m * j / n) for j in range(1, hops + 1))
+                     for m in range(n)), reverse=True)
+    values, vectors = top_eigenpairs(ring(n, hops), 9)
+    assert torch.allclose(values, torch.tensor(closed[:9], dtype=torch.float64), atol=1e-10)
+    assert torch.allclose(vectors.T @ vectors, torch.eye(9, dtype=torch.float64), atol=1e-10)
+    mode = torch.cos(2 * math.pi * torch.arange(n, dtype=torch.float64) / n)   # m = 1 lies in the top pair
+    mode = mode / mode.norm()
+    assert float((vectors[:, 1:3].T @ mode).pow(2).sum()) == pytest.approx(1.0, abs=1e-9)
+
+
+def test_sparse_lanczos_gives_the_dense_answer(monkeypatch):
+    pytest.importorskip("scipy", reason="the sparse solver is the [graph] extra: pip install 'specrep[graph]'")
+    graph = sbm(3, 30, 0.4, 0.02, seed=1)
+    dense_values, dense_vectors = top_eigenpairs(graph, 4)
+    monkeypatch.setattr(graph_truth, "DENSE_NODES", 10)
+    values, vectors = top_eigenpairs(graph, 4)
+    assert torch.allclose(values, dense_values, atol=1e-8)
+    assert subspace_alignment(vectors, dense_vectors) == pytest.approx(1.0, abs=1e-8)
+
+
+# ------------------------------------------------------------------------------------ the metric
+def test_alignment_is_one_for_the_same_subspace_in_any_basis_and_zero_for_an_orthogonal_one():
+    g = torch.Generator().manual_seed(0)
+    q, _ = torch.linalg.qr(torch.randn(50, 6, generator=g, dtype=torch.float64))
+    v, w = q[:, :3], q[:, 3:]
+    mix = torch.randn(3, 3, generator=g, dtype=torch.float64)   # any invertible change of basis, any scale
+    assert subspace_alignment(v @ mix, v) == pytest.approx(1.0, abs=1e-10)
+    assert subspace_alignment(w * 5, v) == pytest.approx(0.0, abs=1e-10)
+    half = torch.cat([v[:, :1], w[:, :2]], 1)   # shares one of three directions: cos^2 = 1, 0, 0
+    assert subspace_alignment(half, v) == pytest.approx(1 / 3, abs=1e-10)
+
+
+def test_the_exact_minimiser_scores_perfectly():
+    """phi(x) = sqrt(lambda_k) v_k(x) / sqrt(p(x)): alignment 1, the true spectrum, no excess error."""
+    graph = sbm(4, 25, 0.5, 0.02, seed=0)
+    values, vectors = top_eigenpairs(graph, 4)
+    phi = vectors * values.sqrt() / graph.node_weights().sqrt()[:, None]
+    section = graph_report(graph, phi)
+    assert section["subspace_alignment"] == pytest.approx(1.0, abs=1e-9)
+    assert section["learned_spectrum"] == pytest.approx(values.tolist(), abs=1e-9)
+    assert section["eckart_young"]["excess"] == pytest.approx(0.0, abs=1e-9)
+    dense = graph.dense()
+    p = dense.sum(1)
+    k = dense / (p[:, None] * p[None, :]).sqrt()
+    full = torch.linalg.eigvalsh(k)
+    assert section["eckart_young"]["best"] == pytest.approx(
+        float((full.pow(2).sum() - values.pow(2).sum()) / full.pow(2).sum()), abs=1e-9)
+
+
+def test_a_d_that_splits_a_pair_is_warned_about():
+    graph = ring(40, 2)
+    values, vectors = top_eigenpairs(graph, 2)
+    section = graph_report(graph, vectors / graph.node_weights().sqrt()[:, None], mu=1e-6)
+    assert any("splits a near-degenerate eigenspace" in w for w in section["warnings"])
+    assert any("caps the norm" in w for w in section["warnings"])
+
+
+# ---------------------------------------------------------------------------------- the sampler
+def test_edge_pairs_are_drawn_with_probability_a_over_its_sum():
+    src, dst = torch.tensor([0, 0, 1, 2, 3, 3]), torch.tensor([1, 2, 2, 3, 4, 3])
+    s, d, w = undirected(src, dst, torch.tensor([1.0, 2.0, 0.5, 3.0, 1.5, 4.0]), 5)
+    graph = Graph(s, d, w, [str(i) for i in range(5)])
+    pairs = EdgePairs(graph, torch.arange(5), torch.device("cpu"))
+    torch.manual_seed(0)
+    draws = 200_000
+    x, y = pairs(torch.zeros(draws), torch.zeros(draws))
+    counts = torch.bincount(x * 5 + y, minlength=25).double()
+    expected = graph.dense().flatten() * draws
+    support = expected > 0
+    assert counts[~support].sum() == 0   # never a pair that is not an edge
+    chi2 = float(((counts[support] - expected[support]).pow(2) / expected[support]).sum())
+    dof = int(support.sum()) - 1
+    assert chi2 < dof + 6 * math.sqrt(2 * dof), chi2   # ~ 6 sigma above the chi-square's mean
+
+
+# ----------------------------------------------------------------------------------- the losses
+def brute_nested_spectral(z_a, z_b, mu):
+    r = math.sqrt(mu)
+    a = z_a * (r / z_a.norm(dim=1, keepdim=True).clamp_min(r))
+    b = z_b * (r / z_b.norm(dim=1, keepdim=True).clamp_min(r))
+    B, d = a.shape
+    total = 0
+    for k in range(1, d + 1):
+        for i in range(B):
+            total = total - 2 / B * (a[i, :k] @ b[i, :k]) / mu
+            for j in range(B):
+                if i != j:
+                    total = total + (a[i, :k] @ b[j, :k]) ** 2 / (B * (B - 1)) / mu
+    return total
+
+
+def brute_nested_pca(psi_a, psi_b, lam):
+    B, d = psi_a.shape
+    total = 0
+    for k in range(1, d + 1):
+        a, b = psi_a[:, :k], psi_b[:, :k]
+        c = (a.T @ a + b.T @ b) / (2 * B)
+        total = total - (a * b).sum() / B + lam * ((c - torch.eye(k, dtype=c.dtype)) ** 2).sum()
+    return total
+
+
+@pytest.mark.parametrize("mu", [0.5, 100.0])   # 0.5: some rows are projected onto the ball
+def test_nested_spectral_loss_and_gradient_match_the_sum_over_prefixes(mu):
+    g = torch.Generator().manual_seed(0)
+    z_a = torch.randn(7, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    z_b = torch.randn(7, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    fast, brute = O.nested_spectral_contrastive(z_a, z_b, mu), brute_nested_spectral(z_a, z_b, mu)
+    assert fast.item() == pytest.approx(brute.item(), rel=1e-10)
+    grads = torch.autograd.grad(fast, (z_a, z_b))
+    expected = torch.autograd.grad(brute, (z_a, z_b))
+    for got, want in zip(grads, expected):
+        assert torch.allclose(got, want, atol=1e-10)
+
+
+def test_nested_pca_loss_and_gradient_match_the_sum_over_prefixes():
+    g = torch.Generator().manual_seed(1)
+    psi_a = torch.randn(6, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    psi_b = torch.randn(6, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    fast, brute = O.pca_penalty(psi_a, psi_b, 0.7, nested=True), brute_nested_pca(psi_a, psi_b, 0.7)
+    assert fast.item() == pytest.approx(brute.item(), rel=1e-10)
+    for got, want in zip(torch.autograd.grad(fast, (psi_a, psi_b)), torch.autograd.grad(brute, (psi_a, psi_b))):
+        assert torch.allclose(got, want, atol=1e-10)
+
+
+# ---------------------------------------------------------------------------------------- files
+BAD_FILES = [
+    ("a,b\nc\n", "line 2: missing column"),
+    ("source,target,weight\na,b,1\nb,c,-2\n", "line 3: negative weight"),
+    ("a\tb\tx\n", "line 1: weight 'x' is not a number"),
+    ("a,a\nb,b,2\n", "only self-loops"),
+    ("# just a comment\n\n", "is empty"),
+]
+
+
+@pytest.mark.parametrize("text, needle", BAD_FILES, ids=[n for _, n in BAD_FILES])
+def test_a_bad_edge_list_is_one_line_naming_the_file_and_line(tmp_path, text, needle):
+    path = tmp_path / "edges.csv"
+    path.write_text(text)
+    with pytest.raises(DatasetError, match=needle) as err:
+        load_graph(graph_cfg(source="file", path=str(path)))
+    assert "\n" not in str(err.value) and str(path) in str(err.value)
+
+
+def test_an_edge_list_with_names_labels_and_features(tmp_path, caplog):
+    (tmp_path / "edges.tsv").write_text("source\ttarget\tweight\nann\tbob\t2\nbob\tann\t1\ncat\tdan\t1\n")
+    (tmp_path / "labels.csv").write_text("ann,x\nbob,x\ncat,y\ndan,y\n")
+    (tmp_path / "features.csv").write_text("ann,1,0\nbob,1,0.5\ncat,0,1\ndan,0.2,1\n")
+    with caplog.at_level(logging.WARNING, logger="specrep"):
+        data = load_graph(graph_cfg(source="file", path=str(tmp_path / "edges.tsv"),
+                                    labels_path=str(tmp_path / "labels.csv"),
+                                    features_path=str(tmp_path / "features.csv")))
+    assert "2 connected components" in caplog.text and "repeated 2 times" in caplog.text
+    g = data.graph
+    assert g.names == ["ann", "bob", "cat", "dan"] and g.classes == ["x", "y"]
+    dense = g.dense() * 8   # repeated edges add up (2 + 1), both ways: A[ann, bob] = 3; total 2 * 4
+    assert dense[0, 1] == dense[1, 0] == 3 and dense[2, 3] == 1 and float(dense.sum()) == 8
+    assert data.inputs.shape == (4, 2) and data.in_channels == 2
+    (tmp_path / "labels.csv").write_text("ann,x\neve,y\n")
+    with pytest.raises(DatasetError, match=r"labels.csv, line 2: node 'eve' is not in the edge list"):
+        load_graph(graph_cfg(source="file", path=str(tmp_path / "edges.tsv"), labels_path=str(tmp_path / "labels.csv")))
+
+
+# ------------------------------------------------------------------------------ a training run
+SHORT = ["dataset=graph", "dataset.blocks=4", "dataset.block_size=40", "dataset.p_in=0.4", "dataset.p_out=0.01",
+         "encoder.dim=4", "objective.mu=100", "optim.lr=0.02", "optim.weight_decay=0", "trainer.batch_size=256",
+         "dataset.pairs_per_epoch=5120", "trainer.epochs=10", "trainer.device=cpu", "trainer.precision=fp32",
+         "eval.random_init=false", "eval.every_n_epochs=5", "eval.probe_steps=30"]
+
+
+def test_a_short_spectral_run_finds_the_block_eigenspace_and_eval_writes_the_embeddings(tmp_path):
+    from specrep_cli.eval.command import evaluate_checkpoint
+    from specrep_cli.train.loop import train
+    with initialize_config_module(config_module="specrep_cli.conf", version_base="1.3"):
+        cfg = compose(config_name="train", overrides=SHORT)
+        eval_cfg = compose(config_name="eval", overrides=[f"checkpoint={tmp_path / 'run'}", "device=cpu"])
+    config.validate(cfg)
+    report = train(cfg, tmp_path / "run")
+    graph = report["graph"]
+    assert graph["subspace_alignment"] >= 0.95, graph
+    assert graph["eigengap"] > 0.3 and report["linear_probe"]["top1"] >= 95
+    embeddings = torch.load(tmp_path / "run" / "embeddings.pt", weights_only=True)
+    assert embeddings["nodes"] == [str(i) for i in range(160)]
+    assert embeddings["phi"].shape == (160, 4) and embeddings["h"].shape == (160, 4)
+    assert "## The graph's eigenspace" in (tmp_path / "run" / "report.md").read_text()
+    assert (tmp_path / "run" / "plots" / "graph.png").is_file()
+    config.validate(eval_cfg)
+    again = evaluate_checkpoint(eval_cfg, tmp_path / "eval")
+    assert again["graph"]["subspace_alignment"] == pytest.approx(graph["subspace_alignment"], abs=1e-6)
+    reloaded = torch.load(tmp_path / "eval" / "embeddings.pt", weights_only=True)
+    assert torch.allclose(reloaded["phi"], embeddings["phi"])
+    assert json.loads((tmp_path / "run" / "report.json").read_text())["graph"]["d"] == 4
