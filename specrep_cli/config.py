@@ -583,7 +583,7 @@ class TrainerConfig:
 
 
 # The top-level keys of report.json, and the figures among them a run can be scored by
-# (eval.objective_metric); zero_shot and retrieval come with image-text runs only.
+# (eval.objective_metric); zero_shot and retrieval come with image-text runs only, graph with dataset=graph.
 REPORT_SECTIONS = ("linear_probe", "knn", "random_init", "spectrum", "alignment", "uniformity", "zero_shot",
                    "retrieval", "graph", "timing")
 _SIDES = ("representation", "projection")

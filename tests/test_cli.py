@@ -42,7 +42,8 @@ def test_unknown_subcommand_exits_2_with_the_list():
 def test_train_help_lists_groups_and_options():
     proc = run_cli("train", "--help")
     assert proc.returncode == 0
-    for line in ("objective: ", "encoder: convnet, resnet18, timm", "dataset: cifar10, cifar100, image_text, imagefolder, shapes, stl10"):
+    for line in ("objective: ", "encoder: convnet, embedding, mlp, resnet18, timm",
+                 "dataset: cifar10, cifar100, graph, image_text, imagefolder, shapes, stl10"):
         assert line in proc.stdout
 
 

@@ -21,6 +21,7 @@ from specrep_cli.errors import DatasetError
 from specrep_cli.eval import graph_truth
 from specrep_cli.eval.graph_truth import graph_report, subspace_alignment, top_eigenpairs
 from specrep_cli.objectives import losses as O
+from specrep_cli.report.report import objective_value
 
 config.register()
 
@@ -223,4 +224,7 @@ def test_a_short_spectral_run_finds_the_block_eigenspace_and_eval_writes_the_emb
     assert again["graph"]["subspace_alignment"] == pytest.approx(graph["subspace_alignment"], abs=1e-6)
     reloaded = torch.load(tmp_path / "eval" / "embeddings.pt", weights_only=True)
     assert torch.allclose(reloaded["phi"], embeddings["phi"])
-    assert json.loads((tmp_path / "run" / "report.json").read_text())["graph"]["d"] == 4
+    written = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert written["graph"]["d"] == 4
+    for key in (k for k in config.REPORT_METRICS if k.startswith("graph.")):
+        assert not math.isnan(objective_value(written, key, tmp_path / "run")), key

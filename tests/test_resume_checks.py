@@ -59,10 +59,10 @@ def test_resume_accepts_a_new_lr_and_logs_it(tmp_path, trained_run, caplog):
         run, state = resume_run(["optim.lr=0.05", "trainer.log_every_n_steps=3", f"resume={copy}"], tmp_path)
     assert state.progress.epoch == 1
     changed = [r.message for r in caplog.records if "resuming with changed settings" in r.message]
-    assert changed and "optim.lr (checkpoint 0.1, now 0.05)" in changed[0]
+    assert changed and "optim.lr (checkpoint 0.2, now 0.05)" in changed[0]
     assert "trainer.log_every_n_steps (checkpoint 2, now 3)" in changed[0]
     last = json.loads((copy / "metrics.jsonl").read_text().splitlines()[-1])   # the record the report reads
-    assert last["changed"] == ["optim.lr (checkpoint 0.1, now 0.05)", "trainer.log_every_n_steps (checkpoint 2, now 3)"]
+    assert last["changed"] == ["optim.lr (checkpoint 0.2, now 0.05)", "trainer.log_every_n_steps (checkpoint 2, now 3)"]
     assert last["step"] == state.progress.step and last["resumed_from"] == str(copy / "checkpoints" / "last.pt")
 
 
