@@ -82,6 +82,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", type=Path, default=CIFAR_JPEG, help="CIFAR-10 as an image folder (train/, test/)")
     parser.add_argument("--synthetic", action="store_true", help="use synthetic features even if the data are there")
+    parser.add_argument("--synthetic-train", type=int, default=50000, help="synthetic train features (test: a fifth)")
     parser.add_argument("--width", type=int, default=64, help="ResNet-18 width (representation: 8 x width)")
     parser.add_argument("--batch-size", type=int, default=512, help="images per forward pass when extracting")
     parser.add_argument("--standard-epochs", type=int, default=100)
@@ -100,7 +101,8 @@ def main() -> None:
         train_x, train_y, test_x, test_y, what = cifar_features(args.root, args.width, args.batch_size, console)
     else:
         reason = "--synthetic" if args.synthetic else f"no CIFAR-10 at {args.root}"
-        train_x, train_y, test_x, test_y, what = synthetic_features(50000, 10000, 512, 10, reason)
+        n = args.synthetic_train
+        train_x, train_y, test_x, test_y, what = synthetic_features(n, n // 5, 512, 10, reason)
     classes = int(train_y.max()) + 1
     defaults = EvalConfig()
 

@@ -65,7 +65,7 @@ def test_real_data_benchmark_runs(tmp_path):
 
 
 def test_probe_benchmark_runs(tmp_path):
-    proc = run("probe.py", "--synthetic", "--standard-epochs", "2", tmp_path=tmp_path)
+    proc = run("probe.py", "--synthetic", "--synthetic-train", "5000", "--standard-epochs", "2", tmp_path=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
