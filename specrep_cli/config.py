@@ -332,9 +332,12 @@ class DatasetConfig:
     unlabelled_root: Optional[str] = None
     resize: str = RESIZE_MODES[0]
     holdout: Optional[float] = None
+    cache_dir: Optional[str] = None   # decoded image files (image folders, unlabelled_root)
+    workers: int = 4                  # their DataLoader decoders when streamed
 
     def __post_init__(self) -> None:
         _require(self.subset is None or self.subset > 0, "dataset.subset must be null or > 0")
+        _require(self.workers >= 0, "dataset.workers must be >= 0")
         _require(self.resize in RESIZE_MODES,
                  f"dataset.resize must be {' or '.join(RESIZE_MODES)}, got {self.resize!r}")
         self.in_memory = str(self.in_memory).lower()   # YAML's true/false arrive as 'True'/'False'
@@ -401,13 +404,10 @@ class ImageFolderConfig(DatasetConfig):
     image_size: int = 32
     train_split: str = "train"
     test_split: Optional[str] = None
-    cache_dir: Optional[str] = None
-    workers: int = 4
 
     def __post_init__(self) -> None:
         super().__post_init__()
         _check_image_size(self.image_size)
-        _require(self.workers >= 0, "dataset.workers must be >= 0")
         _require(self.root is not None or self.unlabelled_root is not None,
                  "dataset=imagefolder needs dataset.root (train/ and test/ class folders: the probe's) or "
                  "dataset.unlabelled_root (any folder of images to train on), or both")
@@ -424,8 +424,6 @@ class ImageTextConfig(DatasetConfig):
     image_size: int = 32
     test_fraction: float = 0.1
     split_seed: int = 0
-    cache_dir: Optional[str] = None
-    workers: int = 4
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -433,7 +431,6 @@ class ImageTextConfig(DatasetConfig):
         _require(0 < self.test_fraction < 1, "dataset.test_fraction must be in (0, 1)")
         _require(len(self.csv_separator) == 1,
                  f"dataset.csv_separator must be one character, got {self.csv_separator!r}")
-        _require(self.workers >= 0, "dataset.workers must be >= 0")
 
 
 GRAPH_SOURCES = ("sbm", "ring", "file")

@@ -44,8 +44,8 @@ def load_unlabelled(cfg: Any, fits: Fits) -> Images:
         files = [files[i] for i in keep.tolist()]
     size, resize = cfg.image_size, cfg.resize
     if fits(len(files) * 3 * size ** 2):
-        return cached_decode(files, size, cache_root(cfg.get("cache_dir")), resize)
-    return ImageFiles(files, size, cfg.get("workers", 4), resize)
+        return cached_decode(files, size, cache_root(cfg.cache_dir), resize)
+    return ImageFiles(files, size, cfg.workers, resize)
 
 
 def unlabelled_only(cfg: Any, fits: Fits) -> ImageData:
