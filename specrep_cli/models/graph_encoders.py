@@ -10,7 +10,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from .encoders import register_backbone
+from .encoders import projector, register_backbone
 
 
 class NodeEmbedding(nn.Module):
@@ -26,22 +26,6 @@ class NodeEmbedding(nn.Module):
         return self.table(x)
 
 
-class NodeMLP(nn.Module):
-    """Linear-ReLU layers of `width` units over node features (B, F), then Linear to dim."""
-
-    def __init__(self, in_features: int, width: int, dim: int, layers: int):
-        super().__init__()
-        dims = [in_features] + [width] * (layers - 1) + [dim]
-        blocks: list[nn.Module] = []
-        for i, (d_in, d_out) in enumerate(zip(dims[:-1], dims[1:])):
-            blocks += [nn.Linear(d_in, d_out)] + ([nn.ReLU()] if i < layers - 1 else [])
-        self.net = nn.Sequential(*blocks)
-        self.out_dim = dim
-
-    def forward(self, x: Tensor) -> Tensor:   # (B, F) float -> (B, dim)
-        return self.net(x)
-
-
 @register_backbone("embedding")
 def _embedding(cfg: Any, in_channels: int) -> nn.Module:
     return NodeEmbedding(in_channels, cfg.dim, cfg.init_std)
@@ -49,4 +33,8 @@ def _embedding(cfg: Any, in_channels: int) -> nn.Module:
 
 @register_backbone("mlp")
 def _mlp(cfg: Any, in_channels: int) -> nn.Module:
-    return NodeMLP(in_channels, cfg.width, cfg.dim, cfg.layers)
+    """Linear-ReLU layers of `width` units over node features (B, F), then Linear to dim: the
+    projector's MLP (encoders.projector) with biases and no BatchNorm."""
+    net = projector(in_channels, cfg.width, cfg.dim, cfg.layers, hidden_bn=False, bias=True)
+    net.out_dim = cfg.dim
+    return net
