@@ -434,6 +434,7 @@ class ImageTextConfig(DatasetConfig):
 
 
 GRAPH_SOURCES = ("sbm", "ring", "file")
+IMAGE_DATASET_DEFAULTS = {f.name: f.default for f in fields(DatasetConfig) if f.name != "name"}
 
 
 @dataclass
@@ -458,8 +459,8 @@ class GraphConfig(DatasetConfig):
         super().__post_init__()
         _require(self.source in GRAPH_SOURCES,
                  f"dataset.source must be {', '.join(GRAPH_SOURCES)}, got {self.source!r}")
-        for key in ("subset", "unlabelled_root", "holdout"):
-            _require(getattr(self, key) is None, f"dataset.{key} does not apply to dataset=graph: drop it")
+        for key, default in IMAGE_DATASET_DEFAULTS.items():   # the image datasets' shared keys do nothing here
+            _require(getattr(self, key) == default, f"dataset.{key} does not apply to dataset=graph: drop it")
         _require(self.blocks >= 1 and self.block_size >= 2, "dataset.blocks must be >= 1, dataset.block_size >= 2")
         _check_probability("dataset.p_in", self.p_in)
         _check_probability("dataset.p_out", self.p_out)

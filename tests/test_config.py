@@ -114,6 +114,9 @@ def test_graph_and_image_options_do_not_mix():
         config.validate(compose_train(["dataset=graph", "encoder=mlp"]))
     with pytest.raises(config.ConfigError, match="objective.pairs=views"):
         config.validate(compose_train(["dataset=graph", "objective=clip", "objective.pairs=text"]))
+    for key in ("subset=10", "workers=0", "cache_dir=/tmp", "in_memory=false", "resize=stretch", "holdout=0.1"):
+        with pytest.raises(config.ConfigError, match=f"dataset.{key.split('=')[0]} does not apply to dataset=graph"):
+            config.validate(compose_train(["dataset=graph", f"dataset.{key}"]))
 
 
 @pytest.mark.parametrize("group, option", OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
