@@ -59,9 +59,10 @@ def monitor(encoder: nn.Module, data: Any, cfg: Any, compute: Compute) -> Dict[s
     train_idx = torch.randperm(data.train_images.shape[0], generator=g)[:n_train]
     test_idx = torch.randperm(data.test_images.shape[0], generator=g)[:n_test]
     reader = FeatureReader(compute, data.mean, data.std, cfg.batch_size)
+    split = data.train_images
     if isinstance(data, GraphData) and not data.labelled:   # no labelled split: the ranks over every node
-        train_idx = torch.randperm(data.graph.num_nodes, generator=g)[:cfg.monitor_images]
-    h_train, z_train = reader.features(encoder, data.inputs if isinstance(data, GraphData) and not data.labelled else data.train_images, train_idx)
+        split, train_idx = data.inputs, torch.randperm(data.graph.num_nodes, generator=g)[:cfg.monitor_images]
+    h_train, z_train = reader.features(encoder, split, train_idx)
     knn = math.nan   # no labels (an unlabelled folder alone): nothing to vote with
     if data.labelled:
         h_test, _ = reader.features(encoder, data.test_images, test_idx)
