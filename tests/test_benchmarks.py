@@ -36,7 +36,9 @@ def test_loss_scaling_benchmark_runs(tmp_path):
 
 
 def test_default_runs_benchmark_runs(tmp_path):
-    proc = run("default_runs.py", "--objectives", "spectral", "clip", "--cpu", "avx2", "--", *TINY,
+    # clip alone: its image-text columns are default_runs.py's own; a spectral run goes through the
+    # same run_table in the real_data.py smoke run below
+    proc = run("default_runs.py", "--objectives", "clip", "--cpu", "avx2", "--", *TINY,
                tmp_path=tmp_path)
     assert proc.returncode == 0 and "failed" not in proc.stdout, proc.stdout + proc.stderr
     assert "avx2" in proc.stdout
@@ -69,17 +71,6 @@ def test_probe_benchmark_runs(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def test_gpu_epoch_benchmark_runs_on_the_cpu(tmp_path):
-    # random data: decoding the real CIFAR-10 split into a fresh cache would take longer than the run;
-    # compile on is left to a machine with a GPU (inductor on a CPU takes minutes)
-    proc = run("gpu_epoch.py", "--device", "cpu", "--max-steps", "1", "--batch-size", "32", "--compile", "off",
-               "--data", "random", tmp_path=tmp_path)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "data: random uint8" in proc.stdout
-    for objective in ("simclr", "spectral"):
-        assert f"verdict, {objective}: " in proc.stdout
-
-
 @pytest.mark.skipif(os.geteuid() != 0, reason="the fault run mounts a tmpfs, which needs root "
                                             "(tests/test_disk_full.py patches the writes instead)")
 def test_disk_full_fault_run_on_a_tmpfs(tmp_path):
@@ -95,7 +86,8 @@ def test_decode_benchmark_runs(tmp_path):
 
 def test_device_check_runs_its_cpu_fallback(tmp_path):
     """benchmarks/device_check.sh --device cpu --smoke: every step of the GPU check, tiny, on the CPU
-    (the CUDA tests skip), and the summary naming each step's exit status."""
+    (the CUDA tests skip; gpu_epoch.py runs one step of each objective on random data, compile off:
+    inductor on a CPU takes minutes), and the summary naming each step's exit status."""
     two_class_folder(tmp_path / "folder")
     env = {**os.environ, "OUT": str(tmp_path / "out"), "SPECREP_CACHE": str(tmp_path / "cache")}
     proc = subprocess.run(["bash", str(BENCH / "device_check.sh"), "--device", "cpu", "--smoke",
@@ -105,3 +97,6 @@ def test_device_check_runs_its_cpu_fallback(tmp_path):
     assert "device check summary" in proc.stdout and "spectral_cifar10, 1 epochs: probe top-1" in proc.stdout
     for step in ("cuda_tests", "gpu_epoch", "spectral_cifar10"):
         assert f"step {step}: exit 0" in proc.stdout
+    assert "gpu_epoch: data: random uint8" in proc.stdout
+    for objective in ("simclr", "spectral"):
+        assert f"gpu_epoch: verdict, {objective}: " in proc.stdout

@@ -17,7 +17,8 @@ from specrep_cli.train.setup import tower_input
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and not p.name.startswith("_"))
-OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml")) if g != "experiment"]
+OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml"))
+           if g not in ("experiment", "tuned")]   # tuned/: chosen by the (objective, optim) pair, tested below
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml")
                      if not p.stem.endswith("_graph"))   # the papers' recipes: tested below
 GRAPH_EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*_graph.yaml"))
@@ -166,6 +167,21 @@ def test_validate_rejects_force_added_keys_and_bad_ranges():
         config.validate(compose_train(["augmentation.view_a.crop_scale=[0.9,0.1]"]))
     with pytest.raises(config.ConfigError, match="trainer.device"):
         config.validate(compose_train(["trainer.device=tpu"]))
+
+
+# ------------------------------------------------------------------------------- tuned/: an objective's optimizer settings
+TUNED = sorted(p.stem for p in (CONF / "tuned").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("pair", TUNED)
+def test_a_tuned_pair_applies_under_its_optimizer_only_and_the_command_line_wins(pair):
+    objective, optim = pair.rsplit("_", 1)
+    tuned = compose_train([f"objective={objective}", f"optim={optim}"])
+    plain = compose_train([f"optim={optim}"])          # the optimizer's own defaults (objective=spectral)
+    assert tuned.optim.name == optim and tuned.optim.lr != plain.optim.lr
+    other = "adamw" if optim != "adamw" else "sgd"
+    assert compose_train([f"objective={objective}", f"optim={other}"]).optim.lr == compose_train([f"optim={other}"]).optim.lr
+    assert compose_train([f"objective={objective}", f"optim={optim}", "optim.lr=0.123"]).optim.lr == 0.123
 
 
 # ------------------------------------------------------------------------------- experiment/ recipes
