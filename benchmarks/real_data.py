@@ -37,7 +37,7 @@ def targets(results: list) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=20,
-                        help="epochs of every run (20: about an hour on 2 cores with native bf16, 4x on AVX2)")
+                        help="epochs of every run (20: about an hour on 2 cores with native bf16, 4-5x that on AVX2 in fp32)")
     parser.add_argument("--objectives", nargs="+", default=["all"], help="objective options, or 'all'")
     parser.add_argument("overrides", nargs="*", help="extra overrides for every run (after --)")
     args = parser.parse_args()

@@ -195,12 +195,23 @@ def _one_line(err: Exception) -> str:
     return f"{line} ({hint[0].lower()}{hint[1:]})" if hint else line
 
 
+def chosen_tuned(overrides: list[str]) -> str | None:
+    """The refusal of `tuned=...`: conf/tuned/ is an optional default that Hydra would let a command
+    line replace by any name, a typo included, silently (or by another pair's file)."""
+    if any(o.lstrip("+~").split("=")[0] == "tuned" for o in overrides):
+        return ("tuned is not an option to choose: conf/tuned/<objective>_<optim>.yaml applies by itself "
+                "when that objective trains with that optimizer; set its keys instead (e.g. optim.lr=0.3)")
+    return None
+
+
 def preflight(command: str, args: list[str]) -> str | None:
     """One line saying what is wrong with the command line, checked before Hydra starts any job:
     composition (unknown keys and options, wrong types, parse errors), value ranges, output dir."""
     if any(a in NO_OUTPUT_FLAGS or a.split("=")[0] in OTHER_CONFIG_FLAGS for a in args):
         return None   # nothing is written, or another config tree: Hydra checks it itself
     overrides = [a for a in args if not a.startswith("-")]
+    if problem := chosen_tuned(overrides):
+        return problem
     try:
         with initialize_config_module(config_module="specrep_cli.conf", version_base="1.3"):
             combinations = representative_overrides(overrides, GlobalHydra.instance().config_loader())

@@ -184,6 +184,15 @@ def test_a_tuned_pair_applies_under_its_optimizer_only_and_the_command_line_wins
     assert compose_train([f"objective={objective}", f"optim={optim}", "optim.lr=0.123"]).optim.lr == 0.123
 
 
+@pytest.mark.parametrize("override", ["tuned=pca_lars", "tuned=pca_lasr", "+tuned=vicreg_lars", "~tuned"])
+def test_choosing_a_tuned_file_on_the_command_line_is_one_line_not_a_silent_choice(override, tmp_path):
+    # Hydra alone would take a missing name (optional) as nothing and another pair's file as given
+    from specrep_cli import cli
+    problem = cli.preflight("train", [override, f"hydra.run.dir={tmp_path}"])
+    assert problem is not None and problem.startswith("tuned is not an option to choose")
+    assert "\n" not in problem
+
+
 # ------------------------------------------------------------------------------- experiment/ recipes
 PAPER_EPOCHS = {"spectral": 800, "simclr": 1000, "byol": 1000, "barlow_twins": 1000, "vicreg": 1000}
 
