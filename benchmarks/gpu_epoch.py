@@ -157,7 +157,7 @@ def summarize(times: list[float], warmup: int, steps_per_epoch: int) -> dict:
             "step_s": steady / len(times)}
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--objectives", nargs="+", default=["simclr", "spectral"])
     parser.add_argument("--batch-size", type=int, default=512)
@@ -170,47 +170,31 @@ def main() -> None:
     parser.add_argument("--max-steps", type=int, default=None, help="time only the first N steps (smoke runs)")
     parser.add_argument("--warmup-steps", type=int, default=3,
                         help="first steps whose extra time over the median is compile / warm-up")
-    args = parser.parse_args()
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          "cpu" if args.device == "auto" else args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("--device cuda: no CUDA device is available")
+    return parser.parse_args()
 
-    data, what = load_images(args.data, device)
-    print(f"data: {what}, on {device}")
-    steps_per_epoch = data.ssl_images.shape[0] // args.batch_size
-    peak = bf16_peak_tflops(device)
-    settings = {"both": [False, True], "off": [False], "on": [True]}[args.compile]
 
-    rows, best = [], {}
-    for objective in args.objectives:
-        overrides = ["encoder=resnet18", f"objective={objective}", "augmentation=simclr",
-                     f"trainer.batch_size={args.batch_size}", f"trainer.device={device.type}"]
-        flops = step_flops(build(overrides, data))
-        for compiled in settings:
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
-                torch.cuda.reset_peak_memory_stats(device)
-            default_mode = args.compile_mode == "default"
-            run = build(overrides + [f"trainer.compile={compiled and default_mode}"], data)
-            bf16 = run.compute.bf16
-            if compiled and not default_mode:   # as trainer.compile does, in another inductor mode
-                run.method.encoder.compile(mode=args.compile_mode)
-            times, loss = time_epoch(run, args.max_steps)
-            if compiled:
-                torch._dynamo.reset()
-            s = summarize(times, args.warmup_steps, steps_per_epoch)
-            tflops = flops / s["step_s"] / 1e12
-            memory = f"{torch.cuda.max_memory_allocated(device) / 2**30:.2f}" if device.type == "cuda" else "n/a"
-            name = ("off" if not compiled else "on" if args.compile_mode == "default" else f"on ({args.compile_mode})")
-            rows.append([objective, name, f"{s['steps']}/{steps_per_epoch}", f"{s['epoch_s']:.3f}",
-                         f"{args.batch_size / s['step_s']:,.0f}", f"{s['extra_s']:.2f}", memory,
-                         f"{flops / 1e9:,.0f}", f"{tflops:.1f}" if tflops >= 1 else f"{tflops:.3f}",
-                         f"{100 * tflops / peak:.1f} %" if peak else "-",
-                         f"{loss:.4f}"])
-            if objective not in best or s["epoch_s"] < best[objective][0]:
-                best[objective] = (s["epoch_s"], name, s["steps"])
+def measure(args: argparse.Namespace, overrides: list[str], data: ImageData, compiled: bool,
+            flops: int) -> tuple[dict, bool, float]:
+    """One timed epoch of one setting: (summarize()'s figures, whether bf16 ran, the last logged loss)."""
+    device = data.ssl_images.device
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+    default_mode = args.compile_mode == "default"
+    run = build(overrides + [f"trainer.compile={compiled and default_mode}"], data)
+    if compiled and not default_mode:   # as trainer.compile does, in another inductor mode
+        run.method.encoder.compile(mode=args.compile_mode)
+    times, loss = time_epoch(run, args.max_steps)
+    if compiled:
+        torch._dynamo.reset()
+    s = summarize(times, args.warmup_steps, run.steps_per_epoch)
+    s["tflops"] = flops / s["step_s"] / 1e12
+    s["memory"] = f"{torch.cuda.max_memory_allocated(device) / 2**30:.2f}" if device.type == "cuda" else "n/a"
+    return s, run.compute.bf16, loss
 
+
+def print_table(rows: list[list[str]], args: argparse.Namespace, bf16: bool, device: torch.device,
+                peak: float | None) -> None:
     precision = "bf16 autocast" if bf16 else "fp32"
     table = Table(title=f"resnet18 (CIFAR), batch {args.batch_size}, {precision}, channels_last, "
                         f"on {hardware(device)}, torch {torch.__version__}")
@@ -224,6 +208,9 @@ def main() -> None:
     print(f"bf16 dense peak of this device: {f'{peak:.0f} TFLOP/s' if peak else '- (not in the table)'}; "
           "images / s counts images (two views each)")
 
+
+def print_verdicts(best: dict, steps_per_epoch: int, device: torch.device) -> None:
+    """Each objective's fastest setting against the 2 s target and the 1 s stretch."""
     on_target_hw = device.type == "cuda" and any(g in torch.cuda.get_device_name(device) for g in ("H100", "H200"))
     for objective, (epoch_s, name, steps) in best.items():
         verdict = ("meets the 2 s target and the 1 s stretch" if epoch_s <= STRETCH_S else
@@ -232,6 +219,35 @@ def main() -> None:
         note = "" if steps == steps_per_epoch else f", extrapolated from {steps} step{'s' if steps > 1 else ''}"
         print(f"verdict, {objective}: {epoch_s:.3f} s per epoch (compile {name}{note}): {verdict}"
               + ("" if on_target_hw else f" (the target is for one H100/H200; this is {hardware(device)})"))
+
+
+def main() -> None:
+    args = parse_args()
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                          "cpu" if args.device == "auto" else args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: no CUDA device is available")
+    data, what = load_images(args.data, device)
+    print(f"data: {what}, on {device}")
+    steps_per_epoch = data.ssl_images.shape[0] // args.batch_size
+    peak = bf16_peak_tflops(device)
+    rows, best, bf16 = [], {}, False
+    for objective in args.objectives:
+        overrides = ["encoder=resnet18", f"objective={objective}", "augmentation=simclr",
+                     f"trainer.batch_size={args.batch_size}", f"trainer.device={device.type}"]
+        flops = step_flops(build(overrides, data))
+        for compiled in {"both": [False, True], "off": [False], "on": [True]}[args.compile]:
+            s, bf16, loss = measure(args, overrides, data, compiled, flops)
+            name = "off" if not compiled else "on" if args.compile_mode == "default" else f"on ({args.compile_mode})"
+            tflops = s["tflops"]
+            rows.append([objective, name, f"{s['steps']}/{steps_per_epoch}", f"{s['epoch_s']:.3f}",
+                         f"{args.batch_size / s['step_s']:,.0f}", f"{s['extra_s']:.2f}", s["memory"],
+                         f"{flops / 1e9:,.0f}", f"{tflops:.1f}" if tflops >= 1 else f"{tflops:.3f}",
+                         f"{100 * tflops / peak:.1f} %" if peak else "-", f"{loss:.4f}"])
+            if objective not in best or s["epoch_s"] < best[objective][0]:
+                best[objective] = (s["epoch_s"], name, s["steps"])
+    print_table(rows, args, bf16, device, peak)
+    print_verdicts(best, steps_per_epoch, device)
 
 
 if __name__ == "__main__":
