@@ -198,9 +198,10 @@ def _one_line(err: Exception) -> str:
 def chosen_tuned(overrides: list[str]) -> str | None:
     """The refusal of `tuned=...`: conf/tuned/ is an optional default that Hydra would let a command
     line replace by any name, a typo included, silently (or by another pair's file)."""
-    if any(o.lstrip("+~").split("=")[0] == "tuned" for o in overrides):
-        return ("tuned is not an option to choose: conf/tuned/<objective>_<optim>.yaml applies by itself "
-                "when that objective trains with that optimizer; set its keys instead (e.g. optim.lr=0.3)")
+    if any(o.lstrip("+~").split("=")[0].split("@")[0] == "tuned" for o in overrides):
+        return ("tuned is not an option to choose: conf/tuned/<objective>_<optim>.yaml (and "
+                "conf/tuned/<dataset>/<objective>_<optim>.yaml over it) applies by itself when that objective "
+                "trains with that optimizer; set its keys instead (e.g. optim.lr=0.3)")
     return None
 
 

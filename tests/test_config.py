@@ -176,7 +176,7 @@ TUNED = sorted(p.stem for p in (CONF / "tuned").glob("*.yaml"))
 @pytest.mark.parametrize("pair", TUNED)
 def test_a_tuned_pair_applies_under_its_optimizer_only_and_the_command_line_wins(pair):
     objective, optim = pair.rsplit("_", 1)
-    tuned = compose_train([f"objective={objective}", f"optim={optim}"])
+    tuned = compose_train([f"objective={objective}", f"optim={optim}", "dataset=cifar10"])
     plain = compose_train([f"optim={optim}"])          # the optimizer's own defaults (objective=spectral)
     assert tuned.optim.name == optim and tuned.optim.lr != plain.optim.lr
     other = "adamw" if optim != "adamw" else "sgd"
@@ -184,7 +184,18 @@ def test_a_tuned_pair_applies_under_its_optimizer_only_and_the_command_line_wins
     assert compose_train([f"objective={objective}", f"optim={optim}", "optim.lr=0.123"]).optim.lr == 0.123
 
 
-@pytest.mark.parametrize("override", ["tuned=pca_lars", "tuned=pca_lasr", "+tuned=vicreg_lars", "~tuned"])
+def test_a_dataset_tuned_file_applies_on_that_dataset_only_over_the_pairs_file():
+    # conf/tuned/shapes/vicreg_lars.yaml: lr 0.6 on shapes, over tuned/vicreg_lars.yaml's 0.3 (chosen on CIFAR-10)
+    assert compose_train(["objective=vicreg"]).optim.lr == 0.6
+    assert compose_train(["objective=vicreg", "dataset=cifar10"]).optim.lr == 0.3
+    assert compose_train(["objective=vicreg", "dataset=imagefolder", "dataset.root=x"]).optim.lr == 0.3
+    assert compose_train(["objective=vicreg", "optim.lr=0.123"]).optim.lr == 0.123
+    assert compose_train(["objective=vicreg", "optim=sgd"]).optim.lr == compose_train(["optim=sgd"]).optim.lr
+    assert compose_train(["objective=pca"]).optim.lr == 0.3        # no shapes file: the pair's file
+
+
+@pytest.mark.parametrize("override", ["tuned=pca_lars", "tuned=pca_lasr", "+tuned=vicreg_lars", "~tuned",
+                                      "tuned@_global_=shapes/pca_lars", "~tuned@_global_"])
 def test_choosing_a_tuned_file_on_the_command_line_is_one_line_not_a_silent_choice(override, tmp_path):
     # Hydra alone would take a missing name (optional) as nothing and another pair's file as given
     from specrep_cli import cli
