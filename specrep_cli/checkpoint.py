@@ -127,9 +127,24 @@ def rng_state() -> Dict[str, Any]:
 
 
 def set_rng_state(rng: Dict[str, Any]) -> None:
+    """Restore rng_state()'s states: the CPU's, and those of the CUDA devices this machine has (a
+    checkpoint from a machine with more GPUs than this one sets the first ones)."""
     torch.set_rng_state(rng["torch"])
     if "cuda" in rng and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(rng["cuda"])
+        torch.cuda.set_rng_state_all(rng["cuda"][:torch.cuda.device_count()])
+
+
+IMPLEMENTATION_KEYS = ("fused", "foreach", "capturable", "differentiable")
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: Dict[str, Any]) -> None:
+    """optimizer.load_state_dict(state), keeping the kernels this run's optimizer was built with:
+    torch takes every group key from the saved groups, so a CUDA run's fused=True would otherwise
+    follow its checkpoint onto the CPU (and a CPU run's plain kernels onto a GPU)."""
+    built = [{k: g[k] for k in IMPLEMENTATION_KEYS if k in g} for g in optimizer.param_groups]
+    optimizer.load_state_dict(state)
+    for group, keys in zip(optimizer.param_groups, built):
+        group.update(keys)
 
 
 def payload(cfg: Any, data: Any, input: str, method: nn.Module, optimizer: torch.optim.Optimizer,
@@ -172,7 +187,7 @@ def restore(ckpt: Dict[str, Any], method: nn.Module, optimizer: torch.optim.Opti
     load_strict(method, {**{f"{ENCODER}{k}": v for k, v in ckpt["encoder"].items()}, **ckpt["objective"]},
                 path, "model")
     try:
-        optimizer.load_state_dict(ckpt["optimizer"])
+        load_optimizer_state(optimizer, ckpt["optimizer"])
         shapes = [(v.shape, p.shape) for p, st in optimizer.state.items() for v in st.values()
                   if isinstance(v, Tensor) and v.ndim > 0]
         if any(a != b for a, b in shapes):

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from conftest import assert_one_line_error, run_cli
-from specrep_cli.checkpoint import FORMAT_VERSION, load_checkpoint, save_checkpoint
+from specrep_cli.checkpoint import (FORMAT_VERSION, load_checkpoint, load_optimizer_state, save_checkpoint,
+                                    set_rng_state)
 from specrep_cli.errors import CheckpointError
 
 
@@ -85,3 +86,30 @@ def test_eval_cli_refuses_a_crafted_checkpoint_in_one_line(tmp_path: Path):
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert not marker.exists()
     assert not (tmp_path / "out" / "report.json").exists()
+
+
+def test_a_resumed_optimizer_keeps_the_kernels_it_was_built_with():
+    """A CUDA run's checkpoint says fused=True; resumed where the optimizer is built without fused
+    kernels (the CPU), torch's load_state_dict would take fused=True from the saved groups."""
+    w = torch.nn.Parameter(torch.ones(3))
+    saved_opt = torch.optim.SGD([w], lr=0.1, momentum=0.9)
+    w.grad = torch.full((3,), 2.0)
+    saved_opt.step()
+    saved = saved_opt.state_dict()
+    saved["param_groups"][0].update(fused=True, foreach=False)   # as a CUDA run writes it
+    resumed = torch.optim.SGD([w], lr=0.5, momentum=0.9)
+    load_optimizer_state(resumed, saved)
+    group = resumed.param_groups[0]
+    assert group["fused"] is None and group["foreach"] is None
+    assert group["lr"] == 0.1                                      # the rest comes from the checkpoint
+    assert torch.equal(resumed.state[w]["momentum_buffer"], torch.full((3,), 2.0))
+
+
+def test_rng_states_from_a_machine_with_more_gpus_set_the_first_ones(monkeypatch):
+    seen = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", lambda states: seen.append(list(states)))
+    cpu = torch.get_rng_state()
+    set_rng_state({"torch": cpu, "cuda": ["gpu0", "gpu1", "gpu2"]})
+    assert seen == [["gpu0"]] and torch.equal(torch.get_rng_state(), cpu)
