@@ -196,7 +196,8 @@ def standard_probe(encoder: nn.Module, data: Any, train_h: Tensor, test_h: Tenso
     labels = data.train_labels.to(device)
     images = data.train_images
     n = images.shape[0]
-    g = torch.Generator().manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)                          # the order: one draw an epoch
+    g_view = torch.Generator(device=device).manual_seed(seed)        # crops and flips, drawn where they apply
     bs = cfg.standard_batch_size
 
     def epoch_batches(epoch: int) -> Iterator[Tuple[Tensor, Tensor]]:
@@ -207,7 +208,7 @@ def standard_probe(encoder: nn.Module, data: Any, train_h: Tensor, test_h: Tenso
         with frozen(encoder) as channels_last:   # module state only: grad mode must not leak past the yield
             for i, batch in enumerate(batches(images, order, bs, device)):
                 with torch.no_grad():
-                    x = augment(batch, STANDARD_VIEW, mean, std, generator=g)
+                    x = augment(batch, STANDARD_VIEW, mean, std, generator=g_view)
                     h, _ = encode(encoder, x, reader.compute, channels_last, project=False)
                 yield (h - mu) / sd, labels[label_order[i * bs:(i + 1) * bs]]
 
