@@ -61,9 +61,9 @@ def test_the_training_step_never_syncs_with_the_host(tmp_path, overrides):
     assert state.progress.step == run.steps_per_epoch and torch.isfinite(torch.tensor(meter.mean()["loss"]))
 
 
-LONG = [o for o in TINY if not o.startswith(("trainer.epochs", "trainer.batch_size"))] + [
-    "trainer.epochs=4", "trainer.batch_size=32", "eval.random_init=false", "eval.probe_steps=5",
-    "trainer.device=cuda", "trainer.deterministic=true"]
+LONG = [o for o in TINY if not o.startswith(("dataset.num_train", "trainer.epochs", "trainer.batch_size"))] + [
+    "dataset.num_train=4096", "trainer.epochs=4", "trainer.batch_size=32", "eval.random_init=false",
+    "eval.probe_steps=5", "trainer.device=cuda", "trainer.deterministic=true"]   # 128 steps an epoch: a kill lands inside one
 
 
 def _weights(run_dir: Path) -> dict:
@@ -81,9 +81,10 @@ def test_kill_and_resume_on_cuda_ends_with_the_weights_of_an_uninterrupted_run(t
     deadline = time.monotonic() + 120
     while not (run / "checkpoints" / "last.pt").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
-    time.sleep(0.3)   # somewhere inside the next epoch
-    proc.kill()
+    proc.kill()       # inside epoch 2, the first one's last.pt written
     proc.wait()
+    killed = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    assert killed["epoch"] < 4 and not (run / "report.json").exists(), "the kill came after training ended"
     resumed = run_cli("train", *LONG, f"resume={run}", f"hydra.run.dir={tmp_path / 'again'}", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     a, b = _weights(tmp_path / "full"), _weights(run)
