@@ -11,9 +11,13 @@
 # Before the device call, here (the CIFAR-10 folder beside the checkout does not travel; 55 MB packed does):
 #   python benchmarks/cifar_pack.py pack ../shared/data/cifar10-jpeg .device/cifar10-jpeg.npz
 #   (and hydra-core, omegaconf, antlr4-python3-runtime as wheels in .whl/ if the machine lacks them)
-# On the device, one call:   bash benchmarks/device_check.sh [--epochs 30] [--pack .device/cifar10-jpeg.npz]
+# On the device, one call:   bash benchmarks/device_check.sh [--epochs N] [--pack .device/cifar10-jpeg.npz]
+#   (carry .device, and .whl if used). Without --epochs, N is as many epochs as fit the time left after
+#   steps 1-2, from step 2's seconds per epoch (spectral, compile off: how step 3 trains).
 # The CPU smoke run (the tests run it):  bash benchmarks/device_check.sh --device cpu --smoke --data DIR
-# Files and logs go to $OUT (the device tool's folder) or a fresh temporary folder.
+# What comes back, in $OUT (the device tool's folder: at most 8 files) or a fresh temporary folder: the three
+# steps' logs, step 3's report.json, report.md, loss.png and spectrum.png, and summary.txt. The run itself
+# (its checkpoints: about 110 MB each) stays in a temporary folder on the machine.
 set -u
 DEVICE=cuda SMOKE=0 EPOCHS="" PACK=.device/cifar10-jpeg.npz DATA="" BUDGET=540
 while [ $# -gt 0 ]; do
@@ -28,7 +32,7 @@ while [ $# -gt 0 ]; do
        exit 2 ;;
   esac
 done
-[ -n "$EPOCHS" ] || EPOCHS=$([ "$SMOKE" = 1 ] && echo 1 || echo 30)
+[ "$SMOKE" = 1 ] && [ -z "$EPOCHS" ] && EPOCHS=1
 cd "$(dirname "$0")/.."
 OUTDIR=${OUT:-$(mktemp -d)}
 mkdir -p "$OUTDIR"
@@ -56,10 +60,10 @@ run_step() {   # run_step NAME LIMIT_S COMMAND...: its output in $OUTDIR/NAME.lo
   SECONDS_TAKEN[$name]=$(( $(date +%s) - t0 ))
   tail -n 25 "$OUTDIR/$name.log"
 }
-left() { echo $(( BUDGET - ($(date +%s) - START) )); }
+left() { echo $(( BUDGET - ($(date +%s) - START) - 20 )); }   # 20 s kept for the summary
 
 # --- 1. the CUDA tests
-run_step cuda_tests 170 $PY -m pytest -q -m cuda -p no:cacheprovider tests/
+run_step cuda_tests 150 $PY -m pytest -q -m cuda -p no:cacheprovider tests/
 
 # --- 2. one epoch on the GPU, compile off and on
 if [ "$SMOKE" = 1 ]; then
@@ -72,18 +76,32 @@ if [ -z "$DATA" ] && [ -f "$PACK" ]; then
   [ -d "$DATA/train" ] || $PY benchmarks/cifar_pack.py unpack "$PACK" "$DATA"
 fi
 [ -n "$DATA" ] && export SPECREP_CIFAR_JPEG=$DATA
-run_step gpu_epoch 240 $PY benchmarks/gpu_epoch.py "${EPOCH_ARGS[@]}"
+run_step gpu_epoch 200 $PY benchmarks/gpu_epoch.py "${EPOCH_ARGS[@]}"
 
 # --- 3. HaoChen et al.'s recipe on the real CIFAR-10
-if [ -n "$DATA" ]; then
-  RUN=$OUTDIR/spectral_cifar10
+fit_epochs() {   # epochs that fit in $1 s at step 2's spectral, compile-off seconds per epoch; 20 if unmeasured
+  local per; per=$(sed -n 's/^measured, spectral, compile off: \([0-9.]*\) s per epoch.*/\1/p' "$OUTDIR/gpu_epoch.log")
+  # 90 s of start-up, decoding and features; the standard probe's 100 epochs of one augmented forward
+  # pass cost about 17 training epochs (two views, forward and backward: 6 such passes); 20 % kept spare
+  $PY -c "import sys; p = float(sys.argv[2] or 0); print(max(1, min(800, int(0.8 * (int(sys.argv[1]) - 90) / p) - 17)) if p else 20)" "$1" "$per"
+}
+LIMIT=$(left)
+if [ -n "$DATA" ] && [ "$LIMIT" -lt 60 ]; then
+  echo "== spectral_cifar10: skipped (${LIMIT} s left of --budget $BUDGET)"
+  RC[spectral_cifar10]=skipped
+elif [ -n "$DATA" ]; then
+  [ -n "$EPOCHS" ] || { EPOCHS=$(fit_epochs "$LIMIT"); echo "== spectral_cifar10: $EPOCHS epochs fit in $LIMIT s"; }
+  RUN=$(mktemp -d)/spectral_cifar10
   TRAIN=(experiment=spectral_cifar10 dataset=imagefolder "dataset.root=$DATA" "trainer.epochs=$EPOCHS"
          "trainer.device=$DEVICE" "hydra.run.dir=$RUN")
   if [ "$SMOKE" = 1 ]; then
     TRAIN+=(dataset.subset=64 trainer.batch_size=16 encoder.width=4 encoder.projector_hidden_dim=16
             encoder.projector_out_dim=8 eval.standard_epochs=1 eval.standard_batch_size=16 eval.batch_size=64)
   fi
-  run_step spectral_cifar10 "$(left)" $PY -m specrep_cli train "${TRAIN[@]}"
+  run_step spectral_cifar10 "$LIMIT" $PY -m specrep_cli train "${TRAIN[@]}"
+  for f in report.json report.md plots/loss.png plots/spectrum.png; do   # flat, beside the logs
+    [ -f "$RUN/$f" ] && cp "$RUN/$f" "$OUTDIR/spectral_cifar10_$(basename "$f")"
+  done
 else
   echo "== spectral_cifar10: skipped (no --data folder and no $PACK: see the header)"
   RC[spectral_cifar10]=skipped
@@ -92,7 +110,8 @@ fi
 # --- the summary
 echo
 echo "==================== device check summary ===================="
-$PY - "$OUTDIR" "$EPOCHS" <<'EOF'
+{
+$PY - "$OUTDIR" "${EPOCHS:-0}" <<'EOF'
 import json, re, sys, torch
 from pathlib import Path
 out, epochs = Path(sys.argv[1]), int(sys.argv[2])
@@ -102,9 +121,9 @@ def tail(name, pattern):
     lines = log.read_text().splitlines() if log.is_file() else []
     return [l for l in lines if re.search(pattern, l)]
 print("cuda tests:", (tail("cuda_tests", r"passed|failed|skipped|error") or ["no result"])[-1])
-for line in tail("gpu_epoch", r"^verdict|^bf16 dense peak|^data:"):
+for line in tail("gpu_epoch", r"^measured|^verdict|^bf16 dense peak|^data:"):
     print("gpu_epoch:", line)
-report = out / "spectral_cifar10" / "report.json"
+report = out / "spectral_cifar10_report.json"
 if report.is_file():
     r = json.loads(report.read_text())
     paper = {200: 88.66, 400: 90.17, 800: 92.07}   # HaoChen et al. 2021, Table 1 (CIFAR-10, ResNet-18)
@@ -121,6 +140,7 @@ for name in cuda_tests gpu_epoch spectral_cifar10; do
   echo "step $name: exit ${RC[$name]:-not run}, ${SECONDS_TAKEN[$name]:-0} s"
 done
 echo "total: $(( $(date +%s) - START )) s; logs in $OUTDIR"
+} | tee "$OUTDIR/summary.txt"
 for name in cuda_tests gpu_epoch spectral_cifar10; do
   case "${RC[$name]:-1}" in 0|skipped) ;; *) exit 1 ;; esac
 done

@@ -244,6 +244,9 @@ def main() -> None:
                          f"{args.batch_size / s['step_s']:,.0f}", f"{s['extra_s']:.2f}", s["memory"],
                          f"{flops / 1e9:,.0f}", f"{tflops:.1f}" if tflops >= 1 else f"{tflops:.3f}",
                          f"{100 * tflops / peak:.1f} %" if peak else "-", f"{loss:.4f}"])
+            # a line per setting as it is measured: kept if a later one is cut off (device_check.sh reads it)
+            print(f"measured, {objective}, compile {name}: {s['epoch_s']:.3f} s per epoch, {rows[-1][4]} images/s, "
+                  f"{rows[-1][8]} TFLOP/s ({rows[-1][9]} of the bf16 peak)", flush=True)
             if objective not in best or s["epoch_s"] < best[objective][0]:
                 best[objective] = (s["epoch_s"], name, s["steps"])
     print_table(rows, args, bf16, device, peak)

@@ -100,3 +100,11 @@ def test_device_check_runs_its_cpu_fallback(tmp_path):
     assert "gpu_epoch: data: random uint8" in proc.stdout
     for objective in ("simclr", "spectral"):
         assert f"gpu_epoch: verdict, {objective}: " in proc.stdout
+        assert f"gpu_epoch: measured, {objective}, compile off: " in proc.stdout
+    # what the device tool brings back from $OUT: at most 8 files, 16 MiB each (the checkpoints stay behind)
+    back = sorted(p.name for p in (tmp_path / "out").rglob("*") if p.is_file())
+    assert back == ["cuda_tests.log", "gpu_epoch.log", "spectral_cifar10.log", "spectral_cifar10_loss.png",
+                    "spectral_cifar10_report.json", "spectral_cifar10_report.md", "spectral_cifar10_spectrum.png",
+                    "summary.txt"], back
+    assert all(p.stat().st_size < 16 * 2**20 for p in (tmp_path / "out").iterdir())
+    assert "step spectral_cifar10: exit 0" in (tmp_path / "out" / "summary.txt").read_text()
