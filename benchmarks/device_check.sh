@@ -83,7 +83,8 @@ fit_epochs() {   # epochs that fit in $1 s at step 2's spectral, compile-off sec
   local per; per=$(sed -n 's/^measured, spectral, compile off: \([0-9.]*\) s per epoch.*/\1/p' "$OUTDIR/gpu_epoch.log")
   # 90 s of start-up, decoding and features; the standard probe's 100 epochs of one augmented forward
   # pass cost about 17 training epochs (two views, forward and backward: 6 such passes); 20 % kept spare
-  $PY -c "import sys; p = float(sys.argv[2] or 0); print(max(1, min(800, int(0.8 * (int(sys.argv[1]) - 90) / p) - 17)) if p else 20)" "$1" "$per"
+  $PY -c "import sys; left, p = int(sys.argv[1]), float(sys.argv[2] or 0)
+print(max(1, min(800, int(0.8 * (left - 90) / p) - 17)) if p else 20)" "$1" "$per"
 }
 LIMIT=$(left)
 if [ -n "$DATA" ] && [ "$LIMIT" -lt 60 ]; then

@@ -108,3 +108,19 @@ def test_device_check_runs_its_cpu_fallback(tmp_path):
                     "summary.txt"], back
     assert all(p.stat().st_size < 16 * 2**20 for p in (tmp_path / "out").iterdir())
     assert "step spectral_cifar10: exit 0" in (tmp_path / "out" / "summary.txt").read_text()
+
+
+def test_cifar_pack_gives_back_the_same_files(tmp_path):
+    """How CIFAR-10 travels to a lent GPU: pack, then unpack, gives the same paths and bytes."""
+    two_class_folder(tmp_path / "folder")
+    odd = tmp_path / "folder" / "train" / "chat noir" / "épreuve 1.jpg"
+    odd.parent.mkdir(parents=True)
+    odd.write_bytes(b"\x00\xffnot a jpeg")
+    script = str(BENCH / "cifar_pack.py")
+    for args in (["pack", tmp_path / "folder", tmp_path / "p.npz"], ["unpack", tmp_path / "p.npz", tmp_path / "back"]):
+        proc = subprocess.run([sys.executable, script, *map(str, args)], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+
+    def files(root):
+        return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    assert files(tmp_path / "back") == files(tmp_path / "folder") and len(files(tmp_path / "back")) > 2
