@@ -4,7 +4,7 @@
     python benchmarks/cifar_pack.py unpack .device/cifar10-jpeg.npz /tmp/cifar10-jpeg
 
 The files' bytes are stored as they are (the 60,000 CIFAR-10 JPEGs are 55 MB; as files they take
-236 MB of disk), with their paths relative to the folder (UTF-8, NUL-separated: 1.4 MB for CIFAR-10's,
+236 MB of disk), with their paths relative to the folder (UTF-8, NUL-separated: 1.25 MB for CIFAR-10's,
 where a fixed-width unicode array took 6 MB of the device tool's 64 MiB), in an uncompressed .npz:
 unpacking gives back the same files, byte for byte.
 """

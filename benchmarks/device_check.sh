@@ -8,7 +8,7 @@
 #   3. experiment=spectral_cifar10 for --epochs epochs on the real CIFAR-10: probe and kNN beside the paper's
 #      figure at the nearest epoch count.
 #
-# Before the device call, here (the CIFAR-10 folder beside the checkout does not travel; 55 MB packed does):
+# Before the device call, here (the CIFAR-10 folder beside the checkout does not travel; 57 MB packed does):
 #   python benchmarks/cifar_pack.py pack ../shared/data/cifar10-jpeg .device/cifar10-jpeg.npz
 #   (and hydra-core, omegaconf, antlr4-python3-runtime as wheels in .whl/ if the machine lacks them)
 # On the device, one call:   bash benchmarks/device_check.sh [--epochs N] [--pack .device/cifar10-jpeg.npz]
@@ -32,7 +32,6 @@ while [ $# -gt 0 ]; do
        exit 2 ;;
   esac
 done
-[ "$SMOKE" = 1 ] && [ -z "$EPOCHS" ] && EPOCHS=1
 cd "$(dirname "$0")/.."
 OUTDIR=${OUT:-$(mktemp -d)}
 mkdir -p "$OUTDIR"

@@ -197,7 +197,7 @@ def standard_probe(encoder: nn.Module, data: Any, train_h: Tensor, test_h: Tenso
     images = data.train_images
     n = images.shape[0]
     g = torch.Generator().manual_seed(seed)                          # the order: one draw an epoch
-    g_view = torch.Generator(device=device).manual_seed(seed)        # crops and flips, drawn where they apply
+    g_view = torch.Generator(device=device).manual_seed(seed + 1)    # crops and flips, on the device: another stream
     bs = cfg.standard_batch_size
 
     def epoch_batches(epoch: int) -> Iterator[Tuple[Tensor, Tensor]]:
