@@ -173,3 +173,17 @@ def test_a_run_dir_with_a_checkpoint_is_resumed_not_overwritten(tmp_path):
     assert "already holds checkpoints/last.pt: resuming it" in (run / "train.log").read_text()
     assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["step"] == 8   # 2 epochs of 4 steps
     assert (run / "report.json").is_file()
+
+
+@pytest.mark.parametrize("name", ["my run", "it's", "a$HOME", 'say "hi"', "a,b[1]=c"])
+def test_the_printed_resume_command_survives_the_shell_and_hydra(name, tmp_path, monkeypatch):
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from specrep_cli.train.processes import OVERRIDES_ENV
+    from specrep_cli.train.stop import resume_command
+    overrides = [f"dataset.path={tmp_path / name}", "trainer.epochs=2", "resume=old"]
+    monkeypatch.setenv(OVERRIDES_ENV, json.dumps(overrides))
+    run = tmp_path / name / "run"
+    words = subprocess.run(["bash", "-c", f"set -- {resume_command(run)}; printf '%s\\0' \"$@\""],
+                           capture_output=True, text=True, check=True).stdout.split("\0")[:-1]
+    assert words[:4] == ["specrep", "train", f"dataset.path={tmp_path / name}", "trainer.epochs=2"]
+    assert len(words) == 5 and OverridesParser.create().parse_override(words[4]).value() == str(run)

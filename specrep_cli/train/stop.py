@@ -14,10 +14,15 @@ gives the command that runs it.
 from __future__ import annotations
 
 import contextlib
+import shlex
 import signal
 import sys
 import threading
 from pathlib import Path
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Quote, QuotedString
+from hydra.errors import HydraException
 
 from ..errors import SignalledStop, TrainingInterrupted
 from .processes import task_overrides
@@ -51,10 +56,23 @@ class StopRequest:
                 signal.signal(s, handler)
 
 
+def hydra_value(text: str) -> str:
+    """`text` as a Hydra override value: as is when Hydra reads it back unchanged, else single-quoted
+    (Hydra's own escaping of quotes and of the backslashes before them; `${` escaped as `\\${`)."""
+    try:
+        if "${" not in text and OverridesParser.create().parse_override(f"k={text}").value() == text:
+            return text
+    except HydraException:
+        pass
+    return QuotedString(text.replace("${", "\\${"), Quote.single).with_quotes()
+
+
 def resume_command(run_dir: Path) -> str:
-    """The command that continues the run in run_dir: this run's overrides and resume=run_dir."""
+    """The command that continues the run in run_dir: this run's overrides and resume=run_dir, each
+    one shell word (shlex.quote), so that it pastes into a POSIX shell whatever the paths hold."""
     overrides = [o for o in task_overrides() if not o.startswith("resume=")]
-    return " ".join(["specrep train", *overrides, f"resume={run_dir}"])
+    words = [*overrides, f"resume={hydra_value(str(run_dir))}"]
+    return " ".join(["specrep train", *map(shlex.quote, words)])
 
 
 def interrupted(signum: int, step: int, checkpoint: Path, run_dir: Path, finished: bool = False) -> TrainingInterrupted:
