@@ -91,6 +91,37 @@ def test_a_d_that_splits_a_pair_is_warned_about():
     assert any("caps the norm" in w for w in section["warnings"])
 
 
+def test_components_of_a_long_ring_take_linear_time():
+    """A 20,000-node ring has diameter 10,000: propagating labels along edges took that many rounds."""
+    import time
+    from specrep_cli.data.graphs import components
+    two = ring(20_000, 1)
+    n, half = two.num_nodes, two.src < 10_000   # cut into two rings of 10,000 and 5 isolated nodes
+    src = torch.where(half, two.src, two.src % 10_000 + 10_000)
+    dst = torch.where(half, two.dst % 10_000, two.dst % 10_000 + 10_000)
+    graph = Graph(*undirected(src, dst, torch.ones(src.shape[0]), n + 5), [str(k) for k in range(n + 5)])
+    start = time.perf_counter()
+    assert components(ring(20_000, 1)) == 1 and components(graph) == 7
+    assert time.perf_counter() - start < 2.0
+
+
+def test_components_without_scipy_agree_with_scipy_on_random_graphs():
+    csgraph = pytest.importorskip("scipy.sparse.csgraph")
+    from scipy.sparse import coo_matrix
+    from specrep_cli.data.graphs import component_roots
+    g = torch.Generator().manual_seed(0)
+    for n, e in [(1, 0), (50, 20), (300, 250), (2000, 1800), (2000, 6000)]:
+        src, dst = torch.randint(n, (e,), generator=g), torch.randint(n, (e,), generator=g)
+        roots = component_roots(n, src, dst)
+        count, labels = csgraph.connected_components(coo_matrix(([1] * e, (src.numpy(), dst.numpy())), (n, n)),
+                                                     directed=False)
+        assert torch.unique(roots).numel() == count
+        pairs = torch.unique(torch.stack([roots, torch.as_tensor(labels, dtype=torch.long)]), dim=1)
+        assert pairs.shape[1] == count   # the same partition: each root with one scipy label
+    long = ring(200_000, 1)
+    assert bool((component_roots(long.num_nodes, long.src, long.dst) == 0).all())
+
+
 # ---------------------------------------------------------------------------------- the sampler
 def test_edge_pairs_are_drawn_with_probability_a_over_its_sum():
     src, dst = torch.tensor([0, 0, 1, 2, 3, 3]), torch.tensor([1, 2, 2, 3, 4, 3])
