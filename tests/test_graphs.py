@@ -227,6 +227,49 @@ def test_an_edge_list_with_names_labels_and_features(tmp_path, caplog):
         load_graph(graph_cfg(source="file", path=str(tmp_path / "edges.tsv"), labels_path=str(tmp_path / "labels.csv")))
 
 
+def ring_lines(n: int) -> str:
+    return "".join(f"n{k},n{(k + 1) % n}\n" for k in range(n))
+
+
+def test_a_byte_order_mark_before_the_header_adds_no_node(tmp_path):
+    from specrep_cli.data.graph_files import read_edges, read_labels
+    (tmp_path / "edges.csv").write_text("\ufeffsource,target\n" + ring_lines(200), encoding="utf-8")
+    edges = read_edges(tmp_path / "edges.csv")
+    assert len(edges.names) == 200 and edges.src.numel() == 200 and edges.names[0] == "n0"
+    (tmp_path / "labels.csv").write_text("\ufeffn0,a\nn1,b\n", encoding="utf-8")   # no header: n0 is a node
+    labels, classes = read_labels(tmp_path / "labels.csv", {name: i for i, name in enumerate(edges.names)})
+    assert classes == ["a", "b"] and labels[:3].tolist() == [0, 1, -1]
+
+
+@pytest.mark.parametrize("first, edges, nodes", [
+    ("u,v", 600, 599),                       # u and v are nodes of later lines: an edge
+    ("u,v,1", 600, 599),                     # the same
+    ("Source,Target", 599, 599),             # header words, none a node: a header (any case)
+    ("src\tdst\tweight", 599, 599),
+    ("source,n5", 600, 600),                 # n5 is not a header word: an edge
+])
+def test_a_first_line_is_a_header_only_when_made_of_header_words_that_are_not_nodes(tmp_path, first, edges, nodes):
+    from specrep_cli.data.graph_files import read_edges
+    body = ring_lines(597) + "n0,u\nv,n1\n"   # 599 edges; u and v are nodes
+    sep = "\t" if "\t" in first else ","
+    (tmp_path / "edges.csv").write_text(first + "\n" + body.replace(",", sep))
+    read = read_edges(tmp_path / "edges.csv")
+    assert (read.src.numel(), len(read.names)) == (edges, nodes)
+
+
+def test_a_node_given_two_labels_is_refused_naming_the_lines(tmp_path):
+    from specrep_cli.data.graph_files import read_labels
+    path = tmp_path / "labels.csv"
+    path.write_text("node,label\nann,x\nbob,y\nann,x\n# later\nann,y\n")
+    index = {"ann": 0, "bob": 1}
+    with pytest.raises(DatasetError) as err:
+        read_labels(path, index)
+    message = str(err.value)
+    assert "\n" not in message and str(path) in message and "lines 2 and 6" in message and "'ann'" in message
+    path.write_text("node,label\nann,x\nbob,y\nann,x\n")   # the same label twice: fine
+    assert read_labels(path, index)[0].tolist() == [0, 1]
+
+
 # ------------------------------------------------------------------------------ a training run
 SHORT = ["dataset=graph", "dataset.blocks=4", "dataset.block_size=40", "dataset.p_in=0.4", "dataset.p_out=0.01",
          "encoder.dim=4", "objective.mu=100", "optim.lr=0.02", "optim.weight_decay=0", "trainer.batch_size=256",

@@ -5,24 +5,34 @@
     features = read_features(path, index)            # float32 (n, F)
 
 Edges: CSV or TSV lines `source,target[,weight]` (the delimiter is the first line's: a tab if it has
-one, else a comma), node names any strings, weight 1 when absent; an optional header line
-(source,target...); blank lines and lines starting with # are skipped. Every bad line is one
-DatasetError naming the file, the line and what to fix.
+one, else a comma), node names any strings, weight 1 when absent; blank lines and lines starting with
+# are skipped. Files are UTF-8 (a byte order mark before the first line is dropped). Every bad line
+is one DatasetError naming the file, the line and what to fix; so is a node given two different labels.
+
+Header: the first line is a header, and skipped, only when every cell is a header word (HEADER_WORDS,
+any case: source,target,weight / src,dst / from,to / u,v / node,label / id,label) and none of its cells
+is a node: a node name on another line of the edge list, or for labels and features a node of the
+edge list. Otherwise it is data: `u,v` is an edge when u or v is a node elsewhere in the file (the
+only reading of it that keeps every line), and `u,v,1` is an edge whatever the nodes (1 is not a
+header word). A header whose names are all header words and nodes nowhere else cannot be told from
+an edge between two nodes of that name and no other edge; it is taken as a header.
 """
 from __future__ import annotations
 
+import codecs
 import csv
+import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterator, List, Tuple
+from typing import Collection, Dict, List, Tuple
 
 import torch
 from torch import Tensor
 
 from ..errors import DatasetError
 
-HEADER_WORDS = ({"source", "src", "from", "node", "u", "id"}, {"target", "dst", "to", "v", "label"})
+HEADER_WORDS = {"source", "target", "src", "dst", "from", "to", "u", "v", "node", "id", "label", "weight"}
 
 
 @dataclass
@@ -33,24 +43,36 @@ class EdgeList:
     weight: Tensor     # float64 (E,) >= 0
 
 
-def _rows(path: str | Path, what: str) -> Iterator[Tuple[int, List[str]]]:
-    """(line number, stripped fields) of every non-blank, non-comment line; the header line skipped."""
+def _text(path: Path) -> str:
+    """The file as UTF-8 text, a byte order mark dropped."""
+    data = path.read_bytes()
+    skip = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
+    return data[skip:].decode("utf-8")
+
+
+def _rows(path: str | Path, what: str) -> List[Tuple[int, List[str]]]:
+    """(line number, stripped fields) of every non-blank, non-comment line, the first (a header or
+    not: without_header) included."""
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"{what} file {path} does not exist: check dataset.{what}_path" if what != "edge"
                            else f"edge list {path} does not exist: check dataset.path")
-    with open(path, newline="", encoding="utf-8") as f:
-        lines = [(i + 1, line) for i, line in enumerate(f) if line.strip() and not line.lstrip().startswith("#")]
+    lines = [(i + 1, line) for i, line in enumerate(io.StringIO(_text(path), newline=""))
+             if line.strip() and not line.lstrip().startswith("#")]
     if not lines:
         raise DatasetError(f"{path} is empty: it needs lines source,target[,weight]" if what == "edge"
                            else f"{path} is empty: drop dataset.{what}_path or fill it")
     delimiter = "\t" if "\t" in lines[0][1] else ","
-    for k, (number, line) in enumerate(lines):
-        fields = [x.strip() for x in next(csv.reader([line], delimiter=delimiter))]
-        if k == 0 and len(fields) >= 2 and fields[0].lower() in HEADER_WORDS[0] \
-                and fields[1].lower() in HEADER_WORDS[1]:
-            continue
-        yield number, fields
+    return [(number, [x.strip() for x in next(csv.reader([line], delimiter=delimiter))])
+            for number, line in lines]
+
+
+def without_header(rows: List[Tuple[int, List[str]]], nodes: Collection[str]) -> List[Tuple[int, List[str]]]:
+    """`rows` less the first when it is a header: two or more cells, each a header word (any case),
+    none of them in `nodes` (the module's docstring says why)."""
+    first = rows[0][1]
+    header = len(first) >= 2 and all(x.lower() in HEADER_WORDS and x not in nodes for x in first)
+    return rows[1:] if header else rows
 
 
 def _number(text: str, path: str | Path, line: int, what: str) -> float:
@@ -68,7 +90,8 @@ def read_edges(path: str | Path) -> EdgeList:
     positive weight, or only self-loops is a DatasetError with the line."""
     index: Dict[str, int] = {}
     src, dst, weight = [], [], []
-    for line, fields in _rows(path, "edge"):
+    rows = _rows(path, "edge")
+    for line, fields in without_header(rows, {x for _, fields in rows[1:] for x in fields[:2]}):
         if len(fields) < 2 or not fields[0] or not fields[1]:
             raise DatasetError(f"{path}, line {line}: missing column: expected source,target[,weight], "
                                f"got {','.join(fields)!r}")
@@ -96,13 +119,20 @@ def _node(fields: List[str], index: Dict[str, int], path: str | Path, line: int,
 
 
 def read_labels(path: str | Path, index: Dict[str, int]) -> Tuple[Tensor, List[str]]:
-    """Labels (n,) int64 (-1: unlabelled) and the class names (sorted) from CSV lines node,label."""
-    rows = [(line, fields) for line, fields in _rows(path, "labels")]
+    """Labels (n,) int64 (-1: unlabelled) and the class names (sorted) from CSV lines node,label; a
+    node given two different labels is a DatasetError naming both lines."""
+    rows = without_header(_rows(path, "labels"), index)
     classes = sorted({fields[1] for _, fields in rows if len(fields) >= 2})
     of = {c: i for i, c in enumerate(classes)}
     labels = torch.full((len(index),), -1, dtype=torch.long)
+    first: Dict[int, int] = {}   # node row -> the line that labelled it
     for line, fields in rows:
-        labels[_node(fields, index, path, line, "node,label")] = of[fields[1]]
+        row = _node(fields, index, path, line, "node,label")
+        if row in first and labels[row] != of[fields[1]]:
+            raise DatasetError(f"{path}, lines {first[row]} and {line}: node {fields[0]!r} has two labels, "
+                               f"{classes[labels[row]]!r} and {fields[1]!r}: keep one line per node")
+        first.setdefault(row, line)
+        labels[row] = of[fields[1]]
     return labels, classes
 
 
@@ -110,7 +140,7 @@ def read_features(path: str | Path, index: Dict[str, int]) -> Tensor:
     """Node features (n, F) float32 from CSV lines node,f1,...,fF; every node needs one line."""
     features: Dict[int, List[float]] = {}
     width = None
-    for line, fields in _rows(path, "features"):
+    for line, fields in without_header(_rows(path, "features"), index):
         row = _node(fields, index, path, line, "node,f1,f2,...")
         values = [_number(x, path, line, "feature") for x in fields[1:]]
         if width is not None and len(values) != width:
