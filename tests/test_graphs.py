@@ -270,6 +270,18 @@ def test_a_node_given_two_labels_is_refused_naming_the_lines(tmp_path):
     assert read_labels(path, index)[0].tolist() == [0, 1]
 
 
+@pytest.mark.parametrize("data, offset, line", [(b"a,b\nb,c\n\xff\xfe,d\n", 8, 3),
+                                                (b"\xef\xbb\xbfa,b\nb,\xe9\n", 9, 2)])
+def test_an_edge_list_that_is_not_utf8_is_one_line_with_the_byte_offset(tmp_path, data, offset, line):
+    path = tmp_path / "edges.csv"
+    path.write_bytes(data)
+    with pytest.raises(DatasetError) as err:
+        load_graph(graph_cfg(source="file", path=str(path)))
+    message = str(err.value)
+    assert "\n" not in message and str(path) in message and f"byte {offset}" in message
+    assert f"line {line}" in message and "UTF-8" in message
+
+
 # ------------------------------------------------------------------------------ a training run
 SHORT = ["dataset=graph", "dataset.blocks=4", "dataset.block_size=40", "dataset.p_in=0.4", "dataset.p_out=0.01",
          "encoder.dim=4", "objective.mu=100", "optim.lr=0.02", "optim.weight_decay=0", "trainer.batch_size=256",

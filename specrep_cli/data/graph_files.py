@@ -6,8 +6,9 @@
 
 Edges: CSV or TSV lines `source,target[,weight]` (the delimiter is the first line's: a tab if it has
 one, else a comma), node names any strings, weight 1 when absent; blank lines and lines starting with
-# are skipped. Files are UTF-8 (a byte order mark before the first line is dropped). Every bad line
-is one DatasetError naming the file, the line and what to fix; so is a node given two different labels.
+# are skipped. Files are UTF-8 (a byte order mark before the first line is dropped); other bytes are
+one DatasetError naming the file, the byte offset and the line. Every bad line is one DatasetError
+naming the file, the line and what to fix; so is a node given two different labels.
 
 Header: the first line is a header, and skipped, only when every cell is a header word (HEADER_WORDS,
 any case: source,target,weight / src,dst / from,to / u,v / node,label / id,label) and none of its cells
@@ -44,10 +45,17 @@ class EdgeList:
 
 
 def _text(path: Path) -> str:
-    """The file as UTF-8 text, a byte order mark dropped."""
+    """The file as text: UTF-8, a byte order mark dropped; other bytes are one DatasetError with the
+    byte offset (from the file's start) and the line."""
     data = path.read_bytes()
     skip = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
-    return data[skip:].decode("utf-8")
+    try:
+        return data[skip:].decode("utf-8")
+    except UnicodeDecodeError as err:
+        offset = skip + err.start
+        line = data.count(b"\n", 0, offset) + 1
+        raise DatasetError(f"{path}: byte {offset} (0x{data[offset:offset + 1].hex()}, line {line}) is not "
+                           "UTF-8: save the file as UTF-8 text") from None
 
 
 def _rows(path: str | Path, what: str) -> List[Tuple[int, List[str]]]:
