@@ -96,12 +96,14 @@ def eval_app(cfg: DictConfig) -> object:
 
 
 APPS = {"train": train_app, "eval": eval_app}
-REPORT_USAGE = """usage: specrep report PATH [PATH...] [--tensorboard]
+REPORT_USAGE = """usage: specrep report PATH [PATH...] [--tensorboard] [--pool-repeats]
 
 Reads every run below the given directories (a run: a directory with report.json and
 .hydra/config.yaml, e.g. the jobs of a --multirun sweep), groups the runs whose configs differ only
 in `seed` (and `resume`), and prints one row per group: the settings that differ, probe and kNN
-top-1 as mean ± std over the group's runs with n, effective rank, images/s and training time.
+top-1 as mean ± std over the group's seeds with n, effective rank, images/s and training time. A
+seed run more than once is named and its runs averaged into one sample; --pool-repeats counts each
+run as a sample instead.
 Writes summary.md, summary.csv and summary.png into the common parent of the paths (for one path,
 that path). A sweep that searched (hydra/sweeper=optuna) also gets its trials, best first, and the
 best configuration's command (search.md). --tensorboard writes TensorBoard events into each run's
@@ -116,12 +118,13 @@ def report_command(args: list[str]) -> int:
         print(REPORT_USAGE)
         return 0
     try:
-        tensorboard, paths = "--tensorboard" in args, [a for a in args if a != "--tensorboard"]
+        tensorboard, pool = "--tensorboard" in args, "--pool-repeats" in args
+        paths = [a for a in args if a not in ("--tensorboard", "--pool-repeats")]
         flags = [a for a in paths if a.startswith("-")]
         if flags:
-            raise ReportError(f"specrep report takes directories and --tensorboard, not {flags[0]}; "
+            raise ReportError(f"specrep report takes directories, --tensorboard and --pool-repeats, not {flags[0]}; "
                               "see specrep report --help")
-        groups = work("report")(paths)
+        groups = work("report")(paths, pool_repeats=pool)
         for run in [r for g in groups for r in g.runs] if tensorboard else []:
             events = work("tensorboard")(run.path)
             print(f"wrote {events}" if events else f"note: {run.path / 'tensorboard'} already holds events")

@@ -154,6 +154,26 @@ def test_runs_differing_only_in_seed_are_pooled(tmp_path: Path):
     assert_png(sweep / "summary.png")
 
 
+def test_a_repeated_seed_is_named_and_averaged_not_counted_twice(tmp_path: Path, capsys):
+    sweep = tmp_path / "sweep"
+    for job, (seed, probe) in enumerate([(0, 90.0), (1, 80.0), (0, 92.0)]):
+        fake_run(sweep / str(job), config_of("spectral", seed), fake_report(probe, probe - 10, seed))
+    summarize([sweep])
+    row = next(csv.DictReader((sweep / "summary.csv").open()))
+    assert int(row["n"]) == 2 and row["repeated_seeds"] == "0 (2 runs)"   # seeds 0 and 1; seed 0's runs averaged
+    assert float(row["probe_top1_mean"]) == pytest.approx(85.5)
+    assert float(row["probe_top1_std"]) == pytest.approx(statistics.stdev([91.0, 80.0]), rel=1e-5)
+    err = capsys.readouterr().err
+    assert "seed 0 ran 2 times" in err and "--pool-repeats" in err and len(err.strip().splitlines()) == 1
+    assert "seed 0 ran 2 times" in (sweep / "summary.md").read_text()
+
+    assert report_command([str(sweep), "--pool-repeats"]) == 0   # on request: each run one sample
+    row = next(csv.DictReader((sweep / "summary.csv").open()))
+    assert int(row["n"]) == 3 and row["repeated_seeds"] == "0 (2 runs)"
+    assert float(row["probe_top1_std"]) == pytest.approx(statistics.stdev([90.0, 80.0, 92.0]), rel=1e-5)
+    assert "pooled" in capsys.readouterr().err
+
+
 def test_two_paths_write_into_their_common_parent_and_the_label_names_every_difference(tmp_path: Path):
     a = fake_run(tmp_path / "runs" / "a", config_of("simclr", 0, width=8), fake_report(70.0, 60.0))
     b = fake_run(tmp_path / "runs" / "b", config_of("simclr", 0, width=16), fake_report(75.0, 65.0))

@@ -7,7 +7,10 @@
 A group's label is the config keys whose values differ across groups, written as overrides
 (`objective=simclr` for a group option, `key=value` otherwise; a key that only follows from a group
 option, such as objective.temperature under objective=simclr, is left out). Each metric is shown as
-mean ± std over the group's runs (std with n - 1; none for a single run). The files go next to the
+mean ± std over the group's seeds (std with n - 1; none for a single seed), n the number of seeds. A
+seed run more than once is one sample, the mean of its runs, and is named (on stderr, in summary.md
+and in summary.csv's repeated_seeds); `pool_repeats` (specrep report --pool-repeats) counts each run
+as a sample instead, so n is the number of runs. The files go next to the
 sweep: into the common parent directory of the paths given (for one path, that path). Every job
 without a report (failed, stopped, unfinished, or missing from its sweep: jobs.py) is named on stderr
 and in summary.md.
@@ -67,6 +70,7 @@ class FinishedRun:
     path: Path
     report: Dict[str, Any]
     config: Dict[str, Any]   # the resolved config, flattened to dotted keys, without RUN_SPECIFIC_KEYS
+    seed: object = None      # the config's `seed` (None: it has none)
 
 
 @dataclass
@@ -74,6 +78,7 @@ class Group:
     runs: List[FinishedRun]
     settings: Dict[str, Any] = field(default_factory=dict)   # label key -> value
     label: str = ""
+    pool_repeats: bool = False   # a seed run more than once: each run a sample (True), or their mean (False)
 
 
 def _natural(path: Path) -> List[Any]:
@@ -99,7 +104,7 @@ def _read_run(run_dir: Path) -> FinishedRun:
     if not isinstance(config, dict):
         raise ReportError(f"{config_path} does not hold a config (a mapping of keys)")
     flat = {k: v for k, v in flatten(config).items() if k not in RUN_SPECIFIC_KEYS}
-    return FinishedRun(run_dir, report, flat)
+    return FinishedRun(run_dir, report, flat, config.get("seed"))
 
 
 def find_runs(paths: Sequence[str | Path]) -> Tuple[List[FinishedRun], List[Path]]:
@@ -149,11 +154,11 @@ def _override(key: str, value: Any) -> str:
     return f"{key}={text}"
 
 
-def group_runs(runs: Sequence[FinishedRun]) -> List[Group]:
+def group_runs(runs: Sequence[FinishedRun], pool_repeats: bool = False) -> List[Group]:
     """Runs with the same config (seed and resume removed), in the order of their first run, labelled."""
     by_config: Dict[str, Group] = {}
     for run in runs:
-        by_config.setdefault(_canon(run.config), Group([])).runs.append(run)
+        by_config.setdefault(_canon(run.config), Group([], pool_repeats=pool_repeats)).runs.append(run)
     groups = list(by_config.values())
     keys = _label_keys([g.runs[0].config for g in groups])
     for g in groups:
@@ -177,9 +182,47 @@ def mean_std(values: Sequence[float | None]) -> Tuple[float, float, int]:
     return mean, std, n
 
 
+def seed_runs(group: Group) -> List[List[FinishedRun]]:
+    """The group's runs by seed, seeds in the order of their first run (a run without a seed alone)."""
+    by_seed: Dict[str, List[FinishedRun]] = {}
+    for k, run in enumerate(group.runs):
+        by_seed.setdefault(_canon(run.seed) if run.seed is not None else f"run {k}", []).append(run)
+    return list(by_seed.values())
+
+
+def samples(group: Group) -> List[List[FinishedRun]]:
+    """What mean ± std is over: each seed's runs (a sample is their mean), or each run (pool_repeats)."""
+    return [[r] for r in group.runs] if group.pool_repeats else seed_runs(group)
+
+
+def repeated_seeds(group: Group) -> str:
+    """The seeds run more than once, e.g. '0 (2 runs), 3 (3 runs)'; '' when none is."""
+    return ", ".join(f"{runs[0].seed} ({len(runs)} runs)" for runs in seed_runs(group) if len(runs) > 1)
+
+
+def repeat_notes(groups: Sequence[Group]) -> List[str]:
+    """One line per group with a repeated seed: which seeds, and how they are counted."""
+    notes = []
+    for g in groups:
+        repeats = [runs for runs in seed_runs(g) if len(runs) > 1]
+        if repeats:
+            which = ", ".join(f"seed {runs[0].seed} ran {len(runs)} times" for runs in repeats)
+            how = ("pooled: each run counted as a sample (--pool-repeats)" if g.pool_repeats else
+                   "each seed's runs averaged into one sample, n counts seeds (--pool-repeats counts each run)")
+            notes.append(f"{g.label}: {which}; {how}")
+    return notes
+
+
+def _sample_mean(runs: Sequence[FinishedRun], where: Tuple[str, ...]) -> float | None:
+    values = [v for v in (_metric(r.report, where) for r in runs) if v is not None]
+    return sum(values) / len(values) if values else None
+
+
 def group_stats(group: Group) -> Dict[str, Tuple[float, float, int]]:
-    """column -> (mean, std, n) of each metric over the group's runs."""
-    return {col: mean_std([_metric(r.report, where) for r in group.runs]) for col, _, where in METRICS + GRAPH_METRICS}
+    """column -> (mean, std, n) of each metric over the group's samples (samples(): a seed's runs
+    averaged into one, or with pool_repeats each run)."""
+    parts = samples(group)
+    return {col: mean_std([_sample_mean(s, where) for s in parts]) for col, _, where in METRICS + GRAPH_METRICS}
 
 
 def _cell(col: str, stat: Tuple[float, float, int], with_std: bool) -> str:
@@ -195,7 +238,7 @@ def _rows(groups: Sequence[Group]) -> List[List[str]]:
     rows = []
     for g in groups:
         stats = group_stats(g)
-        rows.append([g.label, str(len(g.runs))]
+        rows.append([g.label, str(len(samples(g)))]
                     + [_cell(col, stats[col], col in ("probe_top1", "knn_top1")) for col, _, _ in metrics_of(groups)])
     return rows
 
@@ -214,13 +257,13 @@ def write_summary(out_dir: Path, groups: Sequence[Group], unreported: Sequence[U
         writer = csv.writer(f)
         columns = metrics_of(groups)
         writer.writerow(["group", *keys, "n", *(f"{col}_{s}" for col, _, _ in columns for s in ("mean", "std")),
-                         "runs"])
+                         "repeated_seeds", "runs"])
         for g in groups:
             stats = group_stats(g)
             values = [v for col, _, _ in columns for v in stats[col][:2]]
             writer.writerow([g.label, *(_canon(g.settings[k]) if isinstance(g.settings[k], (list, dict))
-                                        else g.settings[k] for k in keys), len(g.runs),
-                             *("" if math.isnan(v) else f"{v:.6g}" for v in values),
+                                        else g.settings[k] for k in keys), len(samples(g)),
+                             *("" if math.isnan(v) else f"{v:.6g}" for v in values), repeated_seeds(g),
                              ";".join(os.path.relpath(r.path, out_dir) for r in g.runs)])
         atomic_write_text(csv_path, f.getvalue())
     stats = [group_stats(g) for g in groups]
@@ -232,9 +275,11 @@ def write_summary(out_dir: Path, groups: Sequence[Group], unreported: Sequence[U
         raise
     except Exception as err:   # matplotlib's errors have many types; the table is what matters
         print(f"note: could not draw {png_path.name}: {err}", file=sys.stderr)
+    pooled = any(g.pool_repeats for g in groups)
     lines = ["# specrep summary", "",
-             f"{sum(len(g.runs) for g in groups)} runs in {len(groups)} groups; accuracies are mean ± std "
-             "over the runs of a group (seeds), the other columns means.", "",
+             f"{sum(len(g.runs) for g in groups)} runs in {len(groups)} groups; accuracies are mean ± std over "
+             + ("the runs of a group (repeated seeds pooled)" if pooled else
+                "the seeds of a group (a seed's repeated runs averaged first)") + ", the other columns means.", "",
              "| " + " | ".join(headings(groups)) + " |", "|" + " --- |" * len(headings(groups))]
     lines += ["| " + " | ".join(row) + " |" for row in _rows(groups)]
     lines += ["", f"![probe and kNN top-1 per group]({png_path.name})", "", "## Runs", ""]
@@ -242,6 +287,8 @@ def write_summary(out_dir: Path, groups: Sequence[Group], unreported: Sequence[U
         lines.append(f"- {g.label}: " + ", ".join(f"[{os.path.relpath(r.path, out_dir)}]"
                                                   f"({os.path.relpath(r.path / 'report.md', out_dir)})"
                                                   for r in g.runs))
+    if repeat_notes(groups):
+        lines += ["", "## Repeated seeds", ""] + [f"- {line}" for line in repeat_notes(groups)]
     if unreported:
         lines += ["", "## Jobs without a report", ""] + [f"- {line}" for line in describe(unreported)]
     atomic_write_text(md_path, "\n".join(lines) + "\n")
@@ -249,7 +296,8 @@ def write_summary(out_dir: Path, groups: Sequence[Group], unreported: Sequence[U
 
 
 def print_summary(groups: Sequence[Group], console: Console | None = None) -> None:
-    table = Table(title=f"{sum(len(g.runs) for g in groups)} runs in {len(groups)} groups (mean ± std over seeds)",
+    over = "runs, repeated seeds pooled" if any(g.pool_repeats for g in groups) else "seeds"
+    table = Table(title=f"{sum(len(g.runs) for g in groups)} runs in {len(groups)} groups (mean ± std over {over})",
                   show_header=True, header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     label_width = min(max(len(g.label) for g in groups), 60)   # labels stay whole on a narrow terminal
     table.add_column("group", min_width=label_width, overflow="fold")
@@ -267,8 +315,10 @@ def output_dir(paths: Sequence[str | Path]) -> Path:
     return Path(os.path.commonpath([str(Path(p).resolve()) for p in paths]))
 
 
-def summarize(paths: Sequence[str | Path], console: Console | None = None) -> List[Group]:
-    """`specrep report`: find, group, print, write. Raises ReportError when there is nothing to report."""
+def summarize(paths: Sequence[str | Path], console: Console | None = None,
+              pool_repeats: bool = False) -> List[Group]:
+    """`specrep report`: find, group, print, write; a repeated seed is named on stderr and averaged, or
+    with pool_repeats each of its runs counted. Raises ReportError when there is nothing to report."""
     if not paths:
         raise ReportError("specrep report needs at least one run or sweep directory, e.g. "
                           "specrep report outputs/multirun/2026-12-01/10-00-00")
@@ -280,7 +330,9 @@ def summarize(paths: Sequence[str | Path], console: Console | None = None) -> Li
         raise ReportError(f"no finished runs below {', '.join(map(str, paths))} (a run is a directory "
                           "with report.json and .hydra/config.yaml)"
                           + (f"; {len(unreported)} without a report (above)" if unreported else ""))
-    groups = group_runs(runs)
+    groups = group_runs(runs, pool_repeats)
+    for line in repeat_notes(groups):
+        print(f"note: {line}", file=sys.stderr)
     out = output_dir(paths)
     try:
         written = write_summary(out, groups, unreported)
