@@ -8,8 +8,6 @@ import tempfile
 from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_module
-from omegaconf import OmegaConf
 
 from specrep_cli import config
 from specrep_cli.config import ImageFolderConfig
@@ -43,18 +41,12 @@ def cifar10_train(subset: int | None = None, device: torch.device = torch.device
     if not CIFAR_JPEG.is_dir():
         print(f"CIFAR-10 JPEG folder not found at {CIFAR_JPEG} (set SPECREP_CIFAR_JPEG)")
         return None
-    cfg = OmegaConf.merge(OmegaConf.structured(ImageFolderConfig),
-                          {"root": str(CIFAR_JPEG), "subset": subset, "image_size": 32})
-    return load_dataset(cfg, device)
+    return load_dataset(ImageFolderConfig(root=str(CIFAR_JPEG), subset=subset, image_size=32), device)
 
 
-def compose_train(overrides: list[str]):
-    """The `specrep train` config with these overrides, validated as the CLI validates it."""
-    config.register()
-    with initialize_config_module(config_module="specrep_cli.conf", version_base="1.3"):
-        cfg = compose(config_name="train", overrides=overrides)
-    config.validate(cfg)
-    return cfg
+def compose_train(overrides: list[str]) -> config.TrainConfig:
+    """The `specrep train` config with these overrides, typed and validated as the CLI validates it."""
+    return config.compose_config("train", overrides)
 
 
 def build(overrides: list[str], data: ImageData | None = None) -> Run:

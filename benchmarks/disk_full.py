@@ -29,7 +29,7 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = ["trainer.batch_size=64", "encoder.width=8", "encoder.projector_hidden_dim=64",
-         "encoder.projector_out_dim=32", "eval.probe_steps=20", "eval.random_init=false", "eval.alignment_images=0"]
+         "encoder.projector_out_dim=32", "eval.probe.fast.steps=20", "eval.random_init=false", "eval.alignment_images=0"]
 
 
 def mount(where: Path, kib: int) -> bool:

@@ -14,8 +14,8 @@ Both classifiers see the same features; neither sees augmentation (the standard 
 flips need images; here the question is whether the fast probe reaches the same optimum):
 - fast: specrep_cli.eval.probes.linear_probe with the eval config's defaults (L-BFGS, L2 strength chosen
   on a held-out 10% of the train split);
-- standard: specrep_cli.eval.probes.standard_probe_on_features with the defaults of `eval.protocol=standard`
-  (SGD, momentum 0.9, batch 256, lr eval.standard_lr = 0.03 stepped x0.1 at epochs 60 and 80 of 100;
+- standard: specrep_cli.eval.probes.standard_probe_on_features with the defaults of `eval.probe.protocol=standard`
+  (SGD, momentum 0.9, batch 256, lr eval.probe.standard.lr = 0.03 stepped x0.1 at epochs 60 and 80 of 100;
   --standard-lr to try another).
 The quality bar: the fast probe in <= 30 s on a CPU, its top-1 within 0.5 points of the standard one.
 Timing excludes feature extraction. The load average before and after says whether the machine was busy.
@@ -29,12 +29,11 @@ import time
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
 from rich.console import Console
 from rich.table import Table
 
 from common import CIFAR_JPEG, cpu_name
-from specrep_cli.config import EncoderConfig, EvalConfig, ImageFolderConfig
+from specrep_cli.config import FastProbeConfig, ImageEncoderConfig, ImageFolderConfig, StandardProbeConfig
 from specrep_cli.data import load_dataset
 from specrep_cli.data.files import cache_root
 from specrep_cli.eval.features import FeatureReader
@@ -52,10 +51,9 @@ def cifar_features(root: Path, width: int, batch_size: int, console: Console):
     if cache.is_file():
         saved = torch.load(cache, weights_only=True)
         return (*saved["features"], what + " (cached features)")
-    data = load_dataset(OmegaConf.merge(OmegaConf.structured(ImageFolderConfig), {"root": str(root)}))
+    data = load_dataset(ImageFolderConfig(root=str(root)))
     torch.manual_seed(0)
-    encoder = build_encoder(OmegaConf.merge(OmegaConf.structured(EncoderConfig),
-                                            {"name": "resnet18", "width": width, "projector_layers": 0}), 3)
+    encoder = build_encoder(ImageEncoderConfig(name="resnet18", width=width, projector_layers=0), 3)
     reader = FeatureReader(resolve_compute("cpu", "auto"), data.mean, data.std, batch_size)
     t0 = time.perf_counter()
     train_h, _ = reader.features(encoder, data.train_images)
@@ -86,8 +84,8 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=64, help="ResNet-18 width (representation: 8 x width)")
     parser.add_argument("--batch-size", type=int, default=512, help="images per forward pass when extracting")
     parser.add_argument("--standard-epochs", type=int, default=100)
-    parser.add_argument("--standard-lr", type=float, default=EvalConfig().standard_lr,
-                        help="the standard protocol's initial lr (default: eval.standard_lr)")
+    parser.add_argument("--standard-lr", type=float, default=StandardProbeConfig().lr,
+                        help="the standard protocol's initial lr (default: eval.probe.standard.lr)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     args = parser.parse_args()
     if args.threads:
@@ -104,16 +102,13 @@ def main() -> None:
         n = args.synthetic_train
         train_x, train_y, test_x, test_y, what = synthetic_features(n, n // 5, 512, 10, reason)
     classes = int(train_y.max()) + 1
-    defaults = EvalConfig()
+    standard_cfg = StandardProbeConfig(epochs=args.standard_epochs, lr=args.standard_lr)
 
     t0 = time.perf_counter()
-    fast = linear_probe(train_x, train_y, test_x, test_y, classes, defaults.probe_weight_decays,
-                        defaults.probe_val_fraction, defaults.probe_steps, seed=0)
+    fast = linear_probe(train_x, train_y, test_x, test_y, classes, FastProbeConfig(), seed=0)
     fast_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    standard = standard_probe_on_features(train_x, train_y, test_x, test_y, classes, args.standard_epochs,
-                                          defaults.standard_batch_size, args.standard_lr,
-                                          defaults.standard_weight_decay, seed=0)
+    standard = standard_probe_on_features(train_x, train_y, test_x, test_y, classes, standard_cfg, seed=0)
     standard_s = time.perf_counter() - t0
     load_after = os.getloadavg()
 
@@ -126,8 +121,8 @@ def main() -> None:
                   f"L2 {fast['weight_decay']:g} (chosen on held-out train: top-1 {fast['val_top1']:.2f}), "
                   f"final fit {fast['iterations']} iterations")
     table.add_row(f"standard (SGD, {args.standard_epochs} epochs)", f"{standard_s:.1f}", f"{standard['top1']:.2f}",
-                  f"{standard['top5']:.2f}", f"batch {defaults.standard_batch_size}, lr {args.standard_lr:g}, "
-                                             f"L2 {defaults.standard_weight_decay:g}")
+                  f"{standard['top5']:.2f}", f"batch {standard_cfg.batch_size}, lr {standard_cfg.lr:g}, "
+                                             f"L2 {standard_cfg.weight_decay:g}")
     console.print(table)
     console.print(f"fast - standard: {diff:+.2f} points of top-1; verdicts: fast probe <= 30 s: "
                   f"{'yes' if fast_s <= 30 else 'NO'} ({fast_s:.1f} s); within 0.5 points: "

@@ -30,11 +30,10 @@ from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
 import torch
-from omegaconf import OmegaConf
 from torch import Tensor, nn
 
 from . import __version__
-from .config import flatten
+from .config import TrainConfig, flatten, to_dict, upgrade
 from .errors import CheckpointError
 from .runtime import Ranks
 from .storage import atomic_write, reason
@@ -147,7 +146,7 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, state: Dict[str, Any]
         group.update(keys)
 
 
-def payload(cfg: Any, data: Any, input: str, method: nn.Module, optimizer: torch.optim.Optimizer,
+def payload(cfg: TrainConfig, data: Any, input: str, method: nn.Module, optimizer: torch.optim.Optimizer,
             progress: Progress, rng_ranks: List[Dict[str, Any]], position: Position | None = None,
             tokenizer: Dict[str, Any] | None = None) -> Dict[str, Any]:
     """Everything a run needs to go on. data: its ImageData (in_channels, image_size, classes, mean,
@@ -156,7 +155,7 @@ def payload(cfg: Any, data: Any, input: str, method: nn.Module, optimizer: torch
     state = method.state_dict()
     return {
         "specrep_version": __version__, "torch_version": str(torch.__version__),
-        "config": OmegaConf.to_container(cfg, resolve=True),
+        "config": to_dict(cfg),
         "data": {"in_channels": data.in_channels, "image_size": data.image_size,
                  "classes": list(data.classes), "input": input, "num_train": data.ssl_images.shape[0],
                  "mean": None if data.mean is None else data.mean.tolist(),   # the normalisation trained with
@@ -216,13 +215,13 @@ def _fixed(key: str) -> bool:
     return key not in RESUME_FREE and any(key == f or (f.endswith(".") and key.startswith(f)) for f in RESUME_FIXED)
 
 
-def check_resumable(ckpt: Dict[str, Any], cfg: Any, in_channels: int, input: str,
+def check_resumable(ckpt: Dict[str, Any], cfg: TrainConfig, in_channels: int, input: str,
                     tokenizer: Dict[str, Any] | None, path: Path, num_train: int | None = None) -> List[str]:
     """Refuse, in one line naming the keys, a checkpoint the composed config cannot continue: another
     architecture, objective, dataset or size of it, optimizer, batch size, schedule length or seed,
     other image channels, tower inputs or tokenizer. Return the changes it can continue with
     ("optim.lr (checkpoint 0.1, now 0.05)"), for the log."""
-    theirs, ours = flatten(ckpt["config"]), flatten(OmegaConf.to_container(cfg, resolve=True))
+    theirs, ours = flatten(upgrade(ckpt["config"])), flatten(to_dict(cfg))
     changed = [k for k in sorted(set(theirs) | set(ours)) if k != "resume" and theirs.get(k) != ours.get(k)]
     differ = [f"{k} (checkpoint {theirs.get(k)!r}, config {ours.get(k)!r})" for k in changed if _fixed(k)]
     graph = ours.get("dataset.name") == "graph"   # a graph's encoder takes nodes (ids or features), not images
@@ -321,7 +320,7 @@ def trained(ckpt: Dict[str, Any], path: Path | str = "the checkpoint") -> Traine
     has_text = "tokenizer" in ckpt
     text = ({k[len(SECOND_TOWER):]: v for k, v in ckpt.get("objective", {}).items() if k.startswith(SECOND_TOWER)}
             if has_text else None)
-    return Trained(ckpt["config"], data["in_channels"], data.get("image_size"), data.get("input", "rgb"),
+    return Trained(upgrade(ckpt["config"]), data["in_channels"], data.get("image_size"), data.get("input", "rgb"),
                    data.get("mean"), data.get("std"), ckpt["encoder"], text, ckpt.get("tokenizer"),
                    ckpt.get("epoch"), ckpt.get("history", []), ckpt.get("specrep_version"))
 

@@ -12,9 +12,11 @@ printed as one line on stderr with exit status 1; HYDRA_FULL_ERROR=1 shows the t
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import logging
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -63,15 +65,15 @@ def work(command: str) -> Callable:
     return getattr(importlib.import_module(module), name)
 
 
-def _run(cfg: DictConfig, fn: Callable[[DictConfig, Path], Any]) -> Any:
-    """Validate the composed config, run the command's work in the job's output dir (locked; a failure recorded
-    there, and in a sweep the next job runs: rundir.run_job), turn SpecrepError into one line."""
+def _run(cfg: DictConfig, fn: Callable[[Any, Path], Any]) -> Any:
+    """Validate the composed config and run the command's work on the typed result (config.TrainConfig,
+    config.EvalAppConfig) in the job's output dir (locked; a failure recorded there, and in a sweep the
+    next job runs: rundir.run_job), turn SpecrepError into one line."""
     hydra_cfg = HydraConfig.get()
     job_dir = Path(hydra_cfg.runtime.output_dir)
 
     def job() -> object:
-        config.validate(cfg)
-        return fn(cfg, job_dir)
+        return fn(config.validate(cfg), job_dir)
 
     try:
         return run_job(job_dir, job, hydra_cfg.mode == RunMode.MULTIRUN, list(hydra_cfg.overrides.task),
@@ -80,7 +82,7 @@ def _run(cfg: DictConfig, fn: Callable[[DictConfig, Path], Any]) -> Any:
         exit_with(err)
 
 
-def train_and_score(cfg: DictConfig, job_dir: Path) -> float:
+def train_and_score(cfg: config.TrainConfig, job_dir: Path) -> float:
     """Train; the figure eval.objective_metric names, for Hydra's sweepers (optuna searches on it)."""
     return work("score")(work("train")(cfg, job_dir), cfg.eval.objective_metric, job_dir)
 
@@ -194,6 +196,10 @@ def _one_line(err: Exception) -> str:
         return f"{line}; available: {', '.join(options)}"
     if err.__cause__ is not None and str(err.__cause__).strip():
         line = f"{line.rstrip('.')}: {str(err.__cause__).splitlines()[0]}"
+    schema = re.search(r"Key '\w+' not in '(\w+)'", line)
+    if schema and dataclasses.is_dataclass(getattr(config, schema.group(1), None)):   # a key of another option
+        keys = [f.name for f in dataclasses.fields(getattr(config, schema.group(1))) if f.name != "name"]
+        return f"{line} (the keys it has: {', '.join(keys)})"
     hint = next((h for h in text.splitlines()[1:] if h.startswith("To append")), None)
     return f"{line} ({hint[0].lower()}{hint[1:]})" if hint else line
 
@@ -214,7 +220,7 @@ def preflight(command: str, args: list[str]) -> str | None:
     if any(a in NO_OUTPUT_FLAGS or a.split("=")[0] in OTHER_CONFIG_FLAGS for a in args):
         return None   # nothing is written, or another config tree: Hydra checks it itself
     overrides = [a for a in args if not a.startswith("-")]
-    if problem := chosen_tuned(overrides):
+    if problem := chosen_tuned(overrides) or next(filter(None, map(config.renamed, overrides)), None):
         return problem
     try:
         with initialize_config_module(config_module="specrep_cli.conf", version_base="1.3"):

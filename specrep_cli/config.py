@@ -10,10 +10,12 @@ ranges (`__post_init__` of each dataclass), raising ConfigError with one line.
 """
 from __future__ import annotations
 
+import copy
 import importlib.util
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from typing import Any, Dict, List, Optional
 
+from hydra import compose, initialize_config_module
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
@@ -56,8 +58,8 @@ def _check_probability(name: str, p: float) -> None:
 # --------------------------------------------------------------------------------------- encoder
 @dataclass
 class EncoderConfig:
+    """What every encoder has: its name and the projector head that follows the backbone."""
     name: str = MISSING
-    width: Optional[int] = 16   # null only for encoders with their own widths (timm)
     projector_hidden_dim: int = 512
     projector_out_dim: int = 128
     projector_layers: int = 2
@@ -66,72 +68,76 @@ class EncoderConfig:
     projector_bias: bool = False
 
     def __post_init__(self) -> None:
-        _require(self.width is not None and self.width > 0, f"encoder.width must be > 0, got {self.width}")
-        self.check_projector()
-
-    def check_projector(self) -> None:
         _require(self.projector_layers >= 0, "encoder.projector_layers must be >= 0")
         _require(self.projector_hidden_dim > 0 and self.projector_out_dim > 0,
                  "encoder.projector_hidden_dim and encoder.projector_out_dim must be > 0")
 
 
 @dataclass
+class ImageEncoderConfig(EncoderConfig):
+    """The built-in image backbones (convnet, resnet18): widths w, 2w, 4w, 8w by stage."""
+    width: int = 16
+
+    def __post_init__(self) -> None:
+        _require(self.width > 0, f"encoder.width must be > 0, got {self.width}")
+        super().__post_init__()
+
+
+@dataclass
 class TimmEncoderConfig(EncoderConfig):
     """Any timm model as the backbone (`pip install 'specrep[timm]'`), its classifier removed."""
     name: str = "timm"
-    width: Optional[int] = None            # not used: the model has its own widths
     model_name: str = "vit_tiny_patch16_224"
     image_size: Optional[int] = 32         # ViT-like models: the input size (img_size); null for CNNs
     patch_size: Optional[int] = 4          # ViT-like models: the patch size; null for CNNs
     pretrained: bool = False
 
     def __post_init__(self) -> None:
-        _require(self.width is None, "encoder.width does not apply to encoder=timm (the model has its own "
-                 "widths): choose a model with encoder.model_name")
         _require(self.image_size is None or self.image_size >= 8, "encoder.image_size must be null or >= 8")
         _require(self.patch_size is None or self.patch_size >= 1, "encoder.patch_size must be null or >= 1")
         _require_installed("timm", "encoder=timm", "timm")
-        self.check_projector()
+        super().__post_init__()
 
 
 @dataclass
 class EmbeddingEncoderConfig(EncoderConfig):
     """A lookup table phi(x) in R^dim per node of a graph (dataset=graph), then the usual projector."""
     name: str = "embedding"
-    width: Optional[int] = None            # not used: the table's width is dim
     dim: int = 8
     init_std: float = 0.1
     projector_layers: int = 0
 
     def __post_init__(self) -> None:
-        _require(self.width is None, "encoder.width does not apply to encoder=embedding: set encoder.dim")
         _require(self.dim > 0, f"encoder.dim must be > 0, got {self.dim}")
         _require(self.init_std > 0, f"encoder.init_std must be > 0, got {self.init_std}")
-        self.check_projector()
+        super().__post_init__()
 
 
 @dataclass
 class MLPEncoderConfig(EncoderConfig):
     """An MLP over a graph's node features (dataset.features_path): width hidden units, dim outputs."""
     name: str = "mlp"
-    width: Optional[int] = 64
+    width: int = 64
     dim: int = 8
     layers: int = 2
     projector_layers: int = 0
 
     def __post_init__(self) -> None:
-        _require(self.width is not None and self.width > 0, f"encoder.width must be > 0, got {self.width}")
+        _require(self.width > 0, f"encoder.width must be > 0, got {self.width}")
         _require(self.dim > 0 and self.layers >= 1, "encoder.dim must be > 0 and encoder.layers >= 1")
-        self.check_projector()
+        super().__post_init__()
 
 
-ENCODER_SCHEMAS = {"timm": TimmEncoderConfig, "embedding": EmbeddingEncoderConfig, "mlp": MLPEncoderConfig}
-GRAPH_ENCODERS = ("embedding", "mlp")   # encoders of graph nodes (dataset=graph), not of images   # the encoders with keys of their own; the others: EncoderConfig
+ENCODER_SCHEMAS = {"convnet": ImageEncoderConfig, "resnet18": ImageEncoderConfig, "timm": TimmEncoderConfig,
+                   "embedding": EmbeddingEncoderConfig, "mlp": MLPEncoderConfig}
+GRAPH_ENCODERS = ("embedding", "mlp")   # encoders of graph nodes (dataset=graph), not of images
 
 
 def encoder_schema(name: str) -> type:
     """The schema of an encoder option (what a checkpoint's encoder config is read back with)."""
-    return ENCODER_SCHEMAS.get(name, EncoderConfig)
+    if name not in ENCODER_SCHEMAS:
+        raise ConfigError(f"unknown encoder {name!r}; known: {', '.join(ENCODER_SCHEMAS)}")
+    return ENCODER_SCHEMAS[name]
 
 
 # ------------------------------------------------------------------------------------- objective
@@ -325,7 +331,13 @@ RESIZE_MODES = ("shorter_side_center_crop", "stretch")   # how image files becom
 
 @dataclass
 class DatasetConfig:
+    """What every dataset has: its name (image datasets and graphs have their own keys below)."""
     name: str = MISSING
+
+
+@dataclass
+class ImageDatasetConfig(DatasetConfig):
+    """What every image dataset has: how much of it, where it is kept and decoded, and a holdout."""
     subset: Optional[int] = None
     in_memory: str = "auto"
     memory_budget_gib: Optional[float] = None
@@ -354,7 +366,7 @@ def _check_image_size(size: int) -> None:
 
 
 @dataclass
-class ShapesConfig(DatasetConfig):
+class ShapesConfig(ImageDatasetConfig):
     name: str = "shapes"
     num_train: int = 10000
     num_test: int = 2000
@@ -368,7 +380,7 @@ class ShapesConfig(DatasetConfig):
 
 
 @dataclass
-class CIFARConfig(DatasetConfig):
+class CIFARConfig(ImageDatasetConfig):
     name: str = "cifar10"
     root: str = MISSING
     download: bool = False
@@ -380,7 +392,7 @@ class CIFARConfig(DatasetConfig):
 
 
 @dataclass
-class STL10Config(DatasetConfig):
+class STL10Config(ImageDatasetConfig):
     name: str = "stl10"
     root: str = MISSING
     download: bool = False
@@ -398,7 +410,7 @@ class STL10Config(DatasetConfig):
 
 
 @dataclass
-class ImageFolderConfig(DatasetConfig):
+class ImageFolderConfig(ImageDatasetConfig):
     name: str = "imagefolder"
     root: Optional[str] = None
     image_size: int = 32
@@ -414,7 +426,7 @@ class ImageFolderConfig(DatasetConfig):
 
 
 @dataclass
-class ImageTextConfig(DatasetConfig):
+class ImageTextConfig(ImageDatasetConfig):
     name: str = "image_text"
     root: str = MISSING
     captions: str = "captions.tsv"
@@ -434,7 +446,6 @@ class ImageTextConfig(DatasetConfig):
 
 
 GRAPH_SOURCES = ("sbm", "ring", "file")
-IMAGE_DATASET_DEFAULTS = {f.name: f.default for f in fields(DatasetConfig) if f.name != "name"}
 
 
 @dataclass
@@ -456,11 +467,8 @@ class GraphConfig(DatasetConfig):
     pairs_per_epoch: Optional[int] = None
 
     def __post_init__(self) -> None:
-        super().__post_init__()
         _require(self.source in GRAPH_SOURCES,
                  f"dataset.source must be {', '.join(GRAPH_SOURCES)}, got {self.source!r}")
-        for key, default in IMAGE_DATASET_DEFAULTS.items():   # the image datasets' shared keys do nothing here
-            _require(getattr(self, key) == default, f"dataset.{key} does not apply to dataset=graph: drop it")
         _require(self.blocks >= 1 and self.block_size >= 2, "dataset.blocks must be >= 1, dataset.block_size >= 2")
         _check_probability("dataset.p_in", self.p_in)
         _check_probability("dataset.p_out", self.p_out)
@@ -599,24 +607,73 @@ REPORT_METRICS = (
 
 
 @dataclass
+class FastProbeConfig:
+    """eval.probe.fast: a logistic regression on frozen features by full-batch L-BFGS."""
+    val_fraction: float = 0.1
+    weight_decays: List[float] = field(default_factory=lambda: [0.0, 1e-5, 1e-4, 1e-3, 1e-2])
+    steps: int = 300
+
+    def __post_init__(self) -> None:
+        _require(0 < self.val_fraction < 1, "eval.probe.fast.val_fraction must be in (0, 1)")
+        _require(len(self.weight_decays) > 0 and min(self.weight_decays) >= 0,
+                 "eval.probe.fast.weight_decays must be a non-empty list of values >= 0")
+        _require(self.steps > 0, "eval.probe.fast.steps must be > 0")
+
+
+@dataclass
+class StandardProbeConfig:
+    """eval.probe.standard: the papers' protocol, SGD on the features of augmented images."""
+    epochs: int = 100
+    batch_size: int = 256
+    lr: float = 0.03
+    weight_decay: float = 0.0
+    standardize: bool = True
+    test_resize: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        _require(self.epochs > 0, "eval.probe.standard.epochs must be > 0")
+        _require(self.batch_size > 0, "eval.probe.standard.batch_size must be > 0")
+        _require(self.lr > 0, "eval.probe.standard.lr must be > 0")
+        _require(self.weight_decay >= 0, "eval.probe.standard.weight_decay must be >= 0")
+        _require(self.test_resize is None or self.test_resize >= 8,
+                 "eval.probe.standard.test_resize must be null or >= 8 (pixels)")
+
+
+PROBE_PROTOCOLS = ("fast", "standard")
+
+
+@dataclass
+class ProbeConfig:
+    """eval.probe: which linear probe scores the representation, and each protocol's settings."""
+    protocol: str = "fast"
+    fast: FastProbeConfig = field(default_factory=FastProbeConfig)
+    standard: StandardProbeConfig = field(default_factory=StandardProbeConfig)
+
+    def __post_init__(self) -> None:
+        _require(self.protocol in PROBE_PROTOCOLS,
+                 f"eval.probe.protocol must be {' or '.join(PROBE_PROTOCOLS)}, got {self.protocol!r}")
+
+
+@dataclass
+class KNNConfig:
+    """eval.knn: the weighted kNN classifier on cosine similarity (Wu et al. 2018)."""
+    k: int = 200
+    temperature: float = 0.07
+
+    def __post_init__(self) -> None:
+        _require(self.k > 0, "eval.knn.k must be > 0")
+        _require(self.temperature > 0, "eval.knn.temperature must be > 0")
+
+
+@dataclass
 class EvalConfig:
     batch_size: int = 1024
-    knn_k: int = 200
-    knn_temperature: float = 0.07
-    probe_val_fraction: float = 0.1
-    probe_weight_decays: List[float] = field(default_factory=lambda: [0.0, 1e-5, 1e-4, 1e-3, 1e-2])
-    probe_steps: int = 300
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
+    knn: KNNConfig = field(default_factory=KNNConfig)
     random_init: bool = True
     every_n_epochs: int = 5
     monitor_images: int = 2000
     collapse_fraction: float = 0.05
-    protocol: str = "fast"
-    standard_epochs: int = 100
-    standard_batch_size: int = 256
-    standard_lr: float = 0.03
-    standard_weight_decay: float = 0.0
-    standard_standardize: bool = True
-    standard_test_resize: Optional[int] = None
     alignment_images: int = 1000
     zero_shot_templates: List[str] = field(default_factory=lambda: [
         "a {}", "a picture of a {}", "there is a {}", "an image showing a {}"])
@@ -627,14 +684,6 @@ class EvalConfig:
         _require(self.objective_metric in REPORT_METRICS,
                  f"eval.objective_metric must be a figure of report.json, one of: {', '.join(REPORT_METRICS)}; "
                  f"got {self.objective_metric!r}")
-        _require(self.protocol in ("fast", "standard"),
-                 f"eval.protocol must be fast or standard, got {self.protocol!r}")
-        _require(self.standard_epochs > 0, "eval.standard_epochs must be > 0")
-        _require(self.standard_batch_size > 0, "eval.standard_batch_size must be > 0")
-        _require(self.standard_lr > 0, "eval.standard_lr must be > 0")
-        _require(self.standard_weight_decay >= 0, "eval.standard_weight_decay must be >= 0")
-        _require(self.standard_test_resize is None or self.standard_test_resize >= 8,
-                 "eval.standard_test_resize must be null or >= 8 (pixels)")
         _require(len(self.zero_shot_templates) > 0 and all(_one_slot(t) for t in self.zero_shot_templates),
                  "eval.zero_shot_templates must be a non-empty list of prompts with one {} for the class name")
         _require(self.alignment_images == 0 or self.alignment_images >= 2,
@@ -643,12 +692,17 @@ class EvalConfig:
         _require(self.monitor_images > 0, "eval.monitor_images must be > 0")
         _require(0 <= self.collapse_fraction <= 1, "eval.collapse_fraction must be in [0, 1]")
         _require(self.batch_size > 0, "eval.batch_size must be > 0")
-        _require(self.knn_k > 0, "eval.knn_k must be > 0")
-        _require(self.knn_temperature > 0, "eval.knn_temperature must be > 0")
-        _require(0 < self.probe_val_fraction < 1, "eval.probe_val_fraction must be in (0, 1)")
-        _require(len(self.probe_weight_decays) > 0 and min(self.probe_weight_decays) >= 0,
-                 "eval.probe_weight_decays must be a non-empty list of values >= 0")
-        _require(self.probe_steps > 0, "eval.probe_steps must be > 0")
+
+
+# Keys of earlier versions, and where they live now: refused on the command line with the new name, and
+# read in the new place from the configs of checkpoints and run dirs written before (upgrade()).
+RENAMED_KEYS = {
+    "eval.knn_k": "eval.knn.k", "eval.knn_temperature": "eval.knn.temperature",
+    "eval.protocol": "eval.probe.protocol", "eval.probe_val_fraction": "eval.probe.fast.val_fraction",
+    "eval.probe_weight_decays": "eval.probe.fast.weight_decays", "eval.probe_steps": "eval.probe.fast.steps",
+    **{f"eval.standard_{key}": f"eval.probe.standard.{key}"
+       for key in ("epochs", "batch_size", "lr", "weight_decay", "standardize", "test_resize")},
+}
 
 
 @dataclass
@@ -670,10 +724,11 @@ class TrainConfig:
                  f"{self.dataset.name} with encoder={self.encoder.name}")
         _require(not graph or self.objective.name not in TWO_TOWER_OBJECTIVES or self.objective.pairs != "text",
                  f"objective={self.objective.name} on a graph trains on edges as two views: use objective.pairs=views")
-        _require(self.encoder.name != "mlp" or getattr(self.dataset, "features_path", None) is not None,
+        _require(not isinstance(self.encoder, MLPEncoderConfig)
+                 or (isinstance(self.dataset, GraphConfig) and self.dataset.features_path is not None),
                  "encoder=mlp runs over node features: give dataset.features_path (CSV node,f1,f2,...), or use "
                  "encoder=embedding")
-        if getattr(self.augmentation, "lab_split", False):
+        if self.augmentation.lab_split:
             _require(self.objective.name in TWO_TOWER_OBJECTIVES and self.objective.pairs != "text",
                      "augmentation=lab_split gives the L and ab channels to two towers: use "
                      + " or ".join(f"objective={name}" for name in TWO_TOWER_OBJECTIVES)
@@ -722,6 +777,61 @@ def register() -> None:
             cs.store(group=f"schema/{group}", name=name, node=node)
 
 
+def to_dict(cfg: Any) -> Dict[str, Any]:
+    """A typed config (a dataclass of this module) as plain dicts and lists: what checkpoints store."""
+    return asdict(cfg)
+
+
+def from_dict(schema: type, values: Dict[str, Any]) -> Any:
+    """`values` (e.g. a section of a checkpoint's config) as the typed dataclass `schema`, checked as a
+    command line is. Raises ConfigError."""
+    try:
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), values))
+    except ConfigError:
+        raise
+    except Exception as err:  # omegaconf's MissingMandatoryValue, ValidationError...
+        raise ConfigError(f"invalid config: {str(err).splitlines()[0]}") from None
+
+
+def renamed(override: str) -> str | None:
+    """One line for an override of a key that earlier versions had (eval.knn_k=5), naming today's key."""
+    key = override.lstrip("+~").split("=")[0]
+    if key in RENAMED_KEYS:
+        return f"{key} is now {RENAMED_KEYS[key]}: write {RENAMED_KEYS[key]}{override[len(override.split('=')[0]):]}"
+    return None
+
+
+def _move(tree: Dict[str, Any], old: str, new: str) -> None:
+    *old_path, old_key = old.split(".")
+    parent = tree
+    for key in old_path:
+        parent = parent.get(key) if isinstance(parent, dict) else None
+    if not isinstance(parent, dict) or old_key not in parent:
+        return
+    value = parent.pop(old_key)
+    *new_path, new_key = new.split(".")
+    node = tree
+    for key in new_path:
+        node = node.setdefault(key, {})
+    node[new_key] = value
+
+
+def upgrade(config: Dict[str, Any]) -> Dict[str, Any]:
+    """A config written by an earlier version (a checkpoint's, a run dir's .hydra/config.yaml) in
+    today's shape: renamed keys moved (RENAMED_KEYS), and the keys an option's schema no longer has
+    dropped (encoder.width of timm and embedding, the image keys of dataset=graph, all null or at their
+    old defaults there)."""
+    tree = copy.deepcopy(config)
+    for old, new in RENAMED_KEYS.items():
+        _move(tree, old, new)
+    for group, schemas in (("encoder", ENCODER_SCHEMAS), ("dataset", DATASET_SCHEMAS)):
+        section = tree.get(group)
+        if isinstance(section, dict) and section.get("name") in schemas:
+            known = {f.name for f in fields(schemas[section["name"]])}
+            tree[group] = {k: v for k, v in section.items() if k in known}
+    return tree
+
+
 def flatten(node: Any, prefix: str = "") -> dict:
     """A resolved config as dotted keys: {"a": {"b": 1}} -> {"a.b": 1}; lists stay values."""
     if isinstance(node, dict) and node:
@@ -746,7 +856,15 @@ def _unknown_keys(node: Any, schema: type, path: str) -> List[str]:
     return unknown
 
 
-def validate(cfg: DictConfig) -> Any:
+def compose_config(command: str, overrides: List[str]) -> "TrainConfig | EvalAppConfig | ExportAppConfig":
+    """The typed config `specrep <command> <overrides...>` runs with: composed from conf/ by Hydra and
+    validated, for callers in Python (benchmarks, tests, notebooks). Raises ConfigError."""
+    register()
+    with initialize_config_module(config_module="specrep_cli.conf", version_base="1.3"):
+        return validate(compose(config_name=command, overrides=overrides))
+
+
+def validate(cfg: DictConfig) -> "TrainConfig | EvalAppConfig | ExportAppConfig":
     """Check a composed config fully; return it as typed dataclass objects. Raises ConfigError."""
     schema = OmegaConf.get_type(cfg)
     unknown = _unknown_keys(cfg, schema, "")

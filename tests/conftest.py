@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 import tempfile
 from pathlib import Path
 
@@ -25,7 +26,7 @@ CIFAR = REPO.parent / "shared" / "data" / "cifar10-jpeg"
 # A run that takes seconds on a CPU: 256 training images, one epoch of 4 steps, a narrow encoder.
 TINY = ["dataset.num_train=256", "dataset.num_test=128", "trainer.batch_size=64", "trainer.epochs=1",
         "encoder.width=8", "encoder.projector_hidden_dim=64", "encoder.projector_out_dim=32",
-        "eval.probe_steps=20", "eval.batch_size=256", "trainer.log_every_n_steps=2"]
+        "eval.probe.fast.steps=20", "eval.batch_size=256", "trainer.log_every_n_steps=2"]
 
 
 def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300,
@@ -33,7 +34,10 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300,
     """`specrep ARGS` (the console script when script=True, else `python -m specrep_cli`)."""
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
     env["SPECREP_CACHE"] = str(Path(cwd or tempfile.gettempdir()) / ".specrep-cache")
-    exe = [shutil.which("specrep")] if script else [sys.executable, "-m", "specrep_cli"]
+    # the console script beside this interpreter (its venv's or conda's bin/, found with the venv not
+    # activated), then PATH (a pip install --user)
+    scripts = os.pathsep.join([sysconfig.get_path("scripts"), os.environ.get("PATH", "")])
+    exe = [shutil.which("specrep", path=scripts)] if script else [sys.executable, "-m", "specrep_cli"]
     return subprocess.run([*exe, *args], cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=timeout)
 

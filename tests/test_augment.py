@@ -189,7 +189,7 @@ def test_resize_only():
 
 def test_dictconfig_view_and_float_input():
     x = _uint8(4)
-    view = OmegaConf.structured(ViewConfig(blur_p=0.5))
+    view = ViewConfig(blur_p=0.5)
     g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
     out = A.augment(x, view, MEAN, STD, generator=g1)
     assert torch.equal(out, A.augment(x, ViewConfig(blur_p=0.5), MEAN, STD, generator=g2))

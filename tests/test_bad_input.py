@@ -121,7 +121,7 @@ def test_eval_bad_input(case, tmp_path: Path, trained_run: Path):
         args = [] if variant is None else [variant]
     else:
         args = [f"checkpoint={_variant(trained_run, tmp_path, variant)}"]
-    proc = run_cli("eval", *args, "eval.probe_steps=5", f"hydra.run.dir={tmp_path / 'out'}", cwd=tmp_path)
+    proc = run_cli("eval", *args, "eval.probe.fast.steps=5", f"hydra.run.dir={tmp_path / 'out'}", cwd=tmp_path)
     assert_one_line_error(proc, needle)
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert snapshot(trained_run) == before

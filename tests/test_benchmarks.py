@@ -62,7 +62,7 @@ def test_real_data_benchmark_runs(tmp_path):
     env = {"SPECREP_CIFAR_JPEG": str(two_class_folder(tmp_path / "folder"))}
     proc = run("real_data.py", "--epochs", "1", "--objectives", "spectral", "simclr", "--",
                "encoder.width=8", "encoder.projector_hidden_dim=64", "encoder.projector_out_dim=32",
-               "trainer.batch_size=32", "eval.probe_steps=20", "eval.every_n_epochs=0", tmp_path=tmp_path, env=env)
+               "trainer.batch_size=32", "eval.probe.fast.steps=20", "eval.every_n_epochs=0", tmp_path=tmp_path, env=env)
     assert proc.returncode == 0 and "failed" not in proc.stdout, proc.stdout + proc.stderr
     assert "spectral - simclr:" in proc.stdout
 
@@ -90,7 +90,9 @@ def test_device_check_runs_its_cpu_fallback(tmp_path):
     (the CUDA tests skip; gpu_epoch.py runs one step of each objective on random data, compile off:
     inductor on a CPU takes minutes), and the summary naming each step's exit status."""
     two_class_folder(tmp_path / "folder")
-    env = {**os.environ, "OUT": str(tmp_path / "out"), "SPECREP_CACHE": str(tmp_path / "cache")}
+    # PYTHON: the script runs this interpreter, not the python3 on PATH (another one unless a venv is activated)
+    env = {**os.environ, "OUT": str(tmp_path / "out"), "SPECREP_CACHE": str(tmp_path / "cache"),
+           "PYTHON": sys.executable}
     proc = subprocess.run(["bash", str(BENCH / "device_check.sh"), "--device", "cpu", "--smoke",
                            "--data", str(tmp_path / "folder")], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=600)

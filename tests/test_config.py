@@ -7,7 +7,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_module
 
-from specrep_cli import config
+from specrep_cli import cli, config
 from specrep_cli.data.augment import make_views
 from specrep_cli.data import load_dataset
 from specrep_cli.models.encoders import build_encoder
@@ -95,7 +95,7 @@ def graph_option_trains(option: str, tmp_path: Path) -> None:
         extra = ["dataset.source=file", f"dataset.path={tmp_path / 'e.csv'}", f"dataset.features_path={tmp_path / 'f.csv'}"]
     cfg = compose_train(["dataset=graph", f"encoder={'embedding' if option == 'graph' else option}",
                          "dataset.block_size=4", "encoder.dim=3", "trainer.batch_size=8", *extra])
-    config.validate(cfg)
+    cfg = config.validate(cfg)
     assert cfg.augmentation.name == "none" and cfg.optim.name == "adamw"   # what dataset=graph brings
     data = load_dataset(cfg.dataset)
     method = build_method(cfg.objective, lambda tower="x": build_encoder(cfg.encoder, data.in_channels), 8)
@@ -116,8 +116,8 @@ def test_graph_and_image_options_do_not_mix():
     with pytest.raises(config.ConfigError, match="objective.pairs=views"):
         config.validate(compose_train(["dataset=graph", "objective=clip", "objective.pairs=text"]))
     for key in ("subset=10", "workers=0", "cache_dir=/tmp", "in_memory=false", "resize=stretch", "holdout=0.1"):
-        with pytest.raises(config.ConfigError, match=f"dataset.{key.split('=')[0]} does not apply to dataset=graph"):
-            config.validate(compose_train(["dataset=graph", f"dataset.{key}"]))
+        problem = cli.preflight("train", ["dataset=graph", f"dataset.{key}"])   # image keys only: one line, naming
+        assert f"Key '{key.split('=')[0]}' not in 'GraphConfig' (the keys it has: source," in problem   # the keys
 
 
 @pytest.mark.parametrize("group, option", OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
@@ -132,9 +132,9 @@ def test_option_composes_validates_and_builds(group, option, tiny_folder, fake_r
     two_towers = ["objective=clip"] if option == "lab_split" else []   # lab_split needs two towers
     cfg = compose_train([f"{group}={option}", *two_towers, *small,
                          *dataset_overrides(data_option, tiny_folder, fake_root)])
-    typed = config.validate(cfg)
-    if "name" in cfg[group]:   # eval and trainer have a single option, `default`, and no name
-        assert cfg[group].name == option
+    cfg = config.validate(cfg)
+    if hasattr(getattr(cfg, group), "name"):   # eval and trainer have a single option, `default`, and no name
+        assert getattr(cfg, group).name == option
 
     data = load_dataset(cfg.dataset)
     assert data.train_images.dtype == torch.uint8 and data.train_images.ndim == 4
@@ -148,7 +148,7 @@ def test_option_composes_validates_and_builds(group, option, tiny_folder, fake_r
     optimizer.step()
     method.after_step(0.5)
     assert torch.isfinite(terms["loss"])
-    assert typed.trainer.batch_size == 8
+    assert cfg.trainer.batch_size == 8
 
 
 def test_typed_schema_rejects_wrong_types_and_typos():
@@ -214,7 +214,7 @@ def test_every_recipe_composes_with_the_papers_epochs_and_they_can_be_overridden
     cfg = compose_train([f"experiment={name}", f"dataset.root={fake_root}"])
     config.validate(cfg)
     assert (cfg.objective.name, cfg.dataset.name, cfg.encoder.name) == (objective, dataset, "resnet18")
-    assert cfg.trainer.epochs == PAPER_EPOCHS[objective] and cfg.eval.protocol == "standard"
+    assert cfg.trainer.epochs == PAPER_EPOCHS[objective] and cfg.eval.probe.protocol == "standard"
     shorter = compose_train([f"experiment={name}", "trainer.epochs=3", "dataset=imagefolder", "dataset.root=x"])
     assert shorter.trainer.epochs == 3 and shorter.dataset.name == "imagefolder"   # the command line wins
 
@@ -234,9 +234,67 @@ def test_a_recipe_trains_and_is_scored_with_its_papers_protocol(fake_root, tmp_p
     run = tmp_path / "run"
     proc = run_cli("train", "experiment=spectral_cifar10", f"dataset.root={fake_root}", "trainer.epochs=1",
                    "trainer.batch_size=8", "encoder.width=4", "encoder.projector_hidden_dim=16",
-                   "encoder.projector_out_dim=8", "eval.standard_epochs=1", "eval.standard_batch_size=8",
+                   "encoder.projector_out_dim=8", "eval.probe.standard.epochs=1", "eval.probe.standard.batch_size=8",
                    "eval.batch_size=16", f"hydra.run.dir={run}", cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     import json
     report = json.loads((run / "report.json").read_text())
     assert report["linear_probe"]["protocol"] == "standard" and report["run"]["objective"] == "spectral"
+
+
+LEGACY = Path(__file__).resolve().parent / "data" / "legacy"   # checkpoints written by specrep 0.1.0's flat eval keys
+
+
+def test_validate_returns_each_groups_own_typed_schema():
+    cfg = config.compose_config("train", ["encoder=timm", "optim=lars", "dataset=cifar10", "dataset.root=x"]) \
+        if config.installed("timm") else config.compose_config("train", ["optim=lars", "dataset=cifar10", "dataset.root=x"])
+    assert isinstance(cfg, config.TrainConfig) and isinstance(cfg.optim, config.LARSConfig)
+    assert isinstance(cfg.dataset, config.CIFARConfig) and isinstance(cfg.dataset, config.ImageDatasetConfig)
+    assert isinstance(cfg.encoder, config.TimmEncoderConfig if config.installed("timm") else config.ImageEncoderConfig)
+    assert isinstance(cfg.eval.probe.fast, config.FastProbeConfig) and cfg.eval.knn.k == 200
+    graph = config.compose_config("train", ["dataset=graph"])
+    assert isinstance(graph.dataset, config.GraphConfig) and not isinstance(graph.dataset, config.ImageDatasetConfig)
+    assert isinstance(graph.encoder, config.EmbeddingEncoderConfig) and not hasattr(graph.encoder, "width")
+
+
+@pytest.mark.parametrize("old, new", sorted(config.RENAMED_KEYS.items()))
+def test_a_renamed_key_on_the_command_line_is_one_line_naming_the_new_key(old, new):
+    for command in ("train", "eval"):
+        problem = cli.preflight(command, [f"{old}=1"])
+        assert problem == f"{old} is now {new}: write {new}=1"
+
+
+def test_upgrade_moves_renamed_keys_and_drops_keys_the_option_no_longer_has():
+    old = {"seed": 3, "eval": {"knn_k": 5, "protocol": "standard", "standard_lr": 30.0, "batch_size": 64},
+           "encoder": {"name": "embedding", "width": None, "dim": 4},
+           "dataset": {"name": "graph", "subset": None, "in_memory": "auto", "source": "ring"}}
+    new = config.upgrade(old)
+    assert new["eval"] == {"batch_size": 64, "knn": {"k": 5},
+                           "probe": {"protocol": "standard", "standard": {"lr": 30.0}}}
+    assert new["encoder"] == {"name": "embedding", "dim": 4}
+    assert new["dataset"] == {"name": "graph", "source": "ring"} and new["seed"] == 3
+    assert old["eval"]["knn_k"] == 5   # the argument is left as it was
+    assert config.upgrade(config.to_dict(config.compose_config("train", []))) == \
+        config.to_dict(config.compose_config("train", []))   # today's shape: unchanged
+
+
+@pytest.mark.parametrize("name", ["image_v0", "graph_v0"])
+def test_a_checkpoint_written_before_the_nested_keys_still_evaluates(name, tmp_path):
+    from specrep_cli.eval.command import evaluate_checkpoint
+    cfg = config.compose_config("eval", [f"checkpoint={LEGACY / f'{name}.pt'}", "device=cpu",
+                                         "eval.random_init=false", "eval.probe.fast.steps=10"])
+    report = evaluate_checkpoint(cfg, tmp_path)
+    assert 0 <= report["linear_probe"]["top1"] <= 100 and (tmp_path / "report.json").is_file()
+    if name == "graph_v0":
+        assert 0 <= report["graph"]["subspace_alignment"] <= 1
+
+
+def test_a_checkpoint_written_before_the_nested_keys_resumes_without_reporting_renamed_keys(tmp_path):
+    from specrep_cli.checkpoint import check_resumable, load_checkpoint
+    ckpt = load_checkpoint(LEGACY / "image_v0.pt")
+    cfg = config.compose_config("train", ["trainer.epochs=1", "dataset.subset=256", "dataset.num_train=256",
+                                          "dataset.num_test=128", "trainer.batch_size=64", "encoder.width=4",
+                                          "encoder.projector_hidden_dim=16", "encoder.projector_out_dim=8",
+                                          "eval.random_init=false", "eval.every_n_epochs=0", "trainer.keep_best=false"])
+    changes = check_resumable(ckpt, cfg, 3, "rgb", None, LEGACY / "image_v0.pt", 256)
+    assert changes == []

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_module
 
 from conftest import TINY, run_cli
 from specrep_cli import config
@@ -28,11 +27,7 @@ STEP = ["dataset.num_train=512", "dataset.num_test=128", "trainer.batch_size=64"
 
 
 def cuda_run(tmp_path: Path, overrides: list[str]):
-    config.register()
-    with initialize_config_module(config_module="specrep_cli.conf", version_base="1.3"):
-        cfg = compose(config_name="train", overrides=STEP + overrides)
-    config.validate(cfg)
-    return build_run(cfg, tmp_path)
+    return build_run(config.compose_config("train", STEP + overrides), tmp_path)
 
 
 @pytest.mark.parametrize("overrides", [
@@ -63,7 +58,7 @@ def test_the_training_step_never_syncs_with_the_host(tmp_path, overrides):
 
 LONG = [o for o in TINY if not o.startswith(("dataset.num_train", "trainer.epochs", "trainer.batch_size"))] + [
     "dataset.num_train=4096", "trainer.epochs=4", "trainer.batch_size=32", "eval.random_init=false",
-    "eval.probe_steps=5", "trainer.device=cuda", "trainer.deterministic=true"]   # 128 steps an epoch: a kill lands inside one
+    "eval.probe.fast.steps=5", "trainer.device=cuda", "trainer.deterministic=true"]   # 128 steps an epoch: a kill lands inside one
 
 
 def _weights(run_dir: Path) -> dict:

@@ -6,17 +6,17 @@ from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import OmegaConf
+from dataclasses import replace
 from PIL import Image
 
+from specrep_cli.config import from_dict
 from specrep_cli import config
 from specrep_cli.data import load_dataset
 from specrep_cli.errors import DatasetError
 
 
 def folder_cfg(root: Path, cache: Path, **kw):
-    return OmegaConf.merge(OmegaConf.structured(config.ImageFolderConfig),
-                           {"root": str(root), "cache_dir": str(cache), "image_size": 16, **kw})
+    return from_dict(config.ImageFolderConfig, {"root": str(root), "cache_dir": str(cache), "image_size": 16, **kw})
 
 
 def make_folder(root: Path) -> Path:
@@ -82,7 +82,7 @@ def test_a_corrupt_image_is_named(tmp_path: Path):
 
 
 def test_subset_is_a_fixed_balanced_draw(tmp_path: Path):
-    cfg = OmegaConf.merge(OmegaConf.structured(config.ShapesConfig), {"num_train": 1000, "num_test": 10, "subset": 300})
+    cfg = from_dict(config.ShapesConfig, {"num_train": 1000, "num_test": 10, "subset": 300})
     a, b = load_dataset(cfg), load_dataset(cfg)
     assert a.train_images.shape[0] == 300 and torch.equal(a.train_images, b.train_images)
     counts = torch.bincount(a.train_labels, minlength=10)
@@ -91,7 +91,7 @@ def test_subset_is_a_fixed_balanced_draw(tmp_path: Path):
 
 # ------------------------------------------------------------------ torchvision's on-disk formats
 def dataset_cfg(schema, **kw):
-    return OmegaConf.merge(OmegaConf.structured(schema), kw)
+    return from_dict(schema, kw)
 
 
 @pytest.mark.parametrize("name", ["cifar10", "cifar100"])
@@ -166,10 +166,9 @@ def test_a_folder_over_the_memory_budget_is_streamed_with_the_same_images(tmp_pa
 
 
 def test_in_memory_accepts_yaml_booleans_and_rejects_other_words():
-    assert dataset_cfg(config.ShapesConfig, in_memory=True).in_memory == "True"
-    assert OmegaConf.to_object(dataset_cfg(config.ShapesConfig, in_memory=True)).in_memory == "true"
+    assert dataset_cfg(config.ShapesConfig, in_memory=True).in_memory == "true"
     with pytest.raises(config.ConfigError, match="in_memory must be auto, true or false"):
-        OmegaConf.to_object(dataset_cfg(config.ShapesConfig, in_memory="sometimes"))
+        dataset_cfg(config.ShapesConfig, in_memory="sometimes")
 
 
 def test_image_text_pairs_get_folder_classes_and_a_held_out_split_with_their_captions(tmp_path: Path):
@@ -229,17 +228,16 @@ def test_labels_that_do_not_match_the_images_are_refused(tmp_path: Path):
 def test_holdout_moves_a_fixed_part_of_the_train_split_into_the_probes_test_split():
     """For tuning without the test split: dataset.holdout=0.2 keeps 80% of train (SSL and probe fit)
     and scores on the other 20%, the same images in every run; no test image is used."""
-    from omegaconf import OmegaConf
     from specrep_cli import config
-    cfg = OmegaConf.merge(OmegaConf.structured(config.ShapesConfig), {"num_train": 500, "num_test": 50})
+    cfg = from_dict(config.ShapesConfig, {"num_train": 500, "num_test": 50})
     full = load_dataset(cfg)
-    held = load_dataset(OmegaConf.merge(cfg, {"holdout": 0.2}))
+    held = load_dataset(replace(cfg, holdout=0.2))
     assert held.train_images.shape[0] == 400 and held.test_images.shape[0] == 100
     assert held.ssl_images.shape[0] == 400
     rows = {tuple(x.flatten().tolist()[:64]) for x in full.train_images}
     assert all(tuple(x.flatten().tolist()[:64]) in rows for x in held.test_images)   # from train, not test
     kept = {tuple(x.flatten().tolist()[:64]) for x in held.train_images}
     assert not kept & {tuple(x.flatten().tolist()[:64]) for x in held.test_images}
-    again = load_dataset(OmegaConf.merge(cfg, {"holdout": 0.2}))
+    again = load_dataset(replace(cfg, holdout=0.2))
     assert torch.equal(again.test_images, held.test_images) and torch.equal(again.test_labels, held.test_labels)
     assert len(held.train_captions.texts) == 400 and len(held.test_captions.texts) == 100

@@ -21,6 +21,7 @@ import torch.multiprocessing as mp
 from omegaconf import OmegaConf
 from torch import nn
 
+from specrep_cli.config import from_dict
 from specrep_cli import config
 from specrep_cli.objectives import distributed as D
 from specrep_cli.models.encoders import Encoder
@@ -61,7 +62,7 @@ class TinyBackbone(nn.Module):
 
 def build(case: str, dtype: torch.dtype):
     name, overrides, d = CASES[case]
-    cfg = OmegaConf.merge(OmegaConf.structured(config.OBJECTIVE_SCHEMAS[name]), overrides)
+    cfg = from_dict(config.OBJECTIVE_SCHEMAS[name], overrides)
     torch.manual_seed(0)   # the same initial weights in every process
     make_encoder = lambda tower="x": Encoder(TinyBackbone(), nn.Linear(6, d, bias=False), d)  # noqa: E731
     method = build_method(cfg, make_encoder, BATCH).to(dtype)

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_module
 
 from conftest import assert_one_line_error, edited_checkpoint, run_cli
 from specrep_cli import config
@@ -52,8 +51,7 @@ def test_an_unusable_checkpoint_is_one_line_before_any_work(how, needle, tmp_pat
         raise AssertionError("the dataset was loaded before the checkpoint was checked")
 
     monkeypatch.setattr(command, "load_dataset", no_work)
-    with initialize_config_module(config_module="specrep_cli.conf", version_base="1.3"):
-        cfg = compose(config_name="eval", overrides=[f"checkpoint={path}"])
+    cfg = config.compose_config("eval", [f"checkpoint={path}"])
     with pytest.raises(CheckpointError) as err:
         command.evaluate_checkpoint(cfg, tmp_path / "out")
     assert needle in str(err.value) and str(path) in str(err.value) and "\n" not in str(err.value)

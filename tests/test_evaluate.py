@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from specrep_cli.config import FastProbeConfig, KNNConfig, StandardProbeConfig, from_dict
 from specrep_cli.eval.probes import knn_top1, linear_probe, probe_split, standard_lr, standard_probe_on_features
 from specrep_cli.eval.spectra import alignment, effective_rank, orthonormality_error, spectrum, uniformity
 
@@ -16,9 +17,9 @@ def test_probe_recovers_a_linearly_separable_labelling_and_is_at_chance_on_rando
     w = torch.randn(8, 4, generator=g)
     x, xt = torch.randn(10000, 8, generator=g), torch.randn(1000, 8, generator=g)
     y, yt = (x @ w).argmax(1), (xt @ w).argmax(1)
-    assert linear_probe(x, y, xt, yt, 4, [0.0, 1e-4])["top1"] > 99.0
+    assert linear_probe(x, y, xt, yt, 4, FastProbeConfig(weight_decays=[0.0, 1e-4]))["top1"] > 99.0
     noise, noise_test = torch.randint(0, 4, (10000,), generator=g), torch.randint(0, 4, (1000,), generator=g)
-    assert abs(linear_probe(x, noise, xt, noise_test, 4, [0.0, 1e-2])["top1"] - 25.0) < 5.0
+    assert abs(linear_probe(x, noise, xt, noise_test, 4, FastProbeConfig(weight_decays=[0.0, 1e-2]))["top1"] - 25.0) < 5.0
 
 
 def test_held_out_split_comes_from_the_train_split_only():
@@ -32,8 +33,8 @@ def test_knn_on_a_hand_made_example():
     train = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
     labels = torch.tensor([0, 0, 1, 1])
     test = torch.tensor([[1.0, 0.05], [0.05, 1.0], [0.7, 0.3]])
-    assert knn_top1(train, labels, test, torch.tensor([0, 1, 0]), 2, k=2, temperature=0.1) == 100.0
-    assert knn_top1(train, labels, test, torch.tensor([1, 0, 1]), 2, k=2, temperature=0.1) == 0.0
+    assert knn_top1(train, labels, test, torch.tensor([0, 1, 0]), 2, KNNConfig(k=2, temperature=0.1)) == 100.0
+    assert knn_top1(train, labels, test, torch.tensor([1, 0, 1]), 2, KNNConfig(k=2, temperature=0.1)) == 0.0
 
 
 def test_effective_rank_of_known_spectra():
@@ -98,9 +99,9 @@ def test_knn_votes_are_weighted_by_exp_similarity_over_temperature():
     labels = torch.tensor([0, 1, 1])
     test, test_y = torch.tensor([[1.0, 0.0]]), torch.tensor([0])
     # class 0: exp(1 / t); class 1: 2 exp(0.5 / t); class 0 wins iff exp(0.5 / t) > 2, i.e. t < 0.5 / ln 2
-    assert knn_top1(train, labels, test, test_y, 2, k=3, temperature=0.07) == 100.0
-    assert knn_top1(train, labels, test, test_y, 2, k=3, temperature=1.0) == 0.0
-    assert knn_top1(train, labels, test, test_y, 2, k=1, temperature=1.0) == 100.0   # only the nearest votes
+    assert knn_top1(train, labels, test, test_y, 2, KNNConfig(k=3, temperature=0.07)) == 100.0
+    assert knn_top1(train, labels, test, test_y, 2, KNNConfig(k=3, temperature=1.0)) == 0.0
+    assert knn_top1(train, labels, test, test_y, 2, KNNConfig(k=1, temperature=1.0)) == 100.0   # only the nearest votes
 
 
 def test_the_l2_choice_never_looks_at_the_test_split():
@@ -110,11 +111,11 @@ def test_the_l2_choice_never_looks_at_the_test_split():
     y = (x @ w + 2.0 * torch.randn(600, 3, generator=g)).argmax(1)   # noisy: the L2 strength matters
     decays = [0.0, 1e-2, 1e-1, 1.0, 10.0]
     test_x, test_y = torch.randn(200, 6, generator=g), torch.randint(0, 3, (200,), generator=g)
-    first = linear_probe(x, y, test_x, test_y, 3, decays, steps=50)
+    first = linear_probe(x, y, test_x, test_y, 3, FastProbeConfig(weight_decays=decays, steps=50))
     # any other test split, even the train split's own held-out part: the same choice
     fit, held = probe_split(600, 0.1, seed=0)
     for tx, ty in ((test_x * 100, 2 - test_y), (x[held], y[held]), (x[fit], y[fit])):
-        other = linear_probe(x, y, tx, ty, 3, decays, steps=50)
+        other = linear_probe(x, y, tx, ty, 3, FastProbeConfig(weight_decays=decays, steps=50))
         assert (other["weight_decay"], other["val_top1"]) == (first["weight_decay"], first["val_top1"])
 
 
@@ -129,9 +130,9 @@ def test_standard_protocol_on_features_recovers_a_separable_labelling_and_is_at_
     w = torch.randn(8, 4, generator=g)
     x, xt = torch.randn(4000, 8, generator=g), torch.randn(1000, 8, generator=g)
     y, yt = (x @ w).argmax(1), (xt @ w).argmax(1)
-    assert standard_probe_on_features(x, y, xt, yt, 4, epochs=20, lr=1.0)["top1"] > 98.0   # SGD: slower than L-BFGS
+    assert standard_probe_on_features(x, y, xt, yt, 4, StandardProbeConfig(epochs=20, lr=1.0))["top1"] > 98.0   # SGD: slower than L-BFGS
     noise, noise_test = torch.randint(0, 4, (4000,), generator=g), torch.randint(0, 4, (1000,), generator=g)
-    assert abs(standard_probe_on_features(x, noise, xt, noise_test, 4, epochs=5)["top1"] - 25.0) < 5.0
+    assert abs(standard_probe_on_features(x, noise, xt, noise_test, 4, StandardProbeConfig(epochs=5))["top1"] - 25.0) < 5.0
 
 
 # --------------------------------------------------------------- evaluate_encoder on tiny images
@@ -157,21 +158,18 @@ def tiny_data(tmp_path, streamed: bool):
                      mean=torch.full((3,), 0.5), std=torch.full((3,), 0.25))
 
 
-def eval_cfg(**kw):
-    from omegaconf import OmegaConf
+def eval_cfg(protocol="fast", **standard):
     from specrep_cli.config import EvalConfig
-    return OmegaConf.merge(OmegaConf.structured(EvalConfig),
-                           {"batch_size": 5, "probe_steps": 20, "knn_k": 4, "alignment_images": 6,
-                            "standard_epochs": 2, "standard_batch_size": 4, **kw})
+    return from_dict(EvalConfig, {"batch_size": 5, "alignment_images": 6, "knn": {"k": 4},
+                                  "probe": {"protocol": protocol, "fast": {"steps": 20},
+                                            "standard": {"epochs": 2, "batch_size": 4, **standard}}})
 
 
 def tiny_encoder():
-    from omegaconf import OmegaConf
-    from specrep_cli.config import EncoderConfig
+    from specrep_cli.config import ImageEncoderConfig
     from specrep_cli.models.encoders import build_encoder
     torch.manual_seed(0)
-    return build_encoder(OmegaConf.merge(OmegaConf.structured(EncoderConfig),
-                                         {"name": "convnet", "width": 4, "projector_hidden_dim": 16,
+    return build_encoder(from_dict(ImageEncoderConfig, {"name": "convnet", "width": 4, "projector_hidden_dim": 16,
                                           "projector_out_dim": 8}), 3)
 
 
@@ -182,11 +180,9 @@ def reader(data, cfg):
 
 
 def none_views():
-    from omegaconf import OmegaConf
     from specrep_cli.config import AugmentationConfig
     flat = {"crop_scale": [1.0, 1.0], "crop_ratio": [1.0, 1.0], "flip_p": 0.0, "jitter_p": 0.0, "grayscale_p": 0.0}
-    return OmegaConf.merge(OmegaConf.structured(AugmentationConfig),
-                           {"name": "none", "view_a": flat, "view_b": flat})
+    return from_dict(AugmentationConfig, {"name": "none", "view_a": flat, "view_b": flat})
 
 
 @pytest.mark.parametrize("protocol", ["fast", "standard"])
@@ -229,7 +225,7 @@ def test_zoom_is_torchvisions_resize_then_centre_crop():
 def test_standard_protocol_options_run_and_score(tmp_path, standardize, resize):
     from specrep_cli.eval.suite import evaluate_encoder
     data = tiny_data(tmp_path, False)
-    cfg = eval_cfg(protocol="standard", standard_standardize=standardize, standard_test_resize=resize,
-                   standard_lr=30.0 if not standardize else 0.03)
+    cfg = eval_cfg(protocol="standard", standardize=standardize, test_resize=resize,
+                   lr=30.0 if not standardize else 0.03)
     result = evaluate_encoder(tiny_encoder(), data, cfg, reader(data, cfg), 0, none_views())
     assert 0 <= result["linear_probe"]["top1"] <= 100

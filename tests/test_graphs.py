@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
+from specrep_cli.config import from_dict
 from specrep_cli import config
 from specrep_cli.config import GraphConfig
 from specrep_cli.data.graphs import Graph, load_graph, ring, sbm, undirected
@@ -27,7 +27,7 @@ config.register()
 
 
 def graph_cfg(**keys):
-    return OmegaConf.merge(OmegaConf.structured(GraphConfig), keys)
+    return from_dict(GraphConfig, keys)
 
 
 # ------------------------------------------------------------------------------------- the truth
@@ -286,16 +286,13 @@ def test_an_edge_list_that_is_not_utf8_is_one_line_with_the_byte_offset(tmp_path
 SHORT = ["dataset=graph", "dataset.blocks=4", "dataset.block_size=40", "dataset.p_in=0.4", "dataset.p_out=0.01",
          "encoder.dim=4", "objective.mu=100", "optim.lr=0.02", "optim.weight_decay=0", "trainer.batch_size=256",
          "dataset.pairs_per_epoch=5120", "trainer.epochs=10", "trainer.device=cpu", "trainer.precision=fp32",
-         "eval.random_init=false", "eval.every_n_epochs=5", "eval.probe_steps=30"]
+         "eval.random_init=false", "eval.every_n_epochs=5", "eval.probe.fast.steps=30"]
 
 
 def test_a_short_spectral_run_finds_the_block_eigenspace_and_eval_writes_the_embeddings(tmp_path):
     from specrep_cli.eval.command import evaluate_checkpoint
     from specrep_cli.train.loop import train
-    with initialize_config_module(config_module="specrep_cli.conf", version_base="1.3"):
-        cfg = compose(config_name="train", overrides=SHORT)
-        eval_cfg = compose(config_name="eval", overrides=[f"checkpoint={tmp_path / 'run'}", "device=cpu"])
-    config.validate(cfg)
+    cfg = config.compose_config("train", SHORT)
     report = train(cfg, tmp_path / "run")
     graph = report["graph"]
     assert graph["subspace_alignment"] >= 0.95, graph
@@ -305,7 +302,7 @@ def test_a_short_spectral_run_finds_the_block_eigenspace_and_eval_writes_the_emb
     assert embeddings["phi"].shape == (160, 4) and embeddings["h"].shape == (160, 4)
     assert "## The graph's eigenspace" in (tmp_path / "run" / "report.md").read_text()
     assert (tmp_path / "run" / "plots" / "graph.png").is_file()
-    config.validate(eval_cfg)
+    eval_cfg = config.compose_config("eval", [f"checkpoint={tmp_path / 'run'}", "device=cpu"])
     again = evaluate_checkpoint(eval_cfg, tmp_path / "eval")
     assert again["graph"]["subspace_alignment"] == pytest.approx(graph["subspace_alignment"], abs=1e-6)
     reloaded = torch.load(tmp_path / "eval" / "embeddings.pt", weights_only=True)

@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 
 from conftest import TINY, run_cli, train_into
-from specrep_cli import cli
+from specrep_cli import cli, config
 from specrep_cli.errors import ConfigError
 from specrep_cli.report.loggers import open_loggers, record_scalars
 
@@ -157,8 +156,14 @@ def test_a_chosen_logger_that_is_not_installed_is_one_line_naming_the_extra(tmp_
     problem = cli.preflight("train", [f"trainer.loggers=[jsonl,{logger}]", f"hydra.run.dir={tmp_path / 'run'}"])
     assert problem == f"trainer.loggers contains {logger}, which needs: pip install 'specrep[{logger}]'"
     with pytest.raises(ConfigError, match=rf"pip install 'specrep\[{logger}\]'"):   # and where it is imported
-        open_loggers(OmegaConf.create({"trainer": {"loggers": [logger], "wandb": {"mode": "offline"}}}),
-                     tmp_path).write({"step": 1, "epoch": 1, "lr": 0.1, "loss": 1.0})
+        open_loggers(train_config(logger), tmp_path).write({"step": 1, "epoch": 1, "lr": 0.1, "loss": 1.0})
+
+
+def train_config(*loggers: str) -> config.TrainConfig:
+    """The default train config with these loggers (set after validation: one may be missing here)."""
+    cfg = config.compose_config("train", ["trainer.wandb.mode=offline"])
+    cfg.trainer.loggers = list(loggers)
+    return cfg
 
 
 def test_an_unknown_logger_is_one_line(tmp_path: Path):
@@ -167,8 +172,7 @@ def test_an_unknown_logger_is_one_line(tmp_path: Path):
 
 
 def test_ranks_other_than_0_log_nothing(tmp_path: Path):
-    cfg = OmegaConf.create({"trainer": {"loggers": ["jsonl", "tensorboard", "wandb"],
-                                               "wandb": {"mode": "offline"}}})
+    cfg = train_config("jsonl", "tensorboard", "wandb")
     quiet = open_loggers(cfg, tmp_path, enabled=False)
     quiet.write({"step": 1, "epoch": 1, "lr": 0.1, "loss": 1.0})
     assert quiet.backends == [] and list(tmp_path.iterdir()) == []

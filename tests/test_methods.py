@@ -7,16 +7,16 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from specrep_cli.config import from_dict
 from specrep_cli import config
 from specrep_cli.models.encoders import build_encoder
 from specrep_cli.objectives.methods import METHODS, build_method
 
-ENCODER = OmegaConf.merge(OmegaConf.structured(config.EncoderConfig),
-                          {"name": "convnet", "width": 2, "projector_hidden_dim": 8, "projector_out_dim": 4})
+ENCODER = from_dict(config.ImageEncoderConfig, {"name": "convnet", "width": 2, "projector_hidden_dim": 8, "projector_out_dim": 4})
 
 
 def make_method(name: str, batch_size: int = 6, **overrides):
-    cfg = OmegaConf.merge(OmegaConf.structured(config.OBJECTIVE_SCHEMAS[name]), overrides)
+    cfg = from_dict(config.OBJECTIVE_SCHEMAS[name], overrides)
     return build_method(cfg, lambda tower="x": build_encoder(ENCODER, 3).double(), batch_size).double()
 
 

@@ -6,13 +6,13 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
+from specrep_cli.config import from_dict
 from specrep_cli import config
 from specrep_cli.models.encoders import build_encoder, uses_channels_last
 
 
 def encoder(**head):
-    cfg = OmegaConf.merge(OmegaConf.structured(config.EncoderConfig),
-                          {"name": "convnet", "width": 4, "projector_hidden_dim": 16, "projector_out_dim": 8,
+    cfg = from_dict(config.ImageEncoderConfig, {"name": "convnet", "width": 4, "projector_hidden_dim": 16, "projector_out_dim": 8,
                            "projector_layers": 3, **head})
     return build_encoder(cfg, 3)
 
@@ -47,7 +47,7 @@ def test_channels_last_for_conv_encoders_but_not_narrow_resnets():
     # oneDNN's channels_last weight gradient of a strided 1x1 conv with < 8 input channels corrupts
     # the heap on one thread of an AVX2 CPU (torch 2.14): a ResNet of width 4 stays contiguous
     def encoder(name: str, width: int):
-        cfg = OmegaConf.merge(OmegaConf.structured(config.EncoderConfig(name=name)), {"width": width})
+        cfg = config.ImageEncoderConfig(name=name, width=width)
         return build_encoder(cfg, 3)
     assert uses_channels_last(encoder("convnet", 4)) and uses_channels_last(encoder("resnet18", 8))
     assert not uses_channels_last(encoder("resnet18", 4))

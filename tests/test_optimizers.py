@@ -8,6 +8,7 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
+from specrep_cli.config import from_dict
 from specrep_cli import config
 from specrep_cli.train.optimizers import LARS, applied_lr, build_optimizer, lr_schedule
 
@@ -51,7 +52,7 @@ def test_schedule_warms_up_then_decays_to_the_floor():
 @pytest.mark.parametrize("name", sorted(config.OPTIM_SCHEMAS))
 def test_vectors_get_no_weight_decay(name):
     model = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4))
-    cfg = OmegaConf.structured(config.OPTIM_SCHEMAS[name])
+    cfg = config.OPTIM_SCHEMAS[name]()
     opt = build_optimizer(model, cfg, applied_lr(cfg, 512))
     decayed = {id(p) for g in opt.param_groups if g["weight_decay"] > 0 for p in g["params"]}
     assert decayed == {id(model[0].weight)}
@@ -61,7 +62,7 @@ def test_vectors_get_no_weight_decay(name):
 @pytest.mark.parametrize("name", sorted(config.OPTIM_SCHEMAS))
 def test_every_parameter_is_decayed_when_asked(name):
     model = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4))
-    cfg = OmegaConf.merge(OmegaConf.structured(config.OPTIM_SCHEMAS[name]), {"exclude_bias_and_norm": False})
+    cfg = from_dict(config.OPTIM_SCHEMAS[name], {"exclude_bias_and_norm": False})
     opt = build_optimizer(model, cfg, 0.1)
     decayed = {id(p) for g in opt.param_groups if g["weight_decay"] > 0 for p in g["params"]}
     assert decayed == {id(p) for p in model.parameters()}

@@ -11,7 +11,7 @@ from specrep_cli.errors import DatasetError
 from specrep_cli.data.pairs import TextPairs, ViewPairs
 from specrep_cli.data.tokenizer import EOS_ID, Tokenizer
 
-AUG = OmegaConf.structured(AugmentationConfig(name="simclr"))
+AUG = AugmentationConfig(name="simclr")
 MEAN, STD = torch.full((3,), 0.5), torch.full((3,), 0.25)
 
 

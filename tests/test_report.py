@@ -106,7 +106,7 @@ def test_the_trained_run_reports_diagnostics_and_plots(trained_run: Path):
 
 def test_eval_with_the_standard_protocol(trained_run: Path, tmp_path: Path):
     out = tmp_path / "eval"
-    proc = run_cli("eval", f"checkpoint={trained_run}", "eval.protocol=standard", "eval.standard_epochs=2",
+    proc = run_cli("eval", f"checkpoint={trained_run}", "eval.probe.protocol=standard", "eval.probe.standard.epochs=2",
                    "eval.random_init=false", "eval.alignment_images=64", f"hydra.run.dir={out}", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     report = json.loads((out / "report.json").read_text())

@@ -65,7 +65,7 @@ def test_resume_refuses_a_different_architecture_and_says_which_keys(tmp_path: P
 
 # A run long enough to be interrupted: 6 epochs of 8 steps of 32 images.
 LONG = [o for o in TINY if not o.startswith(("trainer.epochs", "trainer.batch_size"))] + [
-    "trainer.epochs=6", "trainer.batch_size=32", "eval.random_init=false", "eval.probe_steps=5"]
+    "trainer.epochs=6", "trainer.batch_size=32", "eval.random_init=false", "eval.probe.fast.steps=5"]
 
 
 def _start(args, cwd):

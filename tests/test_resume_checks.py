@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_module
 
 from conftest import TINY, edited_checkpoint, run_cli
 from specrep_cli import config
@@ -28,8 +27,7 @@ config.register()
 
 
 def compose_train(overrides):
-    with initialize_config_module(config_module="specrep_cli.conf", version_base="1.3"):
-        return compose(config_name="train", overrides=[*TINY, *overrides])
+    return config.compose_config("train", [*TINY, *overrides])
 
 
 def resume_run(overrides, tmp_path: Path):
@@ -127,7 +125,7 @@ def test_a_stop_during_the_last_step_stops_and_says_how_to_finish(tmp_path):
 
 def test_a_signal_during_the_final_evaluation_says_rerun_and_rerunning_finishes(tmp_path):
     run_dir = tmp_path / "run"
-    slow_eval = [*TINY, "eval.protocol=standard", "eval.standard_epochs=500", "eval.random_init=false",
+    slow_eval = [*TINY, "eval.probe.protocol=standard", "eval.probe.standard.epochs=500", "eval.random_init=false",
                  f"hydra.run.dir={run_dir}"]
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
     proc = subprocess.Popen([sys.executable, "-m", "specrep_cli", "train", *slow_eval], cwd=tmp_path, env=env,
@@ -143,7 +141,7 @@ def test_a_signal_during_the_final_evaluation_says_rerun_and_rerunning_finishes(
     assert not (run_dir / "report.json").exists()
     command = last.split("finish it with: ")[1].split()
     assert command[:2] == ["specrep", "train"] and command[-1] == f"resume={run_dir}"
-    again = run_cli(*command[1:], "eval.protocol=fast", f"hydra.run.dir={tmp_path / 'again'}", cwd=tmp_path)
+    again = run_cli(*command[1:], "eval.probe.protocol=fast", f"hydra.run.dir={tmp_path / 'again'}", cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     report = json.loads((run_dir / "report.json").read_text())   # and says what the resume changed
-    assert report["run"]["changed_on_resume"][0]["changed"] == ["eval.protocol (checkpoint 'standard', now 'fast')"]
+    assert report["run"]["changed_on_resume"][0]["changed"] == ["eval.probe.protocol (checkpoint 'standard', now 'fast')"]

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from hydra import compose, initialize_config_module
 
 from conftest import TINY, assert_one_line_error, run_cli
 from specrep_cli import config, rundir
@@ -84,14 +83,11 @@ def test_a_checkpoint_outside_a_run_dir_resumes_into_the_current_run_dir(tmp_pat
     downloads.mkdir()
     shutil.copy(trained_run / "checkpoints" / "last.pt", downloads / "model.pt")
     job_dir = tmp_path / "job"
-    with initialize_config_module(config_module="specrep_cli.conf", version_base="1.3"):
-        cfg = compose(config_name="train", overrides=[*TINY, f"resume={downloads / 'model.pt'}"])
-    run = build_run(cfg, job_dir)
+    run = build_run(config.compose_config("train", [*TINY, f"resume={downloads / 'model.pt'}"]), job_dir)
     assert run.resume_from == downloads / "model.pt"
     assert run.run_dir == job_dir and run.ckpt_dir == job_dir / "checkpoints"
     # inside a run dir's checkpoints/ it goes on in that run dir, as before
-    with initialize_config_module(config_module="specrep_cli.conf", version_base="1.3"):
-        cfg = compose(config_name="train", overrides=[*TINY, f"resume={trained_run / 'checkpoints' / 'last.pt'}"])
+    cfg = config.compose_config("train", [*TINY, f"resume={trained_run / 'checkpoints' / 'last.pt'}"])
     assert build_run(cfg, job_dir).run_dir == trained_run
     assert rundir.run_dir_of(downloads / "model.pt") is None
     assert torch.load(downloads / "model.pt", weights_only=True)["epoch"] == 1

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from specrep_cli.config import from_dict
 import torch
 
 from conftest import TINY, assert_one_line_error, run_cli
@@ -26,7 +27,7 @@ def test_image_text_run_reports_zero_shot_and_retrieval_and_eval_rebuilds_the_te
     assert ckpt["tokenizer"]["level"] == "word" and "star" in ckpt["tokenizer"]["vocab"]
     assert any(k.startswith("encoder_y.backbone.token_embedding") for k in ckpt["objective"])
 
-    again = run_cli("eval", f"checkpoint={run}", "eval.random_init=false", "eval.probe_steps=20",
+    again = run_cli("eval", f"checkpoint={run}", "eval.random_init=false", "eval.probe.fast.steps=20",
                     f"hydra.run.dir={tmp_path / 'eval'}", cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     scored = json.loads((tmp_path / "eval" / "report.json").read_text())
@@ -44,12 +45,10 @@ def test_text_pairs_on_a_dataset_without_captions_is_one_line(tmp_path: Path):
 
 
 def test_lab_towers_see_the_l_and_ab_channels_of_rgb_input():
-    from omegaconf import OmegaConf
-
-    from specrep_cli.config import EncoderConfig
+    from specrep_cli.config import ImageEncoderConfig
     from specrep_cli.models.encoders import build_encoder
     from specrep_cli.models.lab import lab_split
-    cfg = OmegaConf.merge(OmegaConf.structured(EncoderConfig), {"name": "convnet", "width": 4})
+    cfg = from_dict(ImageEncoderConfig, {"name": "convnet", "width": 4})
     x = torch.rand(5, 3, 16, 16)
     for part, channels in (("lab_l", 1), ("lab_ab", 2)):
         torch.manual_seed(0)
@@ -71,7 +70,7 @@ def test_lab_split_run_trains_two_towers_and_eval_rebuilds_the_l_tower(tmp_path:
     assert ckpt["encoder"]["backbone.inner.features.0.0.weight"].shape[1] == 1          # phi takes L
     assert ckpt["objective"]["encoder_y.backbone.inner.features.0.0.weight"].shape[1] == 2   # nu takes ab
     report = json.loads((run / "report.json").read_text())
-    again = run_cli("eval", f"checkpoint={run}", "eval.probe_steps=20", f"hydra.run.dir={tmp_path / 'eval'}",
+    again = run_cli("eval", f"checkpoint={run}", "eval.probe.fast.steps=20", f"hydra.run.dir={tmp_path / 'eval'}",
                     cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     scored = json.loads((tmp_path / "eval" / "report.json").read_text())
@@ -91,7 +90,7 @@ def test_clip_on_your_own_image_text_pairs(tmp_path: Path):
     run = tmp_path / "run"
     model = [o for o in TINY if not o.startswith("dataset.")]
     proc = run_cli("train", "objective=clip", "dataset=image_text", f"dataset.root={root}", *model,
-                   "trainer.batch_size=32", "eval.knn_k=5", "objective.text.width=32", "objective.text.heads=2",
+                   "trainer.batch_size=32", "eval.knn.k=5", "objective.text.width=32", "objective.text.heads=2",
                    f"hydra.run.dir={run}", cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     report = json.loads((run / "report.json").read_text())

@@ -16,6 +16,7 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from conftest import run_cli
+from specrep_cli.config import from_dict
 from specrep_cli import cli, config
 from specrep_cli.data import load_dataset
 from specrep_cli.data.files import decode_images
@@ -24,7 +25,7 @@ from specrep_cli.errors import ConfigError, DatasetError
 from specrep_cli.eval.zeroshot import zero_shot_names
 
 SMALL_RUN = ["trainer.batch_size=16", "trainer.epochs=1", "encoder.width=8", "encoder.projector_hidden_dim=32",
-             "encoder.projector_out_dim=16", "eval.probe_steps=5", "dataset.image_size=16", "eval.random_init=false",
+             "encoder.projector_out_dim=16", "eval.probe.fast.steps=5", "dataset.image_size=16", "eval.random_init=false",
              "eval.every_n_epochs=0", "eval.alignment_images=0"]
 
 
@@ -51,8 +52,7 @@ def labelled(root: Path) -> Path:
 
 
 def folder_cfg(tmp_path: Path, **kw):
-    return OmegaConf.merge(OmegaConf.structured(config.ImageFolderConfig),
-                           {"image_size": 16, "cache_dir": str(tmp_path / "cache"), **kw})
+    return from_dict(config.ImageFolderConfig, {"image_size": 16, "cache_dir": str(tmp_path / "cache"), **kw})
 
 
 # ------------------------------------------------------------------------------ unlabelled images
@@ -73,16 +73,14 @@ def test_an_unlabelled_folder_is_the_ssl_set_and_the_labelled_root_the_probes(tm
 
 
 def test_unlabelled_root_beside_a_builtin_dataset_and_its_refusals(tmp_path: Path):
-    cfg = OmegaConf.merge(OmegaConf.structured(config.ShapesConfig),
-                          {"num_train": 32, "num_test": 16, "image_size": 16,
+    cfg = from_dict(config.ShapesConfig, {"num_train": 32, "num_test": 16, "image_size": 16,
                            "unlabelled_root": str(photos(tmp_path / "p"))})
     data = load_dataset(cfg)
     assert data.ssl_images.shape[0] == 40 and data.train_images.shape[0] == 32 and len(data.classes) == 10
     with pytest.raises(ConfigError, match="needs dataset.root .* or dataset.unlabelled_root"):
-        OmegaConf.to_object(OmegaConf.structured(config.ImageFolderConfig))   # neither root
+        config.ImageFolderConfig()   # neither root
     with pytest.raises(ConfigError, match="ssl_split=train"):
-        OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(config.STL10Config),
-                                            {"root": "x", "unlabelled_root": "y"}))
+        from_dict(config.STL10Config, {"root": "x", "unlabelled_root": "y"})
     with pytest.raises(DatasetError, match="holds no images"):
         (tmp_path / "empty").mkdir()
         load_dataset(folder_cfg(tmp_path, unlabelled_root=str(tmp_path / "empty")))
@@ -123,14 +121,13 @@ def write_open_clip_csv(root: Path, n: int = 30, separator: str = ",") -> Path:
 
 def test_open_clip_csv_reads_pairs_without_classes_and_trains_with_retrieval_only(tmp_path: Path):
     root = write_open_clip_csv(tmp_path / "pairs")
-    cfg = OmegaConf.merge(OmegaConf.structured(config.ImageTextConfig),
-                          {"root": str(root), "captions": "train.csv", "csv_img_key": "filepath",
+    cfg = from_dict(config.ImageTextConfig, {"root": str(root), "captions": "train.csv", "csv_img_key": "filepath",
                            "csv_separator": ",", "image_size": 16, "cache_dir": str(tmp_path / "c")})
     data = load_dataset(cfg)
     assert not data.labelled and data.train_images.shape[0] + data.test_images.shape[0] == 30
     assert len(data.train_captions.texts) == data.train_images.shape[0]
     with pytest.raises(DatasetError, match=r"no column 'caption' in the header \(columns: 'filepath', 'title'"):
-        load_dataset(OmegaConf.merge(cfg, {"csv_caption_key": "caption"}))
+        load_dataset(replace(cfg, csv_caption_key="caption"))
 
     proc = run_cli("train", "objective=clip", "dataset=image_text", f"dataset.root={root}", "dataset.captions=train.csv",
                    "dataset.csv_img_key=filepath", 'dataset.csv_separator=","', *SMALL_RUN,

@@ -40,6 +40,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..config import AugmentationConfig
+
 LUMA = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale weights
 SOLARIZE_THRESHOLD = 0.5
 
@@ -377,7 +379,7 @@ def augment(images: Tensor, view: Any, mean: Tensor, std: Tensor, out_size: Opti
     return apply_params(images, params, mean, std, out_size)
 
 
-def make_views(images: Tensor, cfg: Any, mean: Tensor, std: Tensor,
+def make_views(images: Tensor, cfg: AugmentationConfig, mean: Tensor, std: Tensor,
                generator: Optional[torch.Generator] = None) -> Tuple[Tensor, Tensor]:
     """Two independently augmented views (cfg.view_a, cfg.view_b) of a uint8 batch (B, C, H, W)."""
     return (augment(images, cfg.view_a, mean, std, generator=generator),

@@ -9,14 +9,15 @@ total size fits the memory budget.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from typing import Any, Tuple
 
 import torch
-from omegaconf import OmegaConf
 from torch import Tensor
 
+from ..config import DatasetConfig, ImageDatasetConfig, ImageFolderConfig
 from ..errors import DatasetError
-from .files import ImageFiles, decode_images
+from .files import Fits, ImageFiles, decode_images
 from .graphs import load_graph
 from .loaders import LOADERS, subset_indices
 from .splits import ImageData, Images, take
@@ -45,7 +46,7 @@ def channel_stats(images: Images, chunk: int = 4096, sample: int = 10000) -> Tup
     return mean.float(), std.float().clamp_min(1e-3)
 
 
-def memory_budget(cfg: Any, device: torch.device) -> int:
+def memory_budget(cfg: ImageDatasetConfig, device: torch.device) -> int:
     """Bytes a dataset may take in memory on `device`: dataset.memory_budget_gib, or by default half
     of the device's memory (the GPU's total memory, or the host's physical RAM)."""
     if cfg.memory_budget_gib is not None:
@@ -58,14 +59,14 @@ def memory_budget(cfg: Any, device: torch.device) -> int:
         return 8 * 2**30
 
 
-def load_with_unlabelled(cfg: Any, fits) -> ImageData:
+def load_with_unlabelled(cfg: ImageDatasetConfig, fits: Fits) -> ImageData:
     """The option's loader; with dataset.unlabelled_root, that folder's images as the SSL set (and
     dataset.subset applied to them alone); with no labelled root (imagefolder's root null), the folder alone."""
-    if not cfg.get("unlabelled_root"):
+    if not cfg.unlabelled_root:
         return LOADERS[cfg.name](cfg, fits)
-    if "root" in cfg and cfg.root is None:
+    if isinstance(cfg, ImageFolderConfig) and cfg.root is None:
         return unlabelled_only(cfg, fits)
-    data = LOADERS[cfg.name](OmegaConf.merge(cfg, {"subset": None}), fits)   # the probe's splits whole
+    data = LOADERS[cfg.name](replace(cfg, subset=None), fits)   # the probe's splits whole
     data.unlabelled_images = load_unlabelled(cfg, fits)
     return data
 
@@ -86,7 +87,7 @@ def hold_out(data: ImageData, fraction: float, seed: int = 0) -> ImageData:
                      captions.subset(val) if captions is not None else None)
 
 
-def load_dataset(cfg: Any, device: torch.device = torch.device("cpu")) -> ImageData:
+def load_dataset(cfg: DatasetConfig, device: torch.device = torch.device("cpu")) -> ImageData:
     """Load `cfg` (a dataset config); splits that fit the memory budget are moved to `device`.
 
     dataset.in_memory: `true` keeps every split on the device, `false` leaves tensors on the host

@@ -25,7 +25,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from ..config import RESIZE_MODES
+from ..config import RESIZE_MODES, ImageDatasetConfig
 from ..errors import DatasetError
 from .cache import read_cache, write_cache
 from .pixels import to_rgb
@@ -147,7 +147,7 @@ def cached_decode(files: Sequence[Path], size: int, cache_dir: Path, resize: str
     return images
 
 
-def decode_or_stream(train_files: Sequence[Path], test_files: Sequence[Path], cfg: Any,
+def decode_or_stream(train_files: Sequence[Path], test_files: Sequence[Path], cfg: ImageDatasetConfig,
                      fits: Fits) -> Tuple[Images, Images]:
     """Both splits decoded at cfg.image_size by cfg.resize (once, cached) when they fit in memory, else
     ImageFiles streamed by cfg.workers DataLoader workers."""

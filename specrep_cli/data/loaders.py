@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..config import CIFARConfig, ImageFolderConfig, ImageTextConfig, ShapesConfig, STL10Config
 from ..errors import DatasetError
 from . import shapes
 from .captions import folder_classes, read_captions_csv, read_captions_tsv, shapes_captions
@@ -98,7 +99,7 @@ def _download(name: str, root: Path) -> None:
 
 # ------------------------------------------------------------------------------------------ shapes
 @register_dataset("shapes")
-def _load_shapes(cfg: Any, fits: Fits) -> ImageData:
+def _load_shapes(cfg: ShapesConfig, fits: Fits) -> ImageData:
     train = shapes.generate(cfg.num_train, seed=cfg.seed, image_size=cfg.image_size)
     test = shapes.generate(cfg.num_test, seed=cfg.seed + 1_000_003, image_size=cfg.image_size)
 
@@ -128,7 +129,7 @@ def _unpickle(path: Path) -> Dict[str, Any]:
 
 @register_dataset("cifar10")
 @register_dataset("cifar100")
-def _load_cifar(cfg: Any, fits: Fits) -> ImageData:
+def _load_cifar(cfg: CIFARConfig, fits: Fits) -> ImageData:
     """torchvision's on-disk format: <root>/cifar-10-batches-py/ or <root>/cifar-100-python/, pickled
     dicts with `data` (N, 3072) uint8 and `labels` (CIFAR-10) or `fine_labels` (CIFAR-100)."""
     base, train_files, test_files, meta_file, meta_key = CIFAR_FILES[cfg.name]
@@ -167,7 +168,7 @@ def _load_cifar(cfg: Any, fits: Fits) -> ImageData:
 
 # ------------------------------------------------------------------------------------------ stl10
 @register_dataset("stl10")
-def _load_stl10(cfg: Any, fits: Fits) -> ImageData:
+def _load_stl10(cfg: STL10Config, fits: Fits) -> ImageData:
     """torchvision's on-disk format: <root>/stl10_binary/{train,test,unlabeled}_X.bin (uint8, N x 3 x 96
     x 96, column-major), {train,test}_y.bin (labels 1..10), class_names.txt."""
     root = data_root(cfg.root)
@@ -223,7 +224,7 @@ def _test_split(root: Path, name: str | None) -> str:
 
 
 @register_dataset("imagefolder")
-def _load_imagefolder(cfg: Any, fits: Fits) -> ImageData:
+def _load_imagefolder(cfg: ImageFolderConfig, fits: Fits) -> ImageData:
     """<root>/<train_split>/<class>/* and <root>/<test_split>/<class>/*, decoded to RGB at image_size:
     once, cached on disk, when the splits fit in memory; else streamed (ImageFiles)."""
     root = data_root(cfg.root)
@@ -244,7 +245,7 @@ def _load_imagefolder(cfg: Any, fits: Fits) -> ImageData:
 
 # -------------------------------------------------------------------------------------- image_text
 @register_dataset("image_text")
-def _load_image_text(cfg: Any, fits: Fits) -> ImageData:
+def _load_image_text(cfg: ImageTextConfig, fits: Fits) -> ImageData:
     """<root>/<captions> (default captions.tsv): `<class>/<image path><TAB><caption>` lines, several per
     image allowed. The first folder of an image's path is its class (for the probe, kNN and zero-shot);
     a fixed random `test_fraction` of the images (with their captions) is the test split. With
@@ -255,12 +256,12 @@ def _load_image_text(cfg: Any, fits: Fits) -> ImageData:
         raise DatasetError(f"{tsv} does not exist: dataset.root must hold {cfg.captions} with lines "
                            "'<class>/<image><TAB><caption>' (or, with dataset.csv_img_key, open_clip's "
                            "CSV/TSV with a header) and the images under it")
-    if cfg.get("csv_img_key") is not None:   # open_clip's format: a header, no classes (retrieval only)
+    if cfg.csv_img_key is not None:   # open_clip's format: a header, no classes (retrieval only)
         rows = read_captions_csv(tsv, cfg.csv_img_key, cfg.csv_caption_key, cfg.csv_separator)
     else:
         rows = read_captions_tsv(tsv)
     paths = sorted({image for image, _ in rows})
-    classes = [] if cfg.get("csv_img_key") is not None else folder_classes(tsv, paths)
+    classes = [] if cfg.csv_img_key is not None else folder_classes(tsv, paths)
     row_of = {p: i for i, p in enumerate(paths)}
     labels = torch.tensor([classes.index(p.split("/", 1)[0]) for p in paths] if classes else [], dtype=torch.int64)
     captions = Captions([caption for _, caption in rows], torch.tensor([row_of[image] for image, _ in rows]))

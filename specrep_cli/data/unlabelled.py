@@ -16,6 +16,7 @@ from typing import Any, List
 
 import torch
 
+from ..config import ImageDatasetConfig
 from ..errors import DatasetError
 from .files import IMAGE_EXTENSIONS, Fits, ImageFiles, cache_root, cached_decode
 from .loaders import data_root, subset_indices
@@ -35,7 +36,7 @@ def list_images(root: Path) -> List[Path]:
     return files
 
 
-def load_unlabelled(cfg: Any, fits: Fits) -> Images:
+def load_unlabelled(cfg: ImageDatasetConfig, fits: Fits) -> Images:
     """cfg.unlabelled_root's images (a fixed random cfg.subset of them) at cfg.image_size, resized by
     cfg.resize: decoded once and cached when they fit in memory, else streamed by DataLoader workers."""
     files = list_images(data_root(cfg.unlabelled_root))
@@ -48,7 +49,7 @@ def load_unlabelled(cfg: Any, fits: Fits) -> Images:
     return ImageFiles(files, size, cfg.workers, resize)
 
 
-def unlabelled_only(cfg: Any, fits: Fits) -> ImageData:
+def unlabelled_only(cfg: ImageDatasetConfig, fits: Fits) -> ImageData:
     """The folder alone: its images are the SSL set and the split the spectra and the views read; no
     labels, so no probe, kNN or zero-shot (ImageData.labelled is False)."""
     images = load_unlabelled(cfg, fits)

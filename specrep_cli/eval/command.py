@@ -11,10 +11,9 @@ from typing import Any, Dict, Tuple
 
 import torch
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import OmegaConf
-
 from ..checkpoint import Trained, load_checkpoint, load_strict, resolve_checkpoint_path, trained
-from ..config import DATASET_SCHEMAS, AugmentationConfig, encoder_schema
+from ..config import (DATASET_SCHEMAS, OBJECTIVE_SCHEMAS, AugmentationConfig, DatasetConfig, EncoderConfig,
+                      EvalAppConfig, ObjectiveConfig, TwoTowerConfig, encoder_schema, from_dict)
 from ..data.datasets import load_dataset
 from ..data.tokenizer import Tokenizer
 from ..errors import CheckpointError, DatasetError
@@ -25,7 +24,7 @@ from .features import FeatureReader
 from .suite import Towers, evaluate_run, norm_cap
 
 
-def _views_config(cfg: Any, config: Dict[str, Any]) -> Any:
+def _views_config(cfg: EvalAppConfig, config: Dict[str, Any]) -> AugmentationConfig:
     """The augmentation whose two views alignment and uniformity compare: the one given on the command
     line (`augmentation=...`), else the checkpoint's training augmentation. (A dataset option can bring
     an augmentation default along; only the user's own choice replaces the checkpoint's.)"""
@@ -35,26 +34,28 @@ def _views_config(cfg: Any, config: Dict[str, Any]) -> Any:
                      for o in HydraConfig.get().overrides.task)
     if chosen:
         return cfg.augmentation
-    return OmegaConf.merge(OmegaConf.structured(AugmentationConfig), config["augmentation"])
+    return from_dict(AugmentationConfig, config["augmentation"])
 
 
-def _configs(cfg: Any, model: Trained, path: Path) -> Tuple[Any, Any, Any]:
-    """(encoder, dataset, views) configs: the checkpoint's, typed, unless the eval config picks others."""
+def _configs(cfg: EvalAppConfig, model: Trained,
+             path: Path) -> Tuple[EncoderConfig, ObjectiveConfig, DatasetConfig, AugmentationConfig]:
+    """(encoder, objective, dataset, views) configs: the checkpoint's (in today's shape: model.config is
+    upgraded), typed, unless the eval config picks others."""
     try:
-        schema = encoder_schema(model.config["encoder"]["name"])
-        enc_cfg = OmegaConf.merge(OmegaConf.structured(schema), model.config["encoder"])
+        enc_cfg = from_dict(encoder_schema(model.config["encoder"]["name"]), model.config["encoder"])
+        objective = from_dict(OBJECTIVE_SCHEMAS[model.config["objective"]["name"]], model.config["objective"])
         if cfg.dataset is not None:
             data_cfg = cfg.dataset
         else:
-            name = model.config["dataset"]["name"]
-            data_cfg = OmegaConf.merge(OmegaConf.structured(DATASET_SCHEMAS[name]), model.config["dataset"])
-        return enc_cfg, data_cfg, _views_config(cfg, model.config)
+            data_cfg = from_dict(DATASET_SCHEMAS[model.config["dataset"]["name"]], model.config["dataset"])
+        return enc_cfg, objective, data_cfg, _views_config(cfg, model.config)
     except Exception as err:
         raise CheckpointError(f"{path} holds a config this specrep cannot read "
                               f"({str(err).splitlines()[0]})") from None
 
 
-def _towers(model: Trained, enc_cfg: Any, seed: int, compute: Compute, path: Path) -> Towers:
+def _towers(model: Trained, enc_cfg: EncoderConfig, objective: ObjectiveConfig, seed: int, compute: Compute,
+            path: Path) -> Towers:
     """phi (and the text tower with its tokenizer, for an image-text run) with their weights loaded."""
     try:
         encoder = build_encoder(enc_cfg, model.in_channels, model.input)
@@ -63,11 +64,13 @@ def _towers(model: Trained, enc_cfg: Any, seed: int, compute: Compute, path: Pat
     device = compute.device
     towers = Towers(load_strict(encoder, model.encoder, path, "encoder").to(device),
                     lambda: seeded_encoder(enc_cfg, model.in_channels, seed, model.input).to(device),
-                    mu=norm_cap(model.config["objective"]))
+                    mu=norm_cap(objective))
     if model.text_tower is not None:   # its text tower comes back for zero-shot and retrieval
         try:
             tokenizer = Tokenizer.from_state(model.tokenizer)
-            text_cfg = OmegaConf.create(model.config["objective"]["text"])
+            if not isinstance(objective, TwoTowerConfig):
+                raise ValueError(f"objective {objective.name} has no text tower")
+            text_cfg = objective.text
         except (ValueError, KeyError) as err:
             raise CheckpointError(f"{path}: its tokenizer or text-tower config cannot be read ({err})") from None
         text = text_encoder(text_cfg, enc_cfg, len(tokenizer), tokenizer.pad_id)
@@ -76,13 +79,13 @@ def _towers(model: Trained, enc_cfg: Any, seed: int, compute: Compute, path: Pat
     return towers
 
 
-def evaluate_checkpoint(cfg: Any, run_dir: Path) -> Dict[str, Any]:
+def evaluate_checkpoint(cfg: EvalAppConfig, run_dir: Path) -> Dict[str, Any]:
     """`specrep eval`: the report of the checkpoint cfg.checkpoint, written into run_dir."""
     compute = resolve_compute(cfg.device, cfg.precision)
     path = resolve_checkpoint_path(cfg.checkpoint)
     model = trained(load_checkpoint(path), path)   # checked: a checkpoint it cannot score is one line, here
-    enc_cfg, data_cfg, views = _configs(cfg, model, path)
-    towers = _towers(model, enc_cfg, cfg.seed, compute, path)
+    enc_cfg, objective, data_cfg, views = _configs(cfg, model, path)
+    towers = _towers(model, enc_cfg, objective, cfg.seed, compute, path)
     data = load_dataset(data_cfg, compute.device)
     if data.in_channels != model.in_channels:
         what = (" nodes (or node features)", "nodes (or features)") if data_cfg.name == "graph" else \
@@ -96,7 +99,7 @@ def evaluate_checkpoint(cfg: Any, run_dir: Path) -> Dict[str, Any]:
            "encoder": enc_cfg.name, "augmentation": trained_cfg["augmentation"]["name"],
            "dataset": data_cfg.name, "trained_on": trained_cfg["dataset"]["name"],
            "epochs": model.epoch, "batch_size": trained_cfg["trainer"]["batch_size"],
-           "seed": trained_cfg.get("seed"), "views": views.name, "device": str(compute.device),
+           "seed": trained_cfg["seed"], "views": views.name, "device": str(compute.device),
            "precision": compute.precision}
     reader = FeatureReader(compute, data.mean, data.std, cfg.eval.batch_size)
     return evaluate_run(towers, data, cfg.eval, reader, cfg.seed, views, run_dir,

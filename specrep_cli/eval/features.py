@@ -16,6 +16,7 @@ from typing import Any, Dict, Iterator, Tuple
 import torch
 from torch import Tensor, nn
 
+from ..config import AugmentationConfig
 from ..data.augment import make_views, normalize
 from ..data.batches import batches
 from ..data.splits import Images
@@ -76,7 +77,7 @@ class FeatureReader:
         return torch.cat(reps), torch.cat(projs)
 
     @torch.no_grad()
-    def view_features(self, encoder: nn.Module, images: Images, order: Tensor, views: Any,
+    def view_features(self, encoder: nn.Module, images: Images, order: Tensor, views: AugmentationConfig,
                       seed: int = 0) -> Tuple[Tuple[Tensor, Tensor], Tuple[Tensor, Tensor]]:
         """(h_a, z_a), (h_b, z_b): features of two augmented views (views.view_a, views.view_b) of
         images[order], drawn from a generator seeded with `seed` (the same views on every device)."""

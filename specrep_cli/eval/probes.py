@@ -2,22 +2,23 @@
 
     linear_probe(train_h, train_y, test_h, test_y, ...)    # `fast`: L-BFGS logistic regression
     standard_probe(encoder, data, train_h, test_h, ...)    # `standard`: SGD on augmented images
-    knn_top1(train_h, train_y, test_h, test_y, k, temperature)
+    knn_top1(train_h, train_y, test_h, test_y, num_classes, cfg.knn)
 
 The probe's L2 strength is chosen on a held-out part of the train split, never on the test split.
 Accuracies are percentages (0 to 100).
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Iterable, Iterator, Sequence, Tuple
+from typing import Callable, Dict, Iterable, Iterator, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..config import ViewConfig
+from ..config import FastProbeConfig, KNNConfig, StandardProbeConfig, ViewConfig
 from ..data.augment import augment, normalize
 from ..data.batches import batches
+from ..data.splits import ImageData, Images
 from .features import FeatureReader, encode, frozen
 
 # The standard protocol's augmentation: random resized crop and horizontal flip only.
@@ -88,13 +89,12 @@ def probe_split(n: int, val_fraction: float, seed: int) -> Tuple[Tensor, Tensor]
 
 
 def linear_probe(train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tensor, num_classes: int,
-                 weight_decays: Sequence[float], val_fraction: float = 0.1, steps: int = 300,
-                 seed: int = 0) -> Dict[str, float]:
+                 cfg: FastProbeConfig, seed: int = 0) -> Dict[str, float]:
     """The fast protocol: top-1/top-5 (%) of a logistic-regression probe on standardised features x,
     minimising CE(x W + b, y) + (weight_decay / 2) ||W||_F^2.
 
-    Each L2 strength is fitted (full-batch L-BFGS, on the device) on the train split minus a held-out
-    part (probe_split) and scored on that part; the best is refitted on the whole train split, warm
+    Each L2 strength of cfg.weight_decays is fitted (at most cfg.steps iterations) (full-batch L-BFGS, on the device) on the train split minus a held-out
+    part (probe_split, cfg.val_fraction) and scored on that part; the best is refitted on the whole train split, warm
     started from its held-out fit, and scored on the test split. The test split is only scored.
 
     The fits run in whitened coordinates z = x P, W = P V, with P = whitener(train x): the same
@@ -104,15 +104,15 @@ def linear_probe(train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tenso
     train_x, test_x = _standardize(train_x, test_x)
     p, m = whitener(train_x)   # unlabelled statistics of the train split only
     train_z, test_z = train_x @ p, test_x @ p
-    fit_idx, val_idx = probe_split(train_z.shape[0], val_fraction, seed)
+    fit_idx, val_idx = probe_split(train_z.shape[0], cfg.val_fraction, seed)
     fit_idx, val_idx = fit_idx.to(train_z.device), val_idx.to(train_z.device)
-    best_wd, best_acc, best_w, w = weight_decays[0], -1.0, None, None
-    for wd in sorted(weight_decays, reverse=True):  # strong to weak, each warm-started from the last
-        w, _ = _fit_logistic(train_z[fit_idx], train_y[fit_idx], num_classes, wd, steps, init=w, penalty=m)
+    best_wd, best_acc, best_w, w = cfg.weight_decays[0], -1.0, None, None
+    for wd in sorted(cfg.weight_decays, reverse=True):  # strong to weak, each warm-started from the last
+        w, _ = _fit_logistic(train_z[fit_idx], train_y[fit_idx], num_classes, wd, cfg.steps, init=w, penalty=m)
         acc = _topk_accuracy(_predict(w, train_z[val_idx]), train_y[val_idx], 1)
         if acc > best_acc:
             best_wd, best_acc, best_w = wd, acc, w
-    w, iterations = _fit_logistic(train_z, train_y, num_classes, best_wd, steps, init=best_w, penalty=m)
+    w, iterations = _fit_logistic(train_z, train_y, num_classes, best_wd, cfg.steps, init=best_w, penalty=m)
     logits = _predict(w, test_z)
     return {"top1": _topk_accuracy(logits, test_y, 1), "top5": _topk_accuracy(logits, test_y, 5),
             "weight_decay": best_wd, "val_top1": best_acc, "iterations": iterations}
@@ -127,18 +127,19 @@ def standard_lr(lr: float, epoch: int, epochs: int) -> float:
 
 
 def train_linear_sgd(epoch_batches: Callable[[int], Iterable[Tuple[Tensor, Tensor]]], dim: int,
-                     num_classes: int, epochs: int, lr: float, weight_decay: float,
-                     device: torch.device, momentum: float = 0.9) -> nn.Linear:
-    """A linear classifier (zero init) trained by SGD with momentum on cross-entropy, for `epochs` passes
-    over epoch_batches(epoch) -> (features (B, dim), labels (B,)), lr stepped by standard_lr."""
+                     num_classes: int, cfg: StandardProbeConfig, device: torch.device,
+                     momentum: float = 0.9) -> nn.Linear:
+    """A linear classifier (zero init) trained by SGD with momentum on cross-entropy, for cfg.epochs
+    passes over epoch_batches(epoch) -> (features (B, dim), labels (B,)), cfg.lr stepped by standard_lr,
+    L2 cfg.weight_decay."""
     linear = nn.Linear(dim, num_classes).to(device)
     nn.init.zeros_(linear.weight)
     nn.init.zeros_(linear.bias)
-    opt = torch.optim.SGD(linear.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+    opt = torch.optim.SGD(linear.parameters(), lr=cfg.lr, momentum=momentum, weight_decay=cfg.weight_decay)
     with torch.enable_grad():
-        for epoch in range(epochs):
+        for epoch in range(cfg.epochs):
             for group in opt.param_groups:
-                group["lr"] = standard_lr(lr, epoch, epochs)
+                group["lr"] = standard_lr(cfg.lr, epoch, cfg.epochs)
             for x, y in epoch_batches(epoch):
                 loss = F.cross_entropy(linear(x), y)
                 opt.zero_grad(set_to_none=True)
@@ -152,45 +153,44 @@ def _scores(logits: Tensor, y: Tensor) -> Dict[str, float]:
 
 
 def standard_probe_on_features(train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tensor,
-                               num_classes: int, epochs: int = 100, batch_size: int = 256, lr: float = 0.03,
-                               weight_decay: float = 0.0, seed: int = 0) -> Dict[str, float]:
+                               num_classes: int, cfg: StandardProbeConfig, seed: int = 0) -> Dict[str, float]:
     """The standard protocol's classifier on ready-made features, without augmentation: standardised
-    features, shuffled mini-batches, train_linear_sgd; top-1/top-5 (%) on the test split."""
+    features, shuffled mini-batches of cfg.batch_size, train_linear_sgd; top-1/top-5 (%) on the test
+    split (cfg.standardize and cfg.test_resize do not apply: the features are given)."""
     train_x, test_x = _standardize(train_x, test_x)
     g = torch.Generator().manual_seed(seed)
     n = train_x.shape[0]
 
     def epoch_batches(epoch: int) -> Iterator[Tuple[Tensor, Tensor]]:
         perm = torch.randperm(n, generator=g).to(train_x.device)
-        for start in range(0, n, batch_size):
-            idx = perm[start:start + batch_size]
+        for start in range(0, n, cfg.batch_size):
+            idx = perm[start:start + cfg.batch_size]
             yield train_x[idx], train_y[idx]
 
-    linear = train_linear_sgd(epoch_batches, train_x.shape[1], num_classes, epochs, lr, weight_decay,
-                              train_x.device)
+    linear = train_linear_sgd(epoch_batches, train_x.shape[1], num_classes, cfg, train_x.device)
     with torch.no_grad():
         return _scores(linear(test_x), test_y)
 
 
-def standard_probe(encoder: nn.Module, data: Any, train_h: Tensor, test_h: Tensor, cfg: Any,
+def standard_probe(encoder: nn.Module, data: ImageData, train_h: Tensor, test_h: Tensor, cfg: StandardProbeConfig,
                    reader: FeatureReader, seed: int) -> Dict[str, float]:
     """The papers' protocol: a linear layer on the frozen backbone's features of train images augmented
     afresh every epoch (random resized crop, scale [0.08, 1], and horizontal flip only), SGD with
-    momentum 0.9, batch cfg.standard_batch_size, lr cfg.standard_lr stepped x0.1 at 60% and 80% of
-    cfg.standard_epochs; scored on the clean test features test_h.
+    momentum 0.9, batch cfg.batch_size, lr cfg.lr stepped x0.1 at 60% and 80% of cfg.epochs; scored
+    on the clean test features test_h.
 
-    With cfg.standard_standardize the features are standardised with the clean train features'
+    With cfg.standardize the features are standardised with the clean train features'
     (train_h) per-dimension mean and std (a BatchNorm without affine parameters, frozen); without, the
     layer sees them raw (MoCo's and HaoChen et al.'s protocol, with their lr of 30). With
-    cfg.standard_test_resize = S, the test images are resized to S x S and centre-cropped back to their
+    cfg.test_resize = S, the test images are resized to S x S and centre-cropped back to their
     size before their features are taken (HaoChen et al.: 40 for CIFAR's 32 px). Each epoch is a forward
     pass of the backbone over the whole train split: slow.
     """
     device = reader.compute.device
-    if cfg.standard_test_resize:
-        test_h = zoomed_features(encoder, data.test_images, cfg.standard_test_resize, reader)
+    if cfg.test_resize:
+        test_h = zoomed_features(encoder, data.test_images, cfg.test_resize, reader)
     mu, sd = train_h.mean(0, keepdim=True), train_h.std(0, keepdim=True).clamp_min(1e-6)
-    if not cfg.standard_standardize:
+    if not cfg.standardize:
         mu, sd = torch.zeros_like(mu), torch.ones_like(sd)
     mean, std = reader.mean.to(device), reader.std.to(device)
     labels = data.train_labels.to(device)
@@ -198,7 +198,7 @@ def standard_probe(encoder: nn.Module, data: Any, train_h: Tensor, test_h: Tenso
     n = images.shape[0]
     g = torch.Generator().manual_seed(seed)                          # the order: one draw an epoch
     g_view = torch.Generator(device=device).manual_seed(seed + 1)    # crops and flips, on the device: another stream
-    bs = cfg.standard_batch_size
+    bs = cfg.batch_size
 
     def epoch_batches(epoch: int) -> Iterator[Tuple[Tensor, Tensor]]:
         order = torch.randperm(n, generator=g)
@@ -212,8 +212,7 @@ def standard_probe(encoder: nn.Module, data: Any, train_h: Tensor, test_h: Tenso
                     h, _ = encode(encoder, x, reader.compute, channels_last, project=False)
                 yield (h - mu) / sd, labels[label_order[i * bs:(i + 1) * bs]]
 
-    linear = train_linear_sgd(epoch_batches, train_h.shape[1], len(data.classes), cfg.standard_epochs,
-                              cfg.standard_lr, cfg.standard_weight_decay, device)
+    linear = train_linear_sgd(epoch_batches, train_h.shape[1], len(data.classes), cfg, device)
     with torch.no_grad():
         return _scores(linear((test_h - mu) / sd), data.test_labels.to(device))
 
@@ -228,7 +227,7 @@ def zoom(batch: Tensor, size: int) -> Tensor:
 
 
 @torch.no_grad()
-def zoomed_features(encoder: nn.Module, images: Any, size: int, reader: FeatureReader) -> Tensor:
+def zoomed_features(encoder: nn.Module, images: Images, size: int, reader: FeatureReader) -> Tensor:
     """Representations h of `zoom(images, size)` (eval mode, normalised as training was)."""
     device = reader.compute.device
     mean, std = reader.mean.to(device), reader.std.to(device)
@@ -243,11 +242,11 @@ def zoomed_features(encoder: nn.Module, images: Any, size: int, reader: FeatureR
 # ------------------------------------------------------------------------------------------- kNN
 @torch.no_grad()
 def knn_top1(train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tensor, num_classes: int,
-             k: int = 200, temperature: float = 0.07, chunk: int = 1024) -> float:
-    """Weighted kNN (Wu et al. 2018): the k train features of highest cosine similarity s_i vote for
-    their class with weight exp(s_i / temperature); top-1 (%) of the class with the most weight."""
-    train_u = F.normalize(train_x, dim=1)
-    k = min(k, train_u.shape[0])
+             cfg: KNNConfig, chunk: int = 1024) -> float:
+    """Weighted kNN (Wu et al. 2018): the k = cfg.k train features of highest cosine similarity s_i vote
+    for their class with weight exp(s_i / cfg.temperature); top-1 (%) of the class with the most weight."""
+    train_u, temperature = F.normalize(train_x, dim=1), cfg.temperature
+    k = min(cfg.k, train_u.shape[0])
     correct = 0
     for start in range(0, test_x.shape[0], chunk):
         sim = F.normalize(test_x[start:start + chunk], dim=1) @ train_u.T   # (b, N)

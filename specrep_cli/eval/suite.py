@@ -17,9 +17,11 @@ from typing import Any, Callable, Dict
 
 import torch
 from rich.console import Console
-from torch import nn
+from torch import Tensor, nn
 
+from ..config import AugmentationConfig, EvalConfig, ObjectiveConfig, SpectralConfig
 from ..data.graphs import GraphData
+from ..data.splits import ImageData
 from ..data.tokenizer import Tokenizer
 from ..errors import ReportError
 from ..report.report import print_report, write_report
@@ -46,12 +48,12 @@ class Towers:
     mu: float | None = None    # the norm cap |phi|^2 <= mu phi was trained under (spectral), for a graph's report
 
 
-def norm_cap(objective: Any) -> float | None:
+def norm_cap(objective: ObjectiveConfig) -> float | None:
     """The cap |phi(x)|^2 <= mu of objective=spectral (its rows are projected onto that ball); None otherwise."""
-    return float(objective["mu"]) if objective["name"] == "spectral" else None
+    return float(objective.mu) if isinstance(objective, SpectralConfig) else None
 
 
-def monitor(encoder: nn.Module, data: Any, cfg: Any, compute: Compute) -> Dict[str, float]:
+def monitor(encoder: nn.Module, data: ImageData, cfg: EvalConfig, compute: Compute) -> Dict[str, float]:
     """The cheap in-training check: kNN top-1 on a fixed subset, effective rank of h and z."""
     n_train = min(cfg.monitor_images, data.train_images.shape[0])
     n_test = min(max(1, cfg.monitor_images // 2), data.test_images.shape[0])
@@ -68,15 +70,15 @@ def monitor(encoder: nn.Module, data: Any, cfg: Any, compute: Compute) -> Dict[s
         h_test, _ = reader.features(encoder, data.test_images, test_idx)
         device = compute.device
         knn = knn_top1(h_train, data.train_labels[train_idx].to(device), h_test,
-                       data.test_labels[test_idx].to(device), len(data.classes), cfg.knn_k, cfg.knn_temperature)
+                       data.test_labels[test_idx].to(device), len(data.classes), cfg.knn)
     return {"knn_top1": knn, "effective_rank_representation": effective_rank(h_train),
             "effective_rank_projection": effective_rank(z_train), "projection_dim": z_train.shape[1]}
 
 
-def evaluate_encoder(encoder: nn.Module, data: Any, cfg: Any, reader: FeatureReader, seed: int,
-                     views: Any = None, diagnostics: bool = True, mu: float | None = None) -> Dict[str, Any]:
+def evaluate_encoder(encoder: nn.Module, data: ImageData, cfg: EvalConfig, reader: FeatureReader, seed: int,
+                     views: AugmentationConfig | None = None, diagnostics: bool = True, mu: float | None = None) -> Dict[str, Any]:
     """Features of the train and test splits once (kept on the device), then, on the representation h:
-    the probe of cfg.protocol and the kNN (a dataset without labels: both marked skipped); with
+    the probe of cfg.probe.protocol and the kNN (a dataset without labels: both marked skipped); with
     `diagnostics`, the spectrum of h and of the projection z (train split) and, given `views` (an
     augmentation config), alignment and uniformity of h and z over two views of a fixed subset of
     cfg.alignment_images test images. A graph: the spectra over every node, and instead of the views'
@@ -101,28 +103,27 @@ def evaluate_encoder(encoder: nn.Module, data: Any, cfg: Any, reader: FeatureRea
     return results
 
 
-def probe_and_knn(encoder: nn.Module, data: Any, cfg: Any, reader: FeatureReader, seed: int,
-                  train_h: Any) -> Dict[str, Any]:
-    """The probe of cfg.protocol and the kNN on h (train_h: the train split's, already extracted)."""
+def probe_and_knn(encoder: nn.Module, data: ImageData, cfg: EvalConfig, reader: FeatureReader, seed: int,
+                  train_h: Tensor) -> Dict[str, Any]:
+    """The probe of cfg.probe.protocol and the kNN on h (train_h: the train split's, already extracted)."""
     test_h, _ = reader.features(encoder, data.test_images)
     device = reader.compute.device
     train_y, test_y = data.train_labels.to(device), data.test_labels.to(device)
     k = len(data.classes)
     t0 = time.perf_counter()
-    if cfg.protocol == "standard":
-        probe = standard_probe(encoder, data, train_h, test_h, cfg, reader, seed)
-        probe["epochs"] = cfg.standard_epochs
+    if cfg.probe.protocol == "standard":
+        probe = standard_probe(encoder, data, train_h, test_h, cfg.probe.standard, reader, seed)
+        probe["epochs"] = cfg.probe.standard.epochs
     else:
-        probe = linear_probe(train_h, train_y, test_h, test_y, k, cfg.probe_weight_decays,
-                             cfg.probe_val_fraction, cfg.probe_steps, seed)
-    probe = {**probe, "protocol": cfg.protocol, "seconds": time.perf_counter() - t0}
-    knn = knn_top1(train_h, train_y, test_h, test_y, k, cfg.knn_k, cfg.knn_temperature)
-    return {"linear_probe": probe, "knn": {"top1": knn, "k": min(cfg.knn_k, len(train_y)),
-                                           "temperature": cfg.knn_temperature}}
+        probe = linear_probe(train_h, train_y, test_h, test_y, k, cfg.probe.fast, seed)
+    probe = {**probe, "protocol": cfg.probe.protocol, "seconds": time.perf_counter() - t0}
+    knn = knn_top1(train_h, train_y, test_h, test_y, k, cfg.knn)
+    return {"linear_probe": probe, "knn": {"top1": knn, "k": min(cfg.knn.k, len(train_y)),
+                                           "temperature": cfg.knn.temperature}}
 
 
-def view_diagnostics(encoder: nn.Module, data: Any, cfg: Any, reader: FeatureReader,
-                     views: Any) -> Dict[str, Any]:
+def view_diagnostics(encoder: nn.Module, data: ImageData, cfg: EvalConfig, reader: FeatureReader,
+                     views: AugmentationConfig | None) -> Dict[str, Any]:
     """Alignment and uniformity of h and z over two views (`views`, an augmentation config; none:
     nothing) of a fixed subset of cfg.alignment_images test images."""
     n = min(cfg.alignment_images, data.test_images.shape[0])
@@ -135,8 +136,8 @@ def view_diagnostics(encoder: nn.Module, data: Any, cfg: Any, reader: FeatureRea
                            "projection": (uniformity(z_a) + uniformity(z_b)) / 2}}
 
 
-def evaluate_towers(towers: Towers, data: Any, cfg: Any, reader: FeatureReader, seed: int,
-                    views: Any = None) -> Dict[str, Any]:
+def evaluate_towers(towers: Towers, data: ImageData, cfg: EvalConfig, reader: FeatureReader, seed: int,
+                    views: AugmentationConfig | None = None) -> Dict[str, Any]:
     """evaluate_encoder on phi; on its random initialisation (probe and kNN, same protocol) when
     cfg.random_init; zero-shot and retrieval when there is a text tower."""
     results = evaluate_encoder(towers.encoder, data, cfg, reader, seed, views, mu=towers.mu)
@@ -150,7 +151,8 @@ def evaluate_towers(towers: Towers, data: Any, cfg: Any, reader: FeatureReader, 
     return results
 
 
-def evaluate_run(towers: Towers, data: Any, cfg: Any, reader: FeatureReader, seed: int, views: Any,
+def evaluate_run(towers: Towers, data: ImageData, cfg: EvalConfig, reader: FeatureReader, seed: int,
+                 views: AugmentationConfig | None,
                  run_dir: Path, header: Dict[str, Any], console: Console | None = None) -> Dict[str, Any]:
     """evaluate_towers, then the report: header's "run" (the settings), the results, header's
     "history" and "timing" with the evaluation's seconds added; written into run_dir and printed."""

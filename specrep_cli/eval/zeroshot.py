@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..config import EvalConfig
+from ..data.splits import ImageData
 from ..data.tokenizer import Tokenizer
 from ..errors import DatasetError
 from .features import FeatureReader
@@ -155,7 +157,7 @@ def zero_shot_names(classes: Sequence[str], renamed: Mapping[str, str], tokenize
 
 
 def evaluate_two_towers(image_encoder: nn.Module, text_encoder: nn.Module, tokenizer: Tokenizer,
-                        context_length: int, data: Any, cfg: Any, reader: FeatureReader) -> dict[str, Any]:
+                        context_length: int, data: ImageData, cfg: EvalConfig, reader: FeatureReader) -> dict[str, Any]:
     """Zero-shot classification of the test images (class names in cfg.zero_shot_templates) and, when
     the test split has captions, image<->text retrieval; both in the towers' shared space (the
     projections z). The towers are put in eval mode and restored."""

@@ -14,6 +14,7 @@ from typing import Any, Callable, Dict
 import torch
 from torch import Tensor, nn
 
+from ..config import EncoderConfig, ImageEncoderConfig
 from .lab import INPUTS, LabInput
 
 BACKBONES: Dict[str, Callable[[Any, int], nn.Module]] = {}
@@ -61,12 +62,12 @@ class ConvNet(nn.Module):
 
 
 @register_backbone("convnet")
-def _convnet(cfg: Any, in_channels: int) -> nn.Module:
+def _convnet(cfg: ImageEncoderConfig, in_channels: int) -> nn.Module:
     return ConvNet(cfg.width, in_channels)
 
 
 @register_backbone("resnet18")
-def _resnet18(cfg: Any, in_channels: int) -> nn.Module:
+def _resnet18(cfg: ImageEncoderConfig, in_channels: int) -> nn.Module:
     """torchvision's ResNet-18 with the CIFAR stem: 3x3 stride-1 first conv and no max-pool; the
     representation is the 8 * width global-average-pooled feature (no fc)."""
     from torchvision.models.resnet import BasicBlock, ResNet   # seconds to import: only when a ResNet is built
@@ -114,7 +115,7 @@ def projector(in_dim: int, hidden_dim: int, out_dim: int, layers: int, hidden_bn
     return nn.Sequential(*blocks)
 
 
-def head_options(cfg: Any) -> dict:
+def head_options(cfg: EncoderConfig) -> dict:
     """The projector's shape options of an encoder config (encoder.projector_*)."""
     return {"hidden_bn": cfg.projector_hidden_bn, "out_bn": cfg.projector_out_bn, "bias": cfg.projector_bias}
 
@@ -133,7 +134,7 @@ class Encoder(nn.Module):
         return self.projector(self.backbone(x))
 
 
-def build_encoder(cfg: Any, in_channels: int, input: str = "rgb") -> Encoder:
+def build_encoder(cfg: EncoderConfig, in_channels: int, input: str = "rgb") -> Encoder:
     """Build `cfg.name` from the registry; raises KeyError with the known names for an unknown one.
 
     input: "rgb" (the images as they come), or "lab_l" / "lab_ab" (RGB images in [0, 1] converted to
@@ -154,7 +155,7 @@ def build_encoder(cfg: Any, in_channels: int, input: str = "rgb") -> Encoder:
     return Encoder(backbone, head, out_dim)
 
 
-def seeded_encoder(cfg: Any, in_channels: int, seed: int, input: str = "rgb") -> Encoder:
+def seeded_encoder(cfg: EncoderConfig, in_channels: int, seed: int, input: str = "rgb") -> Encoder:
     """The encoder a run with this seed starts from (also the random-init baseline)."""
     torch.manual_seed(seed)
     return build_encoder(cfg, in_channels, input)

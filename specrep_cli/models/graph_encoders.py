@@ -10,6 +10,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from ..config import EmbeddingEncoderConfig, MLPEncoderConfig
 from .encoders import projector, register_backbone
 
 
@@ -27,12 +28,12 @@ class NodeEmbedding(nn.Module):
 
 
 @register_backbone("embedding")
-def _embedding(cfg: Any, in_channels: int) -> nn.Module:
+def _embedding(cfg: EmbeddingEncoderConfig, in_channels: int) -> nn.Module:
     return NodeEmbedding(in_channels, cfg.dim, cfg.init_std)
 
 
 @register_backbone("mlp")
-def _mlp(cfg: Any, in_channels: int) -> nn.Module:
+def _mlp(cfg: MLPEncoderConfig, in_channels: int) -> nn.Module:
     """Linear-ReLU layers of `width` units over node features (B, F), then Linear to dim: the
     projector's MLP (encoders.projector) with biases and no BatchNorm."""
     net = projector(in_channels, cfg.width, cfg.dim, cfg.layers, hidden_bn=False, bias=True)

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..config import EncoderConfig, TextTowerConfig
 from .encoders import Encoder, head_options, projector
 
 
@@ -77,7 +78,7 @@ class TextEncoder(Encoder):
         return self.projector(self.backbone(ids, mask))
 
 
-def text_encoder(text_cfg: Any, encoder_cfg: Any, vocab_size: int, pad_id: int) -> TextEncoder:
+def text_encoder(text_cfg: TextTowerConfig, encoder_cfg: EncoderConfig, vocab_size: int, pad_id: int) -> TextEncoder:
     """The text tower of a two-tower objective: objective.text sets the Transformer, the encoder group
     the projector (so that both towers end in the same dimension)."""
     return TextEncoder(vocab_size, encoder_cfg.projector_out_dim, encoder_cfg.projector_hidden_dim,

@@ -16,19 +16,16 @@ from typing import Any
 
 from torch import nn
 
+from ..config import TimmEncoderConfig
 from ..errors import ConfigError
 from .encoders import register_backbone
 
-SIZED = ("image_size", "patch_size")   # keys passed only when set: ViT-like models take them, CNNs not
 
 
-def timm_kwargs(cfg: Any, in_channels: int) -> dict:
+def timm_kwargs(cfg: TimmEncoderConfig, in_channels: int) -> dict:
     """What timm.create_model is called with (besides the model's name and `pretrained`)."""
-    kwargs = {"num_classes": 0, "in_chans": in_channels}
-    for key, timm_key in zip(SIZED, ("img_size", "patch_size")):
-        if cfg.get(key) is not None:
-            kwargs[timm_key] = cfg[key]
-    return kwargs
+    sizes = {"img_size": cfg.image_size, "patch_size": cfg.patch_size}
+    return {"num_classes": 0, "in_chans": in_channels, **{k: v for k, v in sizes.items() if v is not None}}
 
 
 def create_timm_model(model_name: str, kwargs: dict, pretrained: bool = False) -> nn.Module:
@@ -57,7 +54,7 @@ def create_timm_model(model_name: str, kwargs: dict, pretrained: bool = False) -
 
 
 @register_backbone("timm")
-def _timm(cfg: Any, in_channels: int) -> nn.Module:
-    model = create_timm_model(cfg.model_name, timm_kwargs(cfg, in_channels), cfg.get("pretrained", False))
+def _timm(cfg: TimmEncoderConfig, in_channels: int) -> nn.Module:
+    model = create_timm_model(cfg.model_name, timm_kwargs(cfg, in_channels), cfg.pretrained)
     model.out_dim = model.num_features   # the representation: the pooled features (classifier removed)
     return model

@@ -30,6 +30,7 @@ from typing import Any, Callable, Dict
 import torch
 from torch import Tensor, nn
 
+from ..config import ObjectiveConfig
 from . import distributed as D
 from . import losses as O
 from ..models.encoders import Encoder, projector
@@ -46,7 +47,7 @@ def register_objective(name: str):
     return wrap
 
 
-def build_method(cfg: Any, make_encoder: Callable[..., Encoder], batch_size: int) -> "Method":
+def build_method(cfg: ObjectiveConfig, make_encoder: Callable[..., Encoder], batch_size: int) -> "Method":
     """The objective `cfg.name`; batch_size is the number of samples one loss sees (all ranks together)."""
     if cfg.name not in METHODS:
         raise KeyError(f"unknown objective {cfg.name!r}; known: {', '.join(sorted(METHODS))}")

@@ -27,10 +27,9 @@ from typing import Any, Dict, List, Protocol, Sequence, Tuple
 
 import numpy as np
 import yaml
-from omegaconf import OmegaConf
 from PIL import Image
 
-from ..config import REPORT_METRICS, flatten
+from ..config import REPORT_METRICS, TrainConfig, flatten, to_dict
 from ..errors import ConfigError, ReportError, TrainingError
 from .metrics import MetricsLog, read_records
 from .report import metric
@@ -133,7 +132,7 @@ class WandbLogger:
     """A W&B run (trainer.wandb: project, entity, mode online|offline|disabled, tags) whose files go
     to <run_dir>/wandb; its id is kept in the checkpoint, so a resumed run logs into the same run."""
 
-    def __init__(self, cfg: Any, run_dir: Path, config: Dict[str, Any]):
+    def __init__(self, cfg: TrainConfig, run_dir: Path, config: Dict[str, Any]):
         self.cfg, self.run_dir, self.config, self.run = cfg, Path(run_dir), config, None
 
     def start(self, step: int, ids: Dict[str, str]) -> Dict[str, str]:
@@ -217,10 +216,10 @@ class Loggers:
         self.close(failed=kind is not None)
 
 
-def open_loggers(cfg: Any, run_dir: Path, enabled: bool = True) -> Loggers:
+def open_loggers(cfg: TrainConfig, run_dir: Path, enabled: bool = True) -> Loggers:
     """The loggers of `cfg` (a train config: cfg.trainer.loggers, cfg.trainer.wandb); none but a
     disabled metrics.jsonl on the ranks other than 0."""
-    from_config = OmegaConf.to_container(cfg, resolve=True)
+    from_config = to_dict(cfg)
     backends: List[Backend] = []
     names = list(cfg.trainer.loggers) if enabled else []
     if "tensorboard" in names:

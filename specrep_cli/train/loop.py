@@ -20,13 +20,13 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, Tuple
 
 import torch
-from omegaconf import DictConfig
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import Tensor, nn
 
 from .. import __version__
 from ..checkpoint import Position, payload, rng_state
+from ..config import TrainConfig
 from ..data.batches import batches
 from ..errors import ReportError, TrainingError
 from ..eval.features import FeatureReader
@@ -44,14 +44,14 @@ log = logging.getLogger("specrep")
 Terms = Dict[str, Tensor]
 
 
-def train(cfg: DictConfig, job_dir: Path) -> Dict[str, Any] | None:
+def train(cfg: TrainConfig, job_dir: Path) -> Dict[str, Any] | None:
     """The Hydra job: train `cfg` in one process, or in trainer.devices (or torchrun's) ranks; the run
     dir (a resumed run's own) locked for it."""
     with held(run_dir_for(resume_source(cfg, Path(job_dir)), Path(job_dir))):
         return run_ranks(train_rank, cfg, Path(job_dir))
 
 
-def train_rank(cfg: DictConfig, job_dir: Path, ranks: Ranks = Ranks()) -> Dict[str, Any] | None:
+def train_rank(cfg: TrainConfig, job_dir: Path, ranks: Ranks = Ranks()) -> Dict[str, Any] | None:
     """Train `cfg` as one rank of the run; rank 0 writes checkpoints, metrics.jsonl and the report into
     the run dir and returns the report (the other ranks return None)."""
     if not ranks.main:
@@ -333,7 +333,7 @@ def finish(run: Run, state: LoopState) -> Dict[str, Any]:
                    **({"compile_seconds": state.compile_seconds} if state.compile_seconds is not None else {})},
     }
     reader = FeatureReader(run.compute, data.mean, data.std, cfg.eval.batch_size)
-    log.info(f"final evaluation: {cfg.eval.protocol} probe, kNN, spectra (training is complete)")
+    log.info(f"final evaluation: {cfg.eval.probe.protocol} probe, kNN, spectra (training is complete)")
     try:
         report = evaluate_run(towers, data, cfg.eval, reader, cfg.seed, cfg.augmentation, run.run_dir, header,
                               run.console)

@@ -22,8 +22,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
-
+from ..config import TrainConfig
 from ..errors import SpecrepError
 from ..runtime import Ranks, from_torchrun
 
@@ -91,12 +90,12 @@ def _log_like_hydra(run_dir: Path, main: bool) -> None:
     root.setLevel(logging.INFO if main else logging.WARNING)
 
 
-def _worker(index: int, train_one: Callable, cfg: dict, run_dir: str, world: int, errors) -> None:
+def _worker(index: int, train_one: Callable, cfg: TrainConfig, run_dir: str, world: int, errors) -> None:
     os.environ.update(RANK=str(index), LOCAL_RANK=str(index), WORLD_SIZE=str(world))
     signal.signal(signal.SIGINT, signal.default_int_handler)   # until the training loop installs its own
     _log_like_hydra(Path(run_dir), index == 0)
     try:
-        train_one(OmegaConf.create(cfg), Path(run_dir), Ranks(index, world, index))
+        train_one(cfg, Path(run_dir), Ranks(index, world, index))
     except SpecrepError as err:
         errors.put((index, str(err), getattr(err, "exit_code", 1)))
         raise SystemExit(getattr(err, "exit_code", 1)) from None
@@ -105,7 +104,7 @@ def _worker(index: int, train_one: Callable, cfg: dict, run_dir: str, world: int
         raise SystemExit(128 + signal.SIGINT) from None
 
 
-def run_ranks(train_one: Callable[[DictConfig, Path, Ranks], Any], cfg: DictConfig, run_dir: Path) -> Any:
+def run_ranks(train_one: Callable[[TrainConfig, Path, Ranks], Any], cfg: TrainConfig, run_dir: Path) -> Any:
     """train_one in this process (one device, or a torchrun rank), or in trainer.devices spawned ranks."""
     ranks = from_torchrun()
     if ranks is not None:
@@ -123,7 +122,7 @@ def run_ranks(train_one: Callable[[DictConfig, Path, Ranks], Any], cfg: DictConf
     errors = ctx.SimpleQueue()
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C reaches the ranks; they checkpoint
     try:
-        mp.start_processes(_worker, args=(train_one, OmegaConf.to_container(cfg, resolve=True), str(run_dir),
+        mp.start_processes(_worker, args=(train_one, cfg, str(run_dir),
                                           world, errors), nprocs=world, start_method="spawn")
     except (mp.ProcessRaisedException, mp.ProcessExitedException) as err:
         if not errors.empty():

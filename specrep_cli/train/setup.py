@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import List
 
 import torch
-from omegaconf import DictConfig
 from rich.console import Console
 from torch import nn
 
 from .. import __version__
+from ..config import ObjectiveConfig, TrainConfig, TwoTowerConfig
 from ..checkpoint import Position, Progress, check_resumable, load_checkpoint, resolve_checkpoint_path, restore
 from ..data.datasets import load_dataset
 from ..data.files import ImageFiles
@@ -46,7 +46,7 @@ log = logging.getLogger("specrep")
 @dataclass
 class Run:
     """What a training run is made of; the loop's stages read it and change only the modules' state."""
-    cfg: DictConfig
+    cfg: TrainConfig
     ranks: Ranks
     compute: Compute
     job_dir: Path                # this invocation's Hydra output dir (its train.log)
@@ -110,16 +110,16 @@ def tower_input(lab: bool, tower: str = "x") -> str:
     return ("lab_l" if tower == "x" else "lab_ab") if lab else "rgb"
 
 
-def pairs_kind(objective, data: ImageData, lab: bool = False) -> str:
+def pairs_kind(objective: ObjectiveConfig, data: ImageData, lab: bool = False) -> str:
     """'text' (image, caption) or 'views' (two augmented views) for objective.pairs (auto: text when
     the dataset has captions and the views are not a Lab split); 'edges' for a graph (its edges are
     the two views of every objective that takes two)."""
+    setting = objective.pairs if isinstance(objective, TwoTowerConfig) else "views"
     if isinstance(data, GraphData):
-        if objective.get("pairs", "views") == "text":
+        if setting == "text":
             raise DatasetError("objective.pairs=text needs captions; a graph's pairs are its edges: use "
                                "objective.pairs=views")
         return "edges"
-    setting = objective.get("pairs", "views")
     has_captions = data.train_captions is not None and data.unlabelled_images is None and not lab
     if setting == "text" and not has_captions:
         raise DatasetError("objective.pairs=text needs image captions, and this dataset has none "
@@ -127,7 +127,7 @@ def pairs_kind(objective, data: ImageData, lab: bool = False) -> str:
     return "text" if setting == "text" or (setting == "auto" and has_captions) else "views"
 
 
-def build_pairs(cfg: DictConfig, data: ImageData,
+def build_pairs(cfg: TrainConfig, data: ImageData,
                 device: torch.device) -> tuple[ViewPairs | TextPairs | EdgePairs, Tokenizer | None]:
     """What a step's two inputs are: two augmented views, an augmented image and one of its captions
     (then also the tokenizer built from the training captions), or a graph's edges drawn by weight
@@ -151,7 +151,7 @@ def build_pairs(cfg: DictConfig, data: ImageData,
     return pairs, tokenizer
 
 
-def build_model(cfg: DictConfig, data: ImageData, tokenizer: Tokenizer | None, ranks: Ranks,
+def build_model(cfg: TrainConfig, data: ImageData, tokenizer: Tokenizer | None, ranks: Ranks,
                 device: torch.device) -> tuple[Method, nn.Module, bool]:
     """(method, what a step calls: the method or its DDP wrapper, channels_last), seeded with cfg.seed
     so that phi starts as models.seeded_encoder(cfg.encoder, ..., cfg.seed) does."""
@@ -180,7 +180,7 @@ def build_model(cfg: DictConfig, data: ImageData, tokenizer: Tokenizer | None, r
     return method, model, channels_last
 
 
-def resume_source(cfg: DictConfig, job_dir: Path) -> Path | None:
+def resume_source(cfg: TrainConfig, job_dir: Path) -> Path | None:
     """The checkpoint to continue: cfg.resume's, or checkpoints/last.pt already in the job's dir (a
     requeued SLURM job runs the same command again: it is resumed, never overwritten)."""
     if cfg.resume is None and (job_dir / "checkpoints" / "last.pt").is_file():
@@ -194,7 +194,7 @@ def run_dir_for(resume_from: Path | None, job_dir: Path) -> Path:
     return run_dir_of(resume_from) or Path(job_dir)
 
 
-def _join(cfg: DictConfig, ranks: Ranks) -> torch.device:
+def _join(cfg: TrainConfig, ranks: Ranks) -> torch.device:
     """This rank's device, once the global batch is known to split over the ranks."""
     tr = cfg.trainer
     if tr.batch_size % ranks.world:
@@ -219,7 +219,7 @@ def set_determinism(deterministic: bool) -> None:
         torch.use_deterministic_algorithms(deterministic, warn_only=True)   # seconds, for nothing when off
 
 
-def build_run(cfg: DictConfig, job_dir: Path, ranks: Ranks = Ranks(), data: ImageData | None = None) -> Run:
+def build_run(cfg: TrainConfig, job_dir: Path, ranks: Ranks = Ranks(), data: ImageData | None = None) -> Run:
     """The run `cfg` describes, as rank `ranks` of it (joining the process group); `data` replaces
     the configured dataset (benchmarks and tests hand in ready-made images)."""
     device = _join(cfg, ranks)
