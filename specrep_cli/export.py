@@ -16,6 +16,7 @@ sidecar describes.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any, Dict, Tuple
 
@@ -111,9 +112,30 @@ def _save(out: Path, state: Dict[str, Tensor], fmt: str) -> None:
 
 
 def default_out(path: Path, fmt: str) -> Path:
-    """<run dir>/export/<checkpoint name>_<format>.pt (.safetensors)."""
-    suffix = ".safetensors" if fmt == "safetensors" else ".pt"
-    return path.parent.parent / "export" / f"{path.stem}_{fmt}{suffix}"
+    """<run dir>/export/<checkpoint name>_<format>.pt, or <checkpoint name>.safetensors."""
+    name = f"{path.stem}.safetensors" if fmt == "safetensors" else f"{path.stem}_{fmt}.pt"
+    return path.parent.parent / "export" / name
+
+
+def export_paths(out: str | None, path: Path, fmt: str) -> Tuple[Path, Path]:
+    """(weights, sidecar): `out` (a directory: default_out's name in it; no suffix: the format's added),
+    or default_out; the sidecar is the weights' name with .json. One line when `out` is the sidecar's
+    own name, or when either file exists (nothing is overwritten)."""
+    weights = default_out(path, fmt)
+    if out:
+        given = Path(out).expanduser()
+        if out.endswith(("/", os.sep)) or given.is_dir():
+            weights = given / weights.name
+        elif given.suffix.lower() == ".json":
+            raise ConfigError(f"out={out} is where the JSON sidecar goes: out names the weights file and the "
+                              f"sidecar takes its name with .json; pass e.g. out={given.with_suffix(weights.suffix)}")
+        else:
+            weights = given if given.suffix else given.with_name(given.name + weights.suffix)
+    meta = weights.with_suffix(".json")
+    for existing in (weights, meta):
+        if existing.exists() or existing.is_symlink():
+            raise ConfigError(f"{existing} exists: pass out=PATH for another file, or remove it")
+    return weights, meta
 
 
 def input_channels(model: Trained) -> int:
@@ -135,24 +157,20 @@ def sidecar(model: Trained, spec: Dict[str, Any], backbone: nn.Module, fmt: str,
 
 
 def export_checkpoint(checkpoint: str, fmt: str, out: str | None = None) -> Tuple[Path, Path]:
-    """Write the backbone of `checkpoint` in `fmt` to `out` (default: default_out) and its sidecar
-    (the same name, .json); (weights, sidecar). Nothing is overwritten."""
+    """Write the backbone of `checkpoint` in `fmt` to export_paths' weights and its sidecar (the same
+    name, .json); (weights, sidecar). Nothing is overwritten, and the two are never one file."""
     if fmt not in EXPORT_FORMATS:
         raise ConfigError(f"format must be one of {', '.join(EXPORT_FORMATS)}, got {fmt!r}")
     if fmt in EXTRAS and not installed(EXTRAS[fmt]):
         raise ConfigError(f"format={fmt} needs: pip install 'specrep[{EXTRAS[fmt]}]'")
     path = resolve_checkpoint_path(checkpoint)
+    weights, meta = export_paths(out, path, fmt)
     model = trained(load_checkpoint(path), path)
     backbone, enc_cfg = trained_backbone(model, path)
     spec, stock = target(fmt, enc_cfg, input_channels(model))
     state = {k: v.detach().clone().contiguous() for k, v in backbone.state_dict().items()}
     if stock is not None:
         load_strict(stock, state, path, f"stock {spec['architecture']}")   # what a user will do
-    weights = Path(out).expanduser() if out else default_out(path, fmt)
-    meta = weights.with_suffix(".json")
-    for existing in (weights, meta):
-        if existing.exists():
-            raise ConfigError(f"{existing} exists: pass out=PATH for another file, or remove it")
     try:
         _save(weights, state, fmt)
         atomic_write_text(meta, json.dumps(sidecar(model, spec, backbone, fmt, weights, path), indent=2) + "\n")

@@ -120,11 +120,32 @@ def test_a_lab_split_tower_exports_its_inner_backbone_and_says_what_it_sees(tmp_
                  "mean": [0.0] * 3, "std": [1.0] * 3}, "encoder": encoder.state_dict(), "epoch": 1})
     code, err = export_in_process(capsys, f"checkpoint={tmp_path}", "format=safetensors")
     assert code == 0, err
-    meta = json.loads((tmp_path / "export" / "last_safetensors.json").read_text())
+    meta = json.loads((tmp_path / "export" / "last.json").read_text())
     assert (meta["input"], meta["in_channels"], meta["mean"], meta["std"]) == ("lab_l", 1, None, None)
     assert "L channel" in meta["input_description"]
-    inner = load_file(tmp_path / "export" / "last_safetensors.safetensors")
+    inner = load_file(tmp_path / "export" / "last.safetensors")
     assert inner.keys() == encoder.backbone.inner.state_dict().keys() and inner["features.0.0.weight"].shape[1] == 1
+
+
+def test_export_never_writes_the_sidecar_over_the_weights_or_over_another_file(trained_run: Path, tmp_path: Path,
+                                                                              capsys):
+    pytest.importorskip("safetensors", reason="format=safetensors needs the extra: pip install 'specrep[safetensors]'")
+    from specrep_cli.errors import ConfigError
+    from specrep_cli.export import export_checkpoint
+    ckpt = tmp_path / "run" / "checkpoints" / "last.pt"
+    ckpt.parent.mkdir(parents=True)
+    ckpt.write_bytes((trained_run / "checkpoints" / "last.pt").read_bytes())
+    for out in ("w.json", "w.JSON"):   # the sidecar's own name: refused, nothing written
+        code, err = export_in_process(capsys, f"checkpoint={ckpt}", "format=safetensors", f"out={tmp_path / out}")
+        assert code == 1 and err.count("\n") == 1 and ".json" in err and not (tmp_path / out).exists()
+    assert export_checkpoint(str(ckpt), "safetensors") == (tmp_path / "run" / "export" / "last.safetensors",
+                                                           tmp_path / "run" / "export" / "last.json")
+    assert export_checkpoint(str(ckpt), "safetensors", str(tmp_path / "export")) == (
+        tmp_path / "export.safetensors", tmp_path / "export.json")   # no suffix: the format's
+    (tmp_path / "notes.json").write_text("mine")   # not an export: kept, and the export refused
+    with pytest.raises(ConfigError, match="notes.json exists"):
+        export_checkpoint(str(ckpt), "safetensors", str(tmp_path / "notes.safetensors"))
+    assert (tmp_path / "notes.json").read_text() == "mine" and not (tmp_path / "notes.safetensors").exists()
 
 
 @pytest.mark.parametrize("args, needle", [
