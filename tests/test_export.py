@@ -142,6 +142,8 @@ def test_export_never_writes_the_sidecar_over_the_weights_or_over_another_file(t
                                                            tmp_path / "run" / "export" / "last.json")
     assert export_checkpoint(str(ckpt), "safetensors", str(tmp_path / "export")) == (
         tmp_path / "export.safetensors", tmp_path / "export.json")   # no suffix: the format's
+    (tmp_path / "dir").mkdir()
+    assert export_checkpoint(str(ckpt), "safetensors", str(tmp_path / "dir"))[0] == tmp_path / "dir" / "last.safetensors"
     (tmp_path / "notes.json").write_text("mine")   # not an export: kept, and the export refused
     with pytest.raises(ConfigError, match="notes.json exists"):
         export_checkpoint(str(ckpt), "safetensors", str(tmp_path / "notes.safetensors"))
