@@ -17,17 +17,17 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Dict, Tuple
 
 import torch
-from omegaconf import OmegaConf
 from torch import Tensor, nn
 from torchvision.models import resnet18
 
 from . import __version__
 from .checkpoint import Trained, load_checkpoint, load_strict, resolve_checkpoint_path, trained
-from .config import EXPORT_FORMATS, encoder_schema, installed
+from .config import EXPORT_FORMATS, EncoderConfig, TimmEncoderConfig, encoder_schema, from_dict, installed, to_dict
 from .errors import CheckpointError, ConfigError
 from .models.encoders import build_encoder
 from .models.lab import LabInput
@@ -44,15 +44,15 @@ INPUTS = {"rgb": "RGB in [0, 1], normalised with mean and std (per channel)",
                     "scaled to [-1, 1]"}
 
 
-def trained_backbone(model: Trained, path: Path) -> Tuple[nn.Module, Any]:
+def trained_backbone(model: Trained, path: Path) -> Tuple[nn.Module, EncoderConfig]:
     """(phi's backbone with its trained weights, in eval mode; the encoder config), built by name."""
     enc = model.config["encoder"]
     try:
-        enc_cfg = OmegaConf.merge(OmegaConf.structured(encoder_schema(enc["name"])), enc)
-        if "pretrained" in enc_cfg:
-            enc_cfg.pretrained = False   # the checkpoint has the weights: nothing to download
+        enc_cfg = from_dict(encoder_schema(enc["name"]), enc)
+        if isinstance(enc_cfg, TimmEncoderConfig):
+            enc_cfg = replace(enc_cfg, pretrained=False)   # the checkpoint has the weights: nothing to download
         encoder = build_encoder(enc_cfg, model.in_channels, model.input)
-    except (KeyError, ValueError) as err:
+    except (KeyError, ValueError, ConfigError) as err:
         raise CheckpointError(f"{path}: its encoder cannot be built ({str(err).splitlines()[0]})") from None
     load_strict(encoder, model.encoder, path, "encoder")
     backbone = encoder.backbone
@@ -72,7 +72,7 @@ def _stock_resnet18(fmt: str, in_channels: int) -> nn.Module:
     return model
 
 
-def target(fmt: str, enc_cfg: Any, in_channels: int) -> Tuple[Dict[str, Any], nn.Module | None]:
+def target(fmt: str, enc_cfg: EncoderConfig, in_channels: int) -> Tuple[Dict[str, Any], nn.Module | None]:
     """(what the sidecar says the stock model is, that model to load into; None for safetensors of a
     backbone without a stock counterpart). One line when the format cannot hold this backbone."""
     name = enc_cfg.name
@@ -92,7 +92,7 @@ def target(fmt: str, enc_cfg: Any, in_channels: int) -> Tuple[Dict[str, Any], nn
         if resnet:
             return {"architecture": "torchvision.models.resnet18", "changes": CIFAR_STEM}, None
         return {"architecture": f"specrep encoder={name} (specrep_cli.models.encoders.BACKBONES[{name!r}])",
-                "changes": {}, "encoder": OmegaConf.to_container(enc_cfg)}, None
+                "changes": {}, "encoder": to_dict(enc_cfg)}, None
     if name == "timm":
         raise ConfigError("format=torchvision holds torchvision's resnet18: an encoder=timm backbone exports "
                           "with format=timm or format=safetensors")

@@ -12,6 +12,7 @@ import torch
 from omegaconf import OmegaConf
 
 from conftest import REPO, run_cli, train_into
+from specrep_cli.config import from_dict
 from specrep_cli import cli, config
 from specrep_cli.checkpoint import load_checkpoint, save_checkpoint, trained
 from specrep_cli.export import trained_backbone
@@ -19,7 +20,7 @@ from specrep_cli.export import trained_backbone
 # A ResNet-18 of the stock width, trained for one epoch on 64 images: seconds.
 RESNET = ["encoder=resnet18", "dataset.num_train=64", "dataset.num_test=32", "trainer.batch_size=32",
           "trainer.epochs=1", "encoder.projector_hidden_dim=64", "encoder.projector_out_dim=32",
-          "eval.probe_steps=5", "eval.random_init=false", "eval.every_n_epochs=0", "eval.alignment_images=0"]
+          "eval.probe.fast.steps=5", "eval.random_init=false", "eval.every_n_epochs=0", "eval.alignment_images=0"]
 
 
 def readme_load(name: str, export_dir: Path) -> torch.nn.Module:
@@ -111,11 +112,11 @@ def test_a_lab_split_tower_exports_its_inner_backbone_and_says_what_it_sees(tmp_
     pytest.importorskip("safetensors", reason="format=safetensors needs the extra: pip install 'specrep[safetensors]'")
     from safetensors.torch import load_file
     from specrep_cli.models.encoders import build_encoder
-    enc = OmegaConf.to_container(OmegaConf.merge(OmegaConf.structured(config.EncoderConfig), {
+    enc = (from_dict(config.ImageEncoderConfig, {
         "name": "convnet", "width": 4, "projector_hidden_dim": 8, "projector_out_dim": 8, "projector_layers": 2}))
-    encoder = build_encoder(OmegaConf.create(enc), 3, "lab_l")   # phi of a Lab split: RGB in, L seen
+    encoder = build_encoder(enc, 3, "lab_l")   # phi of a Lab split: RGB in, L seen
     save_checkpoint(tmp_path / "checkpoints" / "last.pt", {   # what `specrep train objective=clip
-        "specrep_version": "0.1.0", "config": {"encoder": enc, "objective": {"name": "clip"}, "augmentation": {"name": "lab_split"}, "dataset": {"name": "shapes"}, "trainer": {"batch_size": 64}},  # augmentation=lab_split` keeps
+        "specrep_version": "0.1.0", "config": {"encoder": config.to_dict(enc), "objective": {"name": "clip"}, "augmentation": {"name": "lab_split"}, "dataset": {"name": "shapes"}, "trainer": {"batch_size": 64}},  # augmentation=lab_split` keeps
         "data": {"in_channels": 3, "image_size": 16, "classes": ["a"], "input": "lab_l",
                  "mean": [0.0] * 3, "std": [1.0] * 3}, "encoder": encoder.state_dict(), "epoch": 1})
     code, err = export_in_process(capsys, f"checkpoint={tmp_path}", "format=safetensors")

@@ -25,7 +25,7 @@ LAYERS = [
     {"__main__", "specrep"},
 ]
 LAYER = {room: level for level, rooms in enumerate(LAYERS) for room in rooms}
-OPTIONAL = {"scipy.sparse", "scipy.sparse.linalg", "tensorboard", "torch.utils.tensorboard", "wandb", "timm", "safetensors",
+OPTIONAL = {"scipy.sparse", "scipy.sparse.linalg", "scipy.sparse.csgraph", "tensorboard", "torch.utils.tensorboard", "wandb", "timm", "safetensors",
             "safetensors.torch",   # export's format=safetensors
             "optuna", "scipy",
             # torchvision is required, but importing it costs ~2.5 s (it pulls in torch._dynamo), more

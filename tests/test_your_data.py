@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 import torchvision.transforms.functional as TF
-from omegaconf import OmegaConf
+from dataclasses import replace
 from PIL import Image
 
 from conftest import run_cli

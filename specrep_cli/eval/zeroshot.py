@@ -171,7 +171,7 @@ def evaluate_two_towers(image_encoder: nn.Module, text_encoder: nn.Module, token
 
         results: dict[str, Any] = {}
         if data.labelled:   # captions without classes: retrieval only
-            names = zero_shot_names(data.classes, cfg.get("zero_shot_class_names") or {}, tokenizer)
+            names = zero_shot_names(data.classes, cfg.zero_shot_class_names, tokenizer)
             classes = class_embeddings(encode, names, list(cfg.zero_shot_templates), cfg.batch_size)
             results["zero_shot"] = {**zero_shot_accuracy(z_images, classes, data.test_labels.to(z_images.device)),
                                     "templates": list(cfg.zero_shot_templates), "class_names": names}
