@@ -11,7 +11,6 @@ default (the composed value: the schema's default, or the option's YAML where it
 comment is the `# comment` on its line in the option's YAML, nested mappings included; a key without one
 there takes the comment of the same schema field in another YAML (view_b's keys, which repeat view_a's).
 Options in `# @package _global_` files (recipes, tuned settings) are listed with the keys they set.
-Example paths under a development checkout's `shared/data/` are shown under `$SPECREP_DATA/`.
 """
 from __future__ import annotations
 
@@ -52,16 +51,6 @@ KEY_LINE = re.compile(r"^(\s*)([A-Za-z_][\w.-]*)\s*:(?:\s+(.*))?$")
 OVERRIDE_LINE = re.compile(r"^\s*-\s*override\s+/?([\w/]+)(?:@\S+)?\s*:\s*([^\s#]+)\s*(?:#\s*(.*))?$")
 
 
-# Example paths of a development checkout, shown as the user's data folder.
-USER_PATHS = ((re.compile(r"(?:\.\./)+shared/data/"), "$SPECREP_DATA/"),)
-
-
-def _user_paths(text: str) -> str:
-    for pattern, replacement in USER_PATHS:
-        text = pattern.sub(replacement, text)
-    return text
-
-
 class YamlText:
     """A YAML file's comments: its header, the comment of each key (dotted path), its `override` defaults."""
 
@@ -74,7 +63,7 @@ class YamlText:
             if not line.startswith("#"):
                 break
             if not line.startswith("# @package"):
-                self.header.append(_user_paths(line[1:].strip()))
+                self.header.append(line[1:].strip())
         self.comments: Dict[str, str] = {}
         self.overrides: List[Tuple[str, str, str]] = []   # (group, option, comment)
         self._parse(lines)
@@ -116,7 +105,7 @@ class YamlText:
                 continue
             path = ".".join([k for _, k in stack] + [key])
             if comment:
-                self.comments[path] = _user_paths(comment)
+                self.comments[path] = comment
                 last, last_indent = path, indent
             else:
                 last = None
