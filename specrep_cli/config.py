@@ -534,6 +534,7 @@ OPTIM_SCHEMAS = {"sgd": SGDConfig, "adamw": AdamWConfig, "lars": LARSConfig}
 # ------------------------------------------------------------------------------ trainer and eval
 LOGGERS = ("jsonl", "tensorboard", "wandb")
 
+MAX_EPOCHS = 1_000_000   # more is a typo (trainer.epochs=1000000000), not a plan: refused before anything starts
 
 @dataclass
 class WandbConfig:
@@ -565,7 +566,7 @@ class TrainerConfig:
     deterministic: bool = False
 
     def __post_init__(self) -> None:
-        _require(self.epochs > 0, f"trainer.epochs must be > 0, got {self.epochs}")
+        _require(0 < self.epochs <= MAX_EPOCHS, f"trainer.epochs must be in 1..{MAX_EPOCHS:,}, got {self.epochs}")
         unknown = [name for name in self.loggers if name not in LOGGERS]
         _require(not unknown, f"trainer.loggers: unknown logger {', '.join(map(repr, unknown))}; "
                  f"choose from {', '.join(LOGGERS)}")

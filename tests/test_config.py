@@ -298,3 +298,9 @@ def test_a_checkpoint_written_before_the_nested_keys_resumes_without_reporting_r
                                           "eval.random_init=false", "eval.every_n_epochs=0", "trainer.keep_best=false"])
     changes = check_resumable(ckpt, cfg, 3, "rgb", None, LEGACY / "image_v0.pt", 256)
     assert changes == []
+
+
+def test_an_absurd_epoch_count_is_one_line_before_anything_starts(tmp_path):
+    problem = cli.preflight("train", ["trainer.epochs=1000000000", f"hydra.run.dir={tmp_path / 'run'}"])
+    assert problem == "trainer.epochs must be in 1..1,000,000, got 1000000000"
+    assert not (tmp_path / "run").exists()

@@ -46,7 +46,16 @@ def test_schedule_warms_up_then_decays_to_the_floor():
     assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
     assert lrs[10] == pytest.approx(1.0)
     assert lrs[60] == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.5)))
-    assert min(lrs) >= 0.1 - 1e-12 and all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
+    every = list(lrs)
+    assert len(every) == 110 and min(every) >= 0.1 - 1e-12 and all(a >= b for a, b in zip(every[10:], every[11:]))
+    with pytest.raises(IndexError):
+        lrs[110]
+
+
+def test_a_schedule_of_billions_of_steps_is_computed_per_step_not_stored():
+    lrs = lr_schedule(1.0, total_steps=4 * 10**9, warmup_steps=10**6, min_ratio=0.0)   # a list: 32 GB
+    assert len(lrs) == 4 * 10**9 and lrs[0] == pytest.approx(1e-6) and lrs[4 * 10**9 - 1] == pytest.approx(0.0, abs=1e-12)
+    assert lrs[10**6 - 1] == pytest.approx(1.0) and lrs[10**6 + (4 * 10**9 - 10**6) // 2] == pytest.approx(0.5)
 
 
 @pytest.mark.parametrize("name", sorted(config.OPTIM_SCHEMAS))

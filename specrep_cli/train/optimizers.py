@@ -2,7 +2,7 @@
 
     lr = applied_lr(cfg.optim, batch_size)        # the linear scaling rule, when on
     optimizer = build_optimizer(method, cfg.optim, lr)
-    lrs = lr_schedule(lr, total_steps, warmup_steps, min_ratio)   # one float per step
+    lrs = lr_schedule(lr, total_steps, warmup_steps, min_ratio)   # lrs[step]: computed per step
 
 Biases, normalisation weights and scalars (every parameter with ndim <= 1) get no weight decay and,
 under LARS, no layer-wise adaptation (as in SimCLR and Barlow Twins).
@@ -10,11 +10,12 @@ under LARS, no layer-wise adaptation (as in SimCLR and Barlow Twins).
 from __future__ import annotations
 
 import math
-from typing import Any, List
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from ..config import AdamWConfig, LARSConfig, OptimConfig, SGDConfig
 from ..errors import SpecrepError
 
 
@@ -63,24 +64,38 @@ class LARS(torch.optim.Optimizer):
         return loss
 
 
-def applied_lr(optim: Any, batch_size: int) -> float:
+def applied_lr(optim: OptimConfig, batch_size: int) -> float:
     """The linear scaling rule, when on: lr = optim.lr * batch_size / 256."""
     return optim.lr * batch_size / 256 if optim.scale_lr else optim.lr
 
 
-def lr_schedule(base_lr: float, total_steps: int, warmup_steps: int, min_ratio: float) -> List[float]:
+@dataclass(frozen=True)
+class Schedule:
+    """The learning rate of every step, computed when asked (`schedule[step]`), never stored: linear
+    warm-up from 0 over warmup_steps, then cosine decay to min_ratio * base_lr at total_steps."""
+    base_lr: float
+    total_steps: int
+    warmup_steps: int
+    min_ratio: float
+
+    def __len__(self) -> int:
+        return self.total_steps
+
+    def __getitem__(self, step: int) -> float:
+        if not 0 <= step < self.total_steps:
+            raise IndexError(f"step {step} is outside the schedule's {self.total_steps} steps")
+        if step < self.warmup_steps:
+            return self.base_lr * (step + 1) / self.warmup_steps
+        t = (step - self.warmup_steps) / max(1, self.total_steps - self.warmup_steps)
+        return self.base_lr * (self.min_ratio + (1 - self.min_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def lr_schedule(base_lr: float, total_steps: int, warmup_steps: int, min_ratio: float) -> Schedule:
     """Per-step learning rates: linear warm-up from 0, then cosine decay to min_ratio * base_lr."""
-    lrs = []
-    for step in range(total_steps):
-        if step < warmup_steps:
-            lrs.append(base_lr * (step + 1) / warmup_steps)
-        else:
-            t = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-            lrs.append(base_lr * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * t))))
-    return lrs
+    return Schedule(base_lr, total_steps, warmup_steps, min_ratio)
 
 
-def build_optimizer(module: nn.Module, optim: Any, lr: float) -> torch.optim.Optimizer:
+def build_optimizer(module: nn.Module, optim: OptimConfig, lr: float) -> torch.optim.Optimizer:
     """SGD, AdamW or LARS over the trainable parameters; with optim.exclude_bias_and_norm the ndim <= 1
     ones (biases, normalisation weights, scalars) get no decay (nor adaptation). On CUDA, SGD and
     AdamW use torch's fused kernels."""
@@ -89,12 +104,12 @@ def build_optimizer(module: nn.Module, optim: Any, lr: float) -> torch.optim.Opt
     groups = [{"params": [p for p in params if not excluded(p)], "weight_decay": optim.weight_decay},
               {"params": [p for p in params if excluded(p)], "weight_decay": 0.0}]
     fused = bool(params) and all(p.is_cuda for p in params)   # torch's fused CUDA kernels: one launch a step
-    if optim.name == "sgd":
+    if isinstance(optim, SGDConfig):
         return torch.optim.SGD(groups, lr=lr, momentum=optim.momentum, nesterov=optim.nesterov,
                                fused=fused or None)
-    if optim.name == "adamw":
+    if isinstance(optim, AdamWConfig):
         return torch.optim.AdamW(groups, lr=lr, betas=tuple(optim.betas), fused=fused or None)
-    if optim.name == "lars":
+    if isinstance(optim, LARSConfig):
         groups[1]["adapt"] = False
         return LARS(groups, lr=lr, momentum=optim.momentum, eta=optim.eta, clip_lr=optim.clip_lr)
     raise SpecrepError(f"unknown optimizer {optim.name!r}: use optim=sgd, adamw or lars")
