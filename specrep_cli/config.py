@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import importlib.util
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Union
 
 from hydra import compose, initialize_config_module
 from hydra.core.config_store import ConfigStore
@@ -548,6 +548,11 @@ class WandbConfig:
                  f"trainer.wandb.mode must be online, offline or disabled, got {self.mode!r}")
 
 
+def _check_threads(key: str, threads: Union[int, str]) -> None:
+    _require(threads == "auto" or (isinstance(threads, int) and threads >= 1),
+             f"{key} must be auto (the physical cores this process may use) or an int >= 1, got {threads!r}")
+
+
 @dataclass
 class TrainerConfig:
     epochs: int = 15
@@ -564,8 +569,10 @@ class TrainerConfig:
     loggers: List[str] = field(default_factory=lambda: ["jsonl"])
     wandb: WandbConfig = field(default_factory=WandbConfig)
     deterministic: bool = False
+    threads: Union[int, str] = "auto"
 
     def __post_init__(self) -> None:
+        _check_threads("trainer.threads", self.threads)
         _require(0 < self.epochs <= MAX_EPOCHS, f"trainer.epochs must be in 1..{MAX_EPOCHS:,}, got {self.epochs}")
         unknown = [name for name in self.loggers if name not in LOGGERS]
         _require(not unknown, f"trainer.loggers: unknown logger {', '.join(map(repr, unknown))}; "
@@ -744,9 +751,11 @@ class EvalAppConfig:
     dataset: Optional[DatasetConfig] = None
     device: str = "auto"
     precision: str = "auto"
+    threads: Union[int, str] = "auto"
     eval: EvalConfig = field(default_factory=EvalConfig)
 
     def __post_init__(self) -> None:
+        _check_threads("threads", self.threads)
         _require(self.device in ("auto", "cpu", "cuda"), f"device must be auto, cpu or cuda, got {self.device!r}")
         _require(self.precision in ("auto", "fp32", "bf16"),
                  f"precision must be auto, fp32 or bf16, got {self.precision!r}")

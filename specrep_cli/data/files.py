@@ -37,7 +37,9 @@ CENTER_CROP = RESIZE_MODES[0]
 
 
 class ImageFiles:
-    """A split read from image files on demand: `shape` like a uint8 (N, 3, size, size) tensor."""
+    """A split read from image files on demand: `shape` like a uint8 (N, 3, size, size) tensor. Its
+    `workers` DataLoader processes decode one image at a time each, on one torch thread (torch sets it
+    in every worker), so the decoders take `workers` cores beside the training process's threads."""
 
     def __init__(self, files: Sequence[Path], size: int, workers: int, resize: str = CENTER_CROP):
         self.files, self.size, self.workers, self.resize = list(files), size, workers, resize
@@ -106,7 +108,8 @@ def _decode(path: Path, size: int, resize: str = CENTER_CROP, draft: bool = True
 
 
 def decode_images(files: Sequence[Path], size: int, resize: str = CENTER_CROP, draft: bool = True) -> Tensor:
-    """Decode to uint8 (N, 3, size, size) with a thread pool; corrupt files are named in the error.
+    """Decode to uint8 (N, 3, size, size) with a pool of torch.get_num_threads() threads (the process's
+    trainer.threads: PIL decodes without the GIL); corrupt files are named in the error.
     draft=False decodes JPEGs at full size first (benchmarks/decode.py compares the two)."""
     out = np.empty((len(files), size, size, 3), dtype=np.uint8)
     bad: List[str] = []
@@ -117,7 +120,7 @@ def decode_images(files: Sequence[Path], size: int, resize: str = CENTER_CROP, d
         except Exception as err:  # PIL raises many types for broken files
             bad.append(f"{files[i]} ({type(err).__name__})")
 
-    with ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1))) as pool:
+    with ThreadPoolExecutor(max_workers=max(1, torch.get_num_threads())) as pool:
         list(pool.map(work, range(len(files)), chunksize=256))
     if bad:
         more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""

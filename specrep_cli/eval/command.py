@@ -19,7 +19,7 @@ from ..data.tokenizer import Tokenizer
 from ..errors import CheckpointError, DatasetError
 from ..models.encoders import build_encoder, seeded_encoder
 from ..models.text import text_encoder
-from ..runtime import Compute, resolve_compute
+from ..runtime import Compute, resolve_compute, use_threads
 from .features import FeatureReader
 from .suite import Towers, evaluate_run, norm_cap
 
@@ -81,6 +81,7 @@ def _towers(model: Trained, enc_cfg: EncoderConfig, objective: ObjectiveConfig, 
 
 def evaluate_checkpoint(cfg: EvalAppConfig, run_dir: Path) -> Dict[str, Any]:
     """`specrep eval`: the report of the checkpoint cfg.checkpoint, written into run_dir."""
+    use_threads(cfg.threads, key="threads")
     compute = resolve_compute(cfg.device, cfg.precision)
     path = resolve_checkpoint_path(cfg.checkpoint)
     model = trained(load_checkpoint(path), path)   # checked: a checkpoint it cannot score is one line, here

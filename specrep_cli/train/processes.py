@@ -6,6 +6,9 @@ ranks are taken from the environment. Rank 0 writes every file; the others only 
 Each rank joins the default process group (NCCL on CUDA, gloo on the CPU) before training; the
 objectives then see the global batch by themselves (objectives/distributed.py). A SpecrepError in any rank
 ends the run with that rank's one line; the other ranks are stopped.
+
+Every rank computes on trainer.threads CPU threads (runtime.use_threads; auto shares the physical cores
+among the ranks on this machine), and its child processes (DataLoader workers) inherit the setting.
 """
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ import torch.multiprocessing as mp
 from hydra.core.hydra_config import HydraConfig
 from ..config import TrainConfig
 from ..errors import SpecrepError
-from ..runtime import Ranks, from_torchrun
+from ..runtime import Ranks, from_torchrun, use_threads
 
 
 def join(ranks: Ranks, device: torch.device) -> torch.device:
@@ -90,8 +93,10 @@ def _log_like_hydra(run_dir: Path, main: bool) -> None:
     root.setLevel(logging.INFO if main else logging.WARNING)
 
 
-def _worker(index: int, train_one: Callable, cfg: TrainConfig, run_dir: str, world: int, errors) -> None:
+def _worker(index: int, train_one: Callable, cfg: TrainConfig, run_dir: str, world: int, errors,
+            threads: int = 1) -> None:
     os.environ.update(RANK=str(index), LOCAL_RANK=str(index), WORLD_SIZE=str(world))
+    use_threads(threads, announce=False)   # the parent's resolution of trainer.threads
     signal.signal(signal.SIGINT, signal.default_int_handler)   # until the training loop installs its own
     _log_like_hydra(Path(run_dir), index == 0)
     try:
@@ -107,9 +112,11 @@ def _worker(index: int, train_one: Callable, cfg: TrainConfig, run_dir: str, wor
 def run_ranks(train_one: Callable[[TrainConfig, Path, Ranks], Any], cfg: TrainConfig, run_dir: Path) -> Any:
     """train_one in this process (one device, or a torchrun rank), or in trainer.devices spawned ranks."""
     ranks = from_torchrun()
-    if ranks is not None:
+    if ranks is not None:   # torchrun's ranks on this machine share its cores
+        use_threads(cfg.trainer.threads, int(os.environ.get("LOCAL_WORLD_SIZE", ranks.world)), announce=ranks.main)
         return train_one(cfg, run_dir, ranks)
     world = cfg.trainer.devices
+    threads = use_threads(cfg.trainer.threads, world)
     if world == 1:
         return train_one(cfg, run_dir, Ranks())
     if cfg.trainer.device != "cpu" and torch.cuda.is_available() and torch.cuda.device_count() < world:
@@ -123,7 +130,7 @@ def run_ranks(train_one: Callable[[TrainConfig, Path, Ranks], Any], cfg: TrainCo
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C reaches the ranks; they checkpoint
     try:
         mp.start_processes(_worker, args=(train_one, cfg, str(run_dir),
-                                          world, errors), nprocs=world, start_method="spawn")
+                                          world, errors, threads), nprocs=world, start_method="spawn")
     except (mp.ProcessRaisedException, mp.ProcessExitedException) as err:
         if not errors.empty():
             index, message, code = errors.get()
