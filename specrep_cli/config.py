@@ -88,13 +88,19 @@ class TimmEncoderConfig(EncoderConfig):
     """Any timm model as the backbone (`pip install 'specrep[timm]'`), its classifier removed."""
     name: str = "timm"
     model_name: str = "vit_tiny_patch16_224"
-    image_size: Optional[int] = 32         # ViT-like models: the input size (img_size); null for CNNs
-    patch_size: Optional[int] = 4          # ViT-like models: the patch size; null for CNNs
+    image_size: Optional[Union[int, str]] = "auto"   # ViT-like: the input size (img_size); auto: the data's; null: the model's own
+    patch_size: Optional[Union[int, str]] = "auto"   # ViT-like: the patch size; auto: image_size / 8; null: the model's own
     pretrained: bool = False
 
     def __post_init__(self) -> None:
-        _require(self.image_size is None or self.image_size >= 8, "encoder.image_size must be null or >= 8")
-        _require(self.patch_size is None or self.patch_size >= 1, "encoder.patch_size must be null or >= 1")
+        for key, low in (("image_size", 8), ("patch_size", 1)):
+            value = getattr(self, key)
+            _require(value is None or value == "auto" or (isinstance(value, int) and value >= low),
+                     f"encoder.{key} must be auto (follows the model), null (the model's own) or an int >= {low}, "
+                     f"got {value!r}")
+        if isinstance(self.image_size, int) and isinstance(self.patch_size, int):
+            _require(self.image_size % self.patch_size == 0, f"encoder.image_size={self.image_size} is not a "
+                     f"multiple of encoder.patch_size={self.patch_size}")
         _require_installed("timm", "encoder=timm", "timm")
         super().__post_init__()
 

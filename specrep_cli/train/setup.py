@@ -33,6 +33,7 @@ from ..errors import DatasetError, TrainingError
 from ..eval.zeroshot import zero_shot_names
 from ..models.encoders import build_encoder, param_count, uses_channels_last
 from ..models.text import text_encoder
+from ..models.timm_backbones import with_model_sizes
 from ..objectives.methods import Method, build_method
 from ..report.loggers import Loggers, open_loggers
 from ..rundir import run_dir_of
@@ -226,6 +227,7 @@ def build_run(cfg: TrainConfig, job_dir: Path, ranks: Ranks = Ranks(), data: Ima
     compute = Compute(device, resolve_bf16(cfg.trainer.precision, device))
     set_determinism(cfg.trainer.deterministic)
     data = load_dataset(cfg.dataset, device) if data is None else data   # uint8 (N, C, H, W)
+    cfg = with_model_sizes(cfg, getattr(data, "image_size", None))   # encoder=timm: auto sizes follow the model
     n_train, batch_size = data.ssl_images.shape[0], cfg.trainer.batch_size
     if batch_size > n_train:
         what = "pairs per epoch (dataset.pairs_per_epoch)" if isinstance(data, GraphData) else "images"
