@@ -196,10 +196,13 @@ def test_one_epoch_on_each_dataset_format(tmp_path: Path, dataset: str, extra):
 
 
 def test_wheel_ships_every_config(tmp_path: Path):
-    build = pytest.importorskip("build", reason="the `build` package (pip install -e '.[test]') is needed")
+    pytest.importorskip("build", reason="the `build` package (pip install -e '.[test]') is needed")
+    import importlib.util
     import subprocess
     import sys
-    proc = subprocess.run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir",
+    # --no-isolation builds with this interpreter's setuptools; without one, build fetches it as pip would
+    isolation = ["--no-isolation"] if importlib.util.find_spec("setuptools") else []
+    proc = subprocess.run([sys.executable, "-m", "build", "--wheel", *isolation, "--outdir",
                            str(tmp_path), str(REPO)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     wheel = next(tmp_path.glob("specrep-*.whl"))
@@ -210,21 +213,23 @@ def test_wheel_ships_every_config(tmp_path: Path):
         assert f"specrep_cli/conf/{rel}" in names, rel
     assert "specrep_cli/conf/__init__.py" in names
 
-    # A plain (non-editable) install of that wheel composes its configs from anywhere.
-    import venv
-    env_dir = tmp_path / "venv"
-    venv.EnvBuilder(system_site_packages=True, with_pip=True).create(env_dir)
-    py = env_dir / "bin" / "python"
-    # without the PYTHONPATH a worktree's tests run under, which would put its checkout first again
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    # the venv's own pip: it never uninstalls the checkout's editable install outside the venv
-    proc = subprocess.run([str(py), "-m", "pip", "install", "--no-deps", "--no-index", "--quiet", str(wheel)],
-                          capture_output=True, text=True, timeout=300, env=env)
-    assert proc.returncode == 0, proc.stderr
-    site = subprocess.run([str(py), "-c", "import specrep_cli, sys; print(specrep_cli.__file__)"],
-                          capture_output=True, text=True, cwd=tmp_path, env=env).stdout
-    assert str(env_dir) in site, site   # the wheel's copy, not the editable checkout
-    proc = subprocess.run([str(env_dir / "bin" / "specrep"), "train", "objective=simclr", "--cfg", "job"],
+    # A plain (non-editable) install of that wheel composes its configs from anywhere. The wheel alone
+    # (--no-deps) goes into a folder of its own, first on this interpreter's path: the dependencies are
+    # this interpreter's wherever they live (a venv, conda, the main Python, ~/.local), and the checkout's
+    # editable install, which comes after PYTHONPATH, is not the copy imported.
+    site = tmp_path / "site"
+    proc = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--no-compile",
+                           "--quiet", "--target", str(site), str(wheel)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    # only that folder on PYTHONPATH: a worktree's tests run with the checkout on it, which would come first
+    env = {**{k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}, "PYTHONPATH": str(site)}
+    where = subprocess.run([sys.executable, "-c", "import specrep_cli, specrep_cli.conf, specrep_cli.cli\n"
+                            "for m in (specrep_cli, specrep_cli.conf, specrep_cli.cli): print(m.__file__)"],
+                           capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
+    assert where.returncode == 0, where.stderr
+    files = [Path(f).resolve() for f in where.stdout.splitlines()]
+    assert len(files) == 3 and all(f.is_relative_to(site.resolve()) for f in files), where.stdout   # the wheel's copy
+    proc = subprocess.run([str(site / "bin" / "specrep"), "train", "objective=simclr", "--cfg", "job"],
                           capture_output=True, text=True, cwd=tmp_path, timeout=120, env=env)
     assert proc.returncode == 0, proc.stderr
     assert "temperature: 0.5" in proc.stdout
