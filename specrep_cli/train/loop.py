@@ -35,6 +35,7 @@ from ..models.encoders import seeded_encoder
 from ..report.metrics import read_resume_records
 from ..rundir import held
 from ..runtime import Compute, Ranks
+from .collapse import collapse_warning
 from .processes import agree, gather_objects, left_at_exit, run_ranks
 from .saving import save_checkpoint
 from .setup import LoopState, Run, build_run, log_run, resume_source, run_dir_for, start_state
@@ -285,9 +286,8 @@ def monitor_epoch(run: Run, state: LoopState, epoch: int) -> Dict[str, float]:
     log.info(f"epoch {epoch}/{run.cfg.trainer.epochs}  monitor: kNN top-1 {watched['knn_top1']:.2f} %  "
              f"effective rank {watched['effective_rank_representation']:.1f} (representation), "
              f"{watched['effective_rank_projection']:.1f} / {watched['projection_dim']} (projection)")
-    if watched["effective_rank_projection"] < cfg.collapse_fraction * watched["projection_dim"]:
-        log.warning(f"the projection is collapsing: effective rank "
-                    f"{watched['effective_rank_projection']:.1f} of {watched['projection_dim']}")
+    if warning := collapse_warning(watched, state.progress.step, cfg, run.data.train_images.shape[0]):
+        log.warning(warning)   # not before collapse.MIN_STEPS steps, and judged against the subset's size
     return watched
 
 
