@@ -103,7 +103,7 @@ def test_checkpoint_holds_weights_config_and_state(trained_run: Path):
 def test_eval_rebuilds_the_encoder_from_the_checkpoint(trained_run: Path, tmp_path: Path):
     out = tmp_path / "eval"
     # The eval config's defaults know nothing of width 8: the encoder must come from the checkpoint.
-    proc = run_cli("eval", f"checkpoint={trained_run / 'checkpoints' / 'last.pt'}", "eval.probe_steps=20",
+    proc = run_cli("eval", f"checkpoint={trained_run / 'checkpoints' / 'last.pt'}", "eval.probe.fast.steps=20",
                    f"hydra.run.dir={out}", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     report = json.loads((out / "report.json").read_text())
@@ -118,7 +118,7 @@ def test_eval_rebuilds_the_encoder_from_the_checkpoint(trained_run: Path, tmp_pa
 def test_eval_accepts_a_run_directory_and_another_dataset(trained_run: Path, tmp_path: Path):
     out = tmp_path / "eval"
     proc = run_cli("eval", f"checkpoint={trained_run}", "dataset=shapes", "dataset.num_train=200",
-                   "dataset.num_test=100", "dataset.seed=7", "eval.probe_steps=10",
+                   "dataset.num_test=100", "dataset.seed=7", "eval.probe.fast.steps=10",
                    f"hydra.run.dir={out}", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert json.loads((out / "report.json").read_text())["run"]["dataset"] == "shapes"
@@ -155,7 +155,7 @@ def test_max_bad_steps_skips_that_many_then_stops(tmp_path: Path):
 def test_one_epoch_on_cifar10_jpeg_subset(tmp_path: Path):
     run_dir = tmp_path / "run"
     proc = run_cli("train", "dataset=imagefolder", f"dataset.root={CIFAR}", "dataset.subset=512",
-                   "trainer.epochs=1", "trainer.batch_size=128", "encoder.width=8", "eval.probe_steps=20",
+                   "trainer.epochs=1", "trainer.batch_size=128", "encoder.width=8", "eval.probe.fast.steps=20",
                    "eval.random_init=false", f"hydra.run.dir={run_dir}", cwd=tmp_path, timeout=600)
     assert proc.returncode == 0, proc.stderr
     report = json.loads((run_dir / "report.json").read_text())
@@ -187,7 +187,7 @@ def test_one_epoch_on_each_dataset_format(tmp_path: Path, dataset: str, extra):
                     Image.new("RGB", (24 + i % 5, 20), (100 * c, i * 6, 50)).save(root / split / str(c) / f"{i}.png")
     run_dir = tmp_path / "run"
     proc = run_cli("train", f"dataset={dataset}", f"dataset.root={root}", *extra, *MODEL,
-                   "trainer.batch_size=32", "eval.knn_k=5", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+                   "trainer.batch_size=32", "eval.knn.k=5", f"hydra.run.dir={run_dir}", cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     report = json.loads((run_dir / "report.json").read_text())
     assert report["run"]["dataset"] == dataset and 0.0 <= report["linear_probe"]["top1"] <= 100.0
