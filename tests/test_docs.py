@@ -51,6 +51,14 @@ def test_readme_is_a_front_door():
     assert "specrep train" in "\n".join(lines[quick[0]:40]), "the quick start's first command is specrep train"
 
 
+def test_the_readme_quick_start_holds_the_exact_command_ci_runs():
+    ci = [line for line in (REPO / ".ci" / "run").read_text().splitlines() if line and not line.startswith(("#", "set ", "cd "))]
+    assert len(ci) == 1, ci
+    lines = README.read_text().splitlines()
+    quick = next(i for i, line in enumerate(lines) if re.match(r"^##\s+Quick start\b", line, re.I))
+    assert ci[0] in lines[quick:quick + 40], f"README.md's quick start must hold .ci/run's command: {ci[0]}"
+
+
 def test_readme_links_resolve():
     text = prose(README.read_text())
     for target in re.findall(r"\]\(([^)\s]+)\)", text):
