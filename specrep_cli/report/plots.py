@@ -12,6 +12,7 @@ import math
 from pathlib import Path
 from typing import Any, Dict, List, Sequence, Tuple
 
+import yaml
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
@@ -60,14 +61,31 @@ def plot_lr(records: Sequence[Dict[str, Any]], path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def plot_monitor(history: Sequence[Dict[str, Any]], path: Path) -> Path | None:
-    """kNN top-1 (monitoring subset) and the effective rank of h and z against the epoch."""
+def monitor_subset(monitor_images: int | None) -> str:
+    """Which images the monitor's kNN is on, and why its figure is not the final kNN's."""
+    train = f"{monitor_images}" if monitor_images else "eval.monitor_images"
+    test = f"{max(1, monitor_images // 2)}" if monitor_images else "half as many"
+    return (f"kNN on a fixed subset (eval.monitor_images): up to {train} train and {test} test images, so fewer "
+            "neighbours\nand test images than the final kNN on the full splits, whose figure differs")
+
+
+def plot_monitor(history: Sequence[Dict[str, Any]], path: Path, random_init: Dict[str, Any] | None = None,
+                 monitor_images: int | None = None) -> Path | None:
+    """kNN top-1 (monitoring subset) and the effective rank of h and z against the epoch; the final
+    report's random-init figures (full splits) as horizontal reference lines."""
     if not history:
         return None
     epochs = [h["epoch"] for h in history]
-    fig, (top, bottom) = _figure(7, 4.6, rows=2)
-    top.plot(epochs, [h["knn_top1"] for h in history], marker="o")
-    top.set(title="monitoring subset, per epoch", ylabel="kNN top-1 (%)")
+    fig, (top, bottom) = _figure(7, 5.0, rows=2)
+    top.plot(epochs, [h["knn_top1"] for h in history], marker="o", label="trained encoder, monitoring subset")
+    for key, style, name in (("knn_top1", "--", "kNN"), ("linear_probe_top1", ":", "linear probe")):
+        value = (random_init or {}).get(key)
+        if isinstance(value, (int, float)) and math.isfinite(value):
+            top.axhline(value, color="grey", linestyle=style,
+                        label=f"random init, final {name} top-1 (full splits): {value:.1f} %")
+    top.set(title=monitor_subset(monitor_images), ylabel="kNN top-1 (%)")
+    top.title.set_fontsize("small")
+    top.legend(fontsize="small")
     bottom.plot(epochs, [h["effective_rank_representation"] for h in history], marker="o",
                 label="representation h")
     bottom.plot(epochs, [h["effective_rank_projection"] for h in history], marker="o", label="projection z")
@@ -123,6 +141,15 @@ def plot_graph(graph: Dict[str, Any], path: Path) -> Path | None:
     return _save(fig, path)
 
 
+def _monitor_images(run_dir: Path) -> int | None:
+    """eval.monitor_images of the run's .hydra/config.yaml; None when it cannot be read."""
+    try:
+        value = yaml.safe_load((Path(run_dir) / ".hydra" / "config.yaml").read_text())["eval"]["monitor_images"]
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        return None
+    return value if isinstance(value, int) else None
+
+
 def write_run_plots(run_dir: Path, report: Dict[str, Any]) -> List[Tuple[str, str]]:
     """Draw every plot the run has data for into run_dir/plots; (caption, path relative to run_dir) each.
 
@@ -132,7 +159,8 @@ def write_run_plots(run_dir: Path, report: Dict[str, Any]) -> List[Tuple[str, st
     records = read_step_records(run_dir / "metrics.jsonl")
     plots = [("loss terms per step", plot_losses, records, "loss.png"),
              ("learning rate per step", plot_lr, records, "lr.png"),
-             ("kNN top-1 and effective rank per epoch (monitoring subset)", plot_monitor,
+             ("kNN top-1 and effective rank per epoch (monitoring subset; the random-init lines: final figures)",
+              lambda history, path: plot_monitor(history, path, report.get("random_init"), _monitor_images(run_dir)),
               report.get("history") or [], "monitor.png"),
              ("covariance spectrum of the representation and the projection", plot_spectrum,
               report.get("spectrum") or {}, "spectrum.png"),
@@ -150,20 +178,36 @@ def write_run_plots(run_dir: Path, report: Dict[str, Any]) -> List[Tuple[str, st
     return drawn
 
 
+def spread_title(stds: Sequence[float | None], over: str = "seeds") -> str:
+    """The bar plot's title: '± std' only where some group has one (n > 1; a nan std is n = 1)."""
+    spread = [s is not None and not math.isnan(s) for s in stds]
+    if not any(spread):
+        return "one sample per group (n = 1: no std)"
+    return f"mean ± std over {over}" + ("" if all(spread) else " (no error bar: n = 1)")
+
+
 def write_bar_plot(path: Path, labels: Sequence[str], bars: Dict[str, Tuple[Sequence[float], Sequence[float]]],
-                   xlabel: str = "top-1 (%)") -> Path:
+                   xlabel: str = "top-1 (%)", references: Dict[str, Sequence[float | None]] | None = None,
+                   over: str = "seeds") -> Path:
     """Horizontal grouped bars, one group per label, one bar per series name -> (means, stds), with
-    error bars of one std (none where the std is nan: a single run)."""
+    error bars of one std (none where the std is nan: a single run); `references` (series name ->
+    a value per group, e.g. its random-init figure) as a black line across each bar."""
     n, k = len(labels), len(bars)
     fig, (ax,) = _figure(8, 1.2 + 0.35 * n * k + 0.2 * n)
     height = 0.8 / k
+    labelled = False
     for j, (name, (means, stds)) in enumerate(bars.items()):
         ys = [i + (j - (k - 1) / 2) * height for i in range(n)]
         errors = [0.0 if s is None or math.isnan(s) else s for s in stds]
         ax.barh(ys, means, height=height, xerr=errors, capsize=3, label=name)
+        for y, ref in zip(ys, (references or {}).get(name, [])):
+            if ref is not None and math.isfinite(ref):
+                ax.vlines(ref, y - height / 2, y + height / 2, colors="black", linewidth=2,
+                          label=None if labelled else "random init (same protocol)")
+                labelled = True
     ax.set_yticks(range(n), [label if len(label) <= 60 else label[:57] + "..." for label in labels])
     ax.invert_yaxis()
-    ax.set(xlabel=xlabel, title="mean ± std over seeds")
+    ax.set(xlabel=xlabel, title=spread_title([s for _, stds in bars.values() for s in stds], over))
     ax.grid(alpha=0.3, axis="x")
     ax.legend(loc="lower right")
     return _save(fig, Path(path))

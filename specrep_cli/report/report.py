@@ -21,9 +21,11 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shlex
 from pathlib import Path
 from typing import Any, Dict, List, Sequence, Tuple
 
+import yaml
 from rich.console import Console
 from rich.table import Table
 
@@ -140,13 +142,29 @@ def _settings(report: Dict[str, Any]) -> List[Tuple[str, str]]:
     return [(k, str(v)) for k, v in report["run"].items() if v is not None]
 
 
+def reproduce_command(run_dir: Path, report: Dict[str, Any]) -> str:
+    """The command that makes this run again: `specrep train` (`specrep eval` for a report of `specrep
+    eval`, whose run names a checkpoint) with the run's overrides from .hydra/overrides.yaml, shell-quoted."""
+    command = "specrep eval" if "checkpoint" in report.get("run", {}) else "specrep train"
+    try:
+        overrides = yaml.safe_load((Path(run_dir) / ".hydra" / "overrides.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        overrides = None
+    if not isinstance(overrides, list):   # started from Python, not from the command line
+        if command == "specrep eval":
+            return f"{command} {shlex.quote('checkpoint=' + str(report['run']['checkpoint']))}"
+        return f"{command}   # its overrides are not recorded: no .hydra/overrides.yaml in {run_dir}"
+    return " ".join([command, *(shlex.quote(str(o)) for o in overrides)])
+
+
 def write_report(run_dir: Path, report: Dict[str, Any]) -> None:
     """Write the plots (plots.write_run_plots), report.md, which embeds them, and report.json into
     run_dir, each atomically and report.json last (what `specrep report` takes for a finished run).
     A file that cannot be written (a full disk) is a ReportError; no partial or empty file is left."""
     run_dir = Path(run_dir)
     plots = write_run_plots(run_dir, report)
-    lines = ["# specrep report", "", "| metric | value |", "| --- | --- |"]
+    lines = ["# specrep report", "", "Made by:", "", "```bash", reproduce_command(run_dir, report), "```", "",
+             "| metric | value |", "| --- | --- |"]
     lines += [f"| {k} | {v} |" for k, v in _rows(report)]
     diagnostics = _diagnostic_rows(report)
     if diagnostics:

@@ -225,6 +225,12 @@ def group_stats(group: Group) -> Dict[str, Tuple[float, float, int]]:
     return {col: mean_std([_sample_mean(s, where) for s in parts]) for col, _, where in METRICS + GRAPH_METRICS}
 
 
+def random_init(group: Group, key: str) -> float | None:
+    """The group's random-init figure (report.json's random_init.<key>), averaged like its metrics."""
+    mean, _, n = mean_std([_sample_mean(s, ("random_init", key)) for s in samples(group)])
+    return mean if n else None
+
+
 def _cell(col: str, stat: Tuple[float, float, int], with_std: bool) -> str:
     mean, std, n = stat
     if n == 0:
@@ -270,7 +276,10 @@ def write_summary(out_dir: Path, groups: Sequence[Group], unreported: Sequence[U
     try:
         write_bar_plot(png_path, [g.label for g in groups],
                        {"linear probe top-1": ([s["probe_top1"][0] for s in stats], [s["probe_top1"][1] for s in stats]),
-                        "kNN top-1": ([s["knn_top1"][0] for s in stats], [s["knn_top1"][1] for s in stats])})
+                        "kNN top-1": ([s["knn_top1"][0] for s in stats], [s["knn_top1"][1] for s in stats])},
+                       references={"linear probe top-1": [random_init(g, "linear_probe_top1") for g in groups],
+                                   "kNN top-1": [random_init(g, "knn_top1") for g in groups]},
+                       over="runs" if any(g.pool_repeats for g in groups) else "seeds")
     except OSError:
         raise
     except Exception as err:   # matplotlib's errors have many types; the table is what matters
