@@ -44,8 +44,9 @@ INPUTS = {"rgb": "RGB in [0, 1], normalised with mean and std (per channel)",
                     "scaled to [-1, 1]"}
 
 
-def trained_backbone(model: Trained, path: Path) -> Tuple[nn.Module, EncoderConfig]:
-    """(phi's backbone with its trained weights, in eval mode; the encoder config), built by name."""
+def trained_encoder(model: Trained, path: Path) -> Tuple[nn.Module, EncoderConfig]:
+    """(phi, the backbone and projector, with its trained weights, in eval mode; the encoder config),
+    built by name and loaded strictly."""
     enc = model.config["encoder"]
     try:
         enc_cfg = from_dict(encoder_schema(enc["name"]), enc)
@@ -54,7 +55,12 @@ def trained_backbone(model: Trained, path: Path) -> Tuple[nn.Module, EncoderConf
         encoder = build_encoder(enc_cfg, model.in_channels, model.input)
     except (KeyError, ValueError, ConfigError) as err:
         raise CheckpointError(f"{path}: its encoder cannot be built ({str(err).splitlines()[0]})") from None
-    load_strict(encoder, model.encoder, path, "encoder")
+    return load_strict(encoder, model.encoder, path, "encoder").eval(), enc_cfg
+
+
+def trained_backbone(model: Trained, path: Path) -> Tuple[nn.Module, EncoderConfig]:
+    """(phi's backbone with its trained weights, in eval mode; the encoder config), built by name."""
+    encoder, enc_cfg = trained_encoder(model, path)
     backbone = encoder.backbone
     if isinstance(backbone, LabInput):   # the Lab split is the input's preparation, not a layer
         backbone = backbone.inner

@@ -19,7 +19,7 @@ LAYERS = [
     {"config", "runtime", "rundir", "sweeps"},   # rundir: the run dir's lock and failure record; sweeps: the preflight's view of sweeps
     {"models", "data", "report", "checkpoint"},
     {"objectives", "export"},   # export: the models and the checkpoint meet (specrep export)
-    {"eval"},
+    {"eval", "load"},   # load: trained encoders for Python users (load_backbone, load_encoder)
     {"train"},
     {"cli"},
     {"__main__", "specrep"},
