@@ -22,12 +22,12 @@ import time
 
 import numpy as np
 import torch
+from common import cifar10_train, hardware
 from rich.console import Console
 from rich.table import Table
 
-from common import cifar10_train, hardware
-from specrep_cli.data.augment import make_views
 from specrep_cli.config import AugmentationConfig
+from specrep_cli.data.augment import make_views
 
 
 class PILTwoViews(torch.utils.data.Dataset):

@@ -13,7 +13,7 @@ from specrep_cli import config
 from specrep_cli.config import ImageFolderConfig
 from specrep_cli.data import load_dataset
 from specrep_cli.data.splits import ImageData
-from specrep_cli.train.setup import Run, build_run
+from specrep_cli.train.setup import Run, RunDirs, build_run
 
 CIFAR_JPEG = Path(os.environ.get("SPECREP_CIFAR_JPEG",
                                  Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg"))
@@ -52,4 +52,5 @@ def compose_train(overrides: list[str]) -> config.TrainConfig:
 def build(overrides: list[str], data: ImageData | None = None) -> Run:
     """The run `specrep train <overrides>` would build (build_run), on `data` when given, in a fresh
     temporary job dir (nothing is written there unless a checkpoint or metrics are)."""
-    return build_run(compose_train(overrides), Path(tempfile.mkdtemp(prefix="specrep-benchmark-")), data=data)
+    cfg = compose_train(overrides)
+    return build_run(cfg, RunDirs.of(cfg, Path(tempfile.mkdtemp(prefix="specrep-benchmark-"))), data=data)

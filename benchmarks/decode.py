@@ -24,11 +24,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from common import CIFAR_JPEG, cpu_name
 from PIL import Image
 from rich.console import Console
 from rich.table import Table
 
-from common import CIFAR_JPEG, cpu_name
 from specrep_cli import __version__
 from specrep_cli.data.files import decode_images
 from specrep_cli.runtime import git_sha

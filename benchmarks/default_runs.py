@@ -26,10 +26,9 @@ import time
 from pathlib import Path
 
 import torch
+from common import hardware
 from rich.console import Console
 from rich.table import Table
-
-from common import hardware
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 CPU_KINDS = {"native": ({}, []),

@@ -12,7 +12,7 @@
               the command that finishes it), no report.json; once there is room that command writes it
 
 Each case prints what happened and PASS or FAIL; the exit status is 1 if any case failed. Without
-root (no tmpfs) it says so and exits 0: tests/test_disk_full.py then patches the writes instead.
+root (no tmpfs) it says so and exits 0: tests/cli/test_disk_full.py then patches the writes instead.
 """
 from __future__ import annotations
 
@@ -29,7 +29,8 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = ["trainer.batch_size=64", "encoder.width=8", "encoder.projector_hidden_dim=64",
-         "encoder.projector_out_dim=32", "eval.probe.fast.steps=20", "eval.random_init=false", "eval.alignment_images=0"]
+         "encoder.projector_out_dim=32", "eval.probe.fast.steps=20", "eval.random_init=false",
+         "eval.alignment_images=0"]
 
 
 def mount(where: Path, kib: int) -> bool:
@@ -90,8 +91,9 @@ def case_cache(tmp: Path, runs: int = 2) -> list:
         proc = specrep(["train", "dataset=imagefolder", f"dataset.root={root}", "trainer.epochs=1", *SMALL,
                         f"hydra.run.dir={tmp / f'run{attempt}'}"], tmp, disk / "cache")
         ok = proc.returncode == 0 and (tmp / f"run{attempt}" / "report.json").is_file() and not leftovers(disk)
+        warned = "could not cache" in proc.stdout + proc.stderr
         results.append((f"cache, run {attempt}", ok, f"exit {proc.returncode}; temporary files left: "
-                        f"{len(leftovers(disk))}; {'cache warning logged' if 'could not cache' in proc.stdout + proc.stderr else 'no warning'}"))
+                        f"{len(leftovers(disk))}; {'cache warning logged' if warned else 'no warning'}"))
     return results
 
 
@@ -153,7 +155,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         if not mount(tmp / "probe", 64):
-            print("cannot mount a tmpfs here (needs root): tests/test_disk_full.py patches the writes instead")
+            print("cannot mount a tmpfs here (needs root): tests/cli/test_disk_full.py patches the writes instead")
             return 0
         subprocess.run(["umount", str(tmp / "probe")])
         results = []

@@ -22,7 +22,8 @@ epoch, are not timed.
 Timing: CUDA events recorded between the steps, read once the epoch is over, so the timing adds no
 host sync (on the CPU, where every op is synchronous: time.perf_counter). `--compile on` builds the run
 with trainer.compile=true (the encoder compiled in place, nn.Module.compile, inductor; another
---compile-mode compiles it with that mode instead) before the epoch; its first steps then take longer. "first steps extra" is that extra time: the first --warmup-steps steps' time less as
+--compile-mode compiles it with that mode instead) before the epoch; its first steps then take longer.
+"first steps extra" is that extra time: the first --warmup-steps steps' time less as
 many median steps. With compile on it is the compile time; with compile off, the warm-up that remains
 (cuDNN autotuning, the allocator growing). Seconds per epoch and images/s leave it out; with
 --max-steps they are extrapolated from the steps run to the full epoch. Inductor caches compiled
@@ -44,11 +45,11 @@ import statistics
 import time
 
 import torch
+from common import build, cifar10_train, hardware
 from rich.console import Console
 from rich.table import Table
 from torch.utils.flop_counter import FlopCounterMode
 
-from common import build, cifar10_train, hardware
 from specrep_cli.data.datasets import channel_stats
 from specrep_cli.data.splits import ImageData
 from specrep_cli.train.loop import Meter, epoch_batches, epoch_permutation, forward_backward, take_step

@@ -18,11 +18,11 @@ import sys
 import time
 
 import torch
+from common import hardware
 from rich.console import Console
 from rich.table import Table
 from torch.profiler import ProfilerActivity, profile
 
-from common import hardware
 from specrep_cli.objectives import losses as obj
 
 FULL_SIZES = [256, 1024, 4096, 16384]

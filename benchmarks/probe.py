@@ -29,10 +29,10 @@ import time
 from pathlib import Path
 
 import torch
+from common import CIFAR_JPEG, cpu_name
 from rich.console import Console
 from rich.table import Table
 
-from common import CIFAR_JPEG, cpu_name
 from specrep_cli.config import FastProbeConfig, ImageEncoderConfig, ImageFolderConfig, StandardProbeConfig
 from specrep_cli.data import load_dataset
 from specrep_cli.data.files import cache_root
@@ -40,7 +40,6 @@ from specrep_cli.eval.features import FeatureReader
 from specrep_cli.eval.probes import linear_probe, standard_probe_on_features
 from specrep_cli.models.encoders import build_encoder
 from specrep_cli.runtime import resolve_compute
-
 
 
 def cifar_features(root: Path, width: int, batch_size: int, console: Console):

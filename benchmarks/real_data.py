@@ -16,14 +16,13 @@ from __future__ import annotations
 import argparse
 
 import torch
-
 from common import CIFAR_JPEG, hardware
 from default_runs import CONF, run_table
 
 
 def targets(results: list) -> list[str]:
     lines, probes = [], {}
-    for objective, cpu, wall, r in results:
+    for objective, _cpu, _wall, r in results:
         probe, rand = r["linear_probe"]["top1"], r["random_init"]["linear_probe_top1"]
         probes[objective] = probe
         lines.append(f"{objective}: probe {probe:.2f} %, {probe - rand:+.2f} over random init (>= +10): "
@@ -37,7 +36,8 @@ def targets(results: list) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=20,
-                        help="epochs of every run (20: about an hour on 2 cores with native bf16, 4-5x that on AVX2 in fp32)")
+                        help="epochs of every run (20: about an hour on 2 cores with native bf16, "
+                             "4-5x that on AVX2 in fp32)")
     parser.add_argument("--objectives", nargs="+", default=["all"], help="objective options, or 'all'")
     parser.add_argument("overrides", nargs="*", help="extra overrides for every run (after --)")
     args = parser.parse_args()

@@ -21,10 +21,10 @@ import statistics
 import time
 
 import torch
+from common import build, cifar10_train, hardware
 from rich.console import Console
 from rich.table import Table
 
-from common import build, cifar10_train, hardware
 from specrep_cli.data.augment import make_views
 from specrep_cli.train.loop import forward_backward, take_step
 from specrep_cli.train.setup import LoopState
@@ -54,7 +54,7 @@ def main() -> None:
         index = torch.randperm(images.shape[0], device=device)[:args.batch_size]
         take_step(run, state, images[index], index)
 
-    mean, std = run.data.mean.to(device), run.data.std.to(device)
+    mean, std = run.pairs.mean, run.pairs.std   # the run's normalisation, on the device
     view_a, view_b = make_views(images[:args.batch_size], run.cfg.augmentation, mean, std)
     if run.channels_last:   # ready-made: in the model's memory format already
         view_a, view_b = (v.contiguous(memory_format=torch.channels_last) for v in (view_a, view_b))

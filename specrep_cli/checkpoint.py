@@ -14,8 +14,8 @@ A checkpoint is a plain dict of tensors and plain data (no pickled classes), so 
      "tokenizer" (image-text runs: its vocabulary), "perm" and "epoch_step" (stopped inside an epoch:
      the epoch's order and the steps done), "rng_ranks" (several processes: every rank's RNG state)}
 
-    ckpt = payload(cfg, data, input, method, optimizer, progress, rng_ranks)   # -> save_checkpoint(path, ckpt)
-    changes = check_resumable(ckpt, cfg, in_channels, input, tokenizer, path, num_train)   # refused, or safe
+    ckpt = payload(cfg, trained_on, method, optimizer, progress, rng_ranks)   # -> save_checkpoint(path, ckpt)
+    changes = check_resumable(ckpt, cfg, trained_on, path)                  # refused, or what may change
     progress, position = restore(ckpt, method, optimizer, ranks, path)
     model = trained(load_checkpoint(path), path)                       # what `specrep eval` rebuilds
 """
@@ -34,7 +34,7 @@ from torch import Tensor, nn
 
 from . import __version__
 from .config import TrainConfig, flatten, to_dict, upgrade
-from .errors import CheckpointError
+from .errors import CheckpointError, TrainingError
 from .runtime import Ranks
 from .storage import atomic_write, reason
 
@@ -44,19 +44,29 @@ ENCODER = "encoder."       # phi's keys in the method's state dict: the probed t
 SECOND_TOWER = "encoder_y."  # nu's keys in a two-tower method's state dict (the text tower, say)
 
 
-def save_checkpoint(path: Path, ckpt: Dict[str, Any]) -> None:
-    """Write atomically (storage.atomic_write: a temporary file, fsynced, renamed over `path`).
+def save_checkpoint(path: Path, ckpt: Dict[str, Any], resume: str | None = None) -> None:
+    """Write atomically (storage.atomic_write: a temporary file, fsynced, renamed over `path`), never
+    a non-finite state (it would replace the last good checkpoint with NaN weights).
 
     A reader never sees a partial file; if writing fails (a full disk), any previous file at `path`
-    is untouched, no temporary file is left, and the error is one line saying so.
+    is untouched, no temporary file is left, and the error is one line saying so, ending with
+    `resume` (the command that continues the run) when given. The finiteness check is one host sync
+    (every weight, the objective's state and the optimizer's, on their device).
     """
     path = Path(path)
+    bad = nonfinite(ckpt)
+    if bad:
+        kept = f"{path}, the last good checkpoint, is kept" if path.is_file() else f"nothing written at {path}"
+        raise TrainingError(f"the state at step {ckpt.get('step')} is not finite ({', '.join(bad[:3])}): the run "
+                            f"diverged after its last logged loss; {kept}; lower optim.lr or check the "
+                            "objective's settings")
     ckpt = {"format": FORMAT, "format_version": FORMAT_VERSION, **ckpt}
     try:
         atomic_write(path, lambda f: torch.save(ckpt, f))
     except OSError as err:
         raise CheckpointError(f"cannot write checkpoint {path} ({reason(err)}); the previous checkpoint there "
-                              "is intact: free some space or fix the permissions, then resume") from None
+                              "is intact: free some space or fix the permissions, then resume"
+                              + (f" with: {resume}" if resume else "")) from None
 
 
 def resolve_checkpoint_path(path: str | os.PathLike | None) -> Path:
@@ -103,6 +113,17 @@ def load_checkpoint(path: str | os.PathLike | None, map_location: Any = "cpu") -
     return ckpt
 
 
+def reached(path: Path) -> Tuple[int, bool] | None:
+    """(step, whether training was complete: its last epoch done) of the checkpoint at `path`, its
+    tensors mapped rather than read; None when it cannot be read (load_checkpoint says why)."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        epochs = upgrade(ckpt["config"]).get("trainer", {}).get("epochs")
+        return int(ckpt["step"]), "perm" not in ckpt and epochs is not None and int(ckpt["epoch"]) >= int(epochs)
+    except Exception:   # torch's, zipfile's, pickle's and a damaged file's many exception types
+        return None
+
+
 # ------------------------------------------------------------------------------- the run's state
 @dataclass
 class Progress:
@@ -146,27 +167,43 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, state: Dict[str, Any]
         group.update(keys)
 
 
-def payload(cfg: TrainConfig, data: Any, input: str, method: nn.Module, optimizer: torch.optim.Optimizer,
-            progress: Progress, rng_ranks: List[Dict[str, Any]], position: Position | None = None,
-            tokenizer: Dict[str, Any] | None = None) -> Dict[str, Any]:
-    """Everything a run needs to go on. data: its ImageData (in_channels, image_size, classes, mean,
-    std); input: what phi sees; rng_ranks: every rank's rng_state(); position when stopped inside an
-    epoch; tokenizer: the text tower's tokenizer state (image-text runs)."""
+@dataclass(frozen=True)
+class TrainedOn:
+    """What the towers were trained to read: a checkpoint's "data" entry and its "tokenizer", and what
+    a resume must find unchanged."""
+    in_channels: int                    # image channels; a graph: its nodes (ids) or features per node
+    image_size: int | None              # the side of the square images (graphs: none)
+    classes: List[str]
+    input: str                          # what phi sees: rgb, or lab_l (augmentation=lab_split)
+    num_train: int                      # images (a graph: pairs) an epoch trains on
+    mean: Tensor | None                 # (C,) the normalisation the pairs applied (graphs: none)
+    std: Tensor | None
+    tokenizer: Dict[str, Any] | None    # the text tower's tokenizer state (image-text runs)
+
+    def entry(self) -> Dict[str, Any]:
+        """The checkpoint's "data" entry, as plain data."""
+        return {"in_channels": self.in_channels, "image_size": self.image_size, "classes": list(self.classes),
+                "input": self.input, "num_train": self.num_train,
+                "mean": None if self.mean is None else self.mean.tolist(),
+                "std": None if self.std is None else self.std.tolist()}
+
+
+def payload(cfg: TrainConfig, trained_on: TrainedOn, method: nn.Module, optimizer: torch.optim.Optimizer,
+            progress: Progress, rng_ranks: List[Dict[str, Any]], position: Position | None = None) -> Dict[str, Any]:
+    """Everything a run needs to go on: rng_ranks is every rank's rng_state(); position is given
+    when stopped inside an epoch."""
     state = method.state_dict()
     return {
         "specrep_version": __version__, "torch_version": str(torch.__version__),
         "config": to_dict(cfg),
-        "data": {"in_channels": data.in_channels, "image_size": data.image_size,
-                 "classes": list(data.classes), "input": input, "num_train": data.ssl_images.shape[0],
-                 "mean": None if data.mean is None else data.mean.tolist(),   # the normalisation trained with
-                 "std": None if data.std is None else data.std.tolist()},     # (graphs: none)
+        "data": trained_on.entry(),
         "encoder": {k[len(ENCODER):]: v for k, v in state.items() if k.startswith(ENCODER)},
         "objective": {k: v for k, v in state.items() if not k.startswith(ENCODER)},
         "optimizer": optimizer.state_dict(),
         "epoch": progress.epoch, "step": progress.step, "train_seconds": progress.train_seconds,
         "history": progress.history, "logger_ids": dict(progress.logger_ids), "rng": rng_ranks[0],
         **({"perm": position[0].cpu(), "epoch_step": position[1]} if position is not None else {}),
-        **({"tokenizer": tokenizer} if tokenizer is not None else {}),
+        **({"tokenizer": trained_on.tokenizer} if trained_on.tokenizer is not None else {}),
         **({"rng_ranks": rng_ranks} if len(rng_ranks) > 1 else {}),
     }
 
@@ -215,16 +252,18 @@ def _fixed(key: str) -> bool:
     return key not in RESUME_FREE and any(key == f or (f.endswith(".") and key.startswith(f)) for f in RESUME_FIXED)
 
 
-def check_resumable(ckpt: Dict[str, Any], cfg: TrainConfig, in_channels: int, input: str,
-                    tokenizer: Dict[str, Any] | None, path: Path, num_train: int | None = None) -> List[str]:
+def check_resumable(ckpt: Dict[str, Any], cfg: TrainConfig, trained_on: TrainedOn, path: Path) -> List[str]:
     """Refuse, in one line naming the keys, a checkpoint the composed config cannot continue: another
     architecture, objective, dataset or size of it, optimizer, batch size, schedule length or seed,
-    other image channels, tower inputs or tokenizer. Return the changes it can continue with
-    ("optim.lr (checkpoint 0.1, now 0.05)"), for the log."""
+    other image channels, tower inputs or tokenizer (`trained_on`: what this run's towers read).
+    Return the changes it can continue with ("optim.lr (checkpoint 0.1, now 0.05)"), for the log. A key
+    added after the checkpoint was written (trainer.threads in a 0.1.0 checkpoint) is not compared."""
     theirs, ours = flatten(upgrade(ckpt["config"])), flatten(to_dict(cfg))
-    changed = [k for k in sorted(set(theirs) | set(ours)) if k != "resume" and theirs.get(k) != ours.get(k)]
+    changed = [k for k in sorted(set(theirs) | set(ours))
+               if k != "resume" and k in theirs and theirs.get(k) != ours.get(k)]
     differ = [f"{k} (checkpoint {theirs.get(k)!r}, config {ours.get(k)!r})" for k in changed if _fixed(k)]
     graph = ours.get("dataset.name") == "graph"   # a graph's encoder takes nodes (ids or features), not images
+    in_channels, input, num_train = trained_on.in_channels, trained_on.input, trained_on.num_train
     if ckpt["data"]["in_channels"] != in_channels:
         what = "nodes (or node features) the encoder takes" if graph else "image channels"
         differ.append(f"{what} (checkpoint {ckpt['data']['in_channels']}, data {in_channels})")
@@ -232,13 +271,13 @@ def check_resumable(ckpt: Dict[str, Any], cfg: TrainConfig, in_channels: int, in
         differ.append(f"what the towers see (checkpoint {ckpt['data'].get('input', 'rgb')}, config "
                       f"{input}: augmentation=lab_split or not)")
     theirs_n = ckpt["data"].get("num_train", len(ckpt["perm"]) if "perm" in ckpt else None)
-    if num_train is not None and theirs_n is not None and theirs_n != num_train:
+    if theirs_n is not None and theirs_n != num_train:
         what = "pairs per epoch (dataset.pairs_per_epoch)" if graph else "training images"
         differ.append(f"{what} (checkpoint {theirs_n}, data {num_train})")
     if differ:
         raise CheckpointError(f"cannot resume {path}: it differs from the composed config in "
                               f"{'; '.join(differ)}; pass the overrides the run was started with")
-    if ckpt.get("tokenizer") != tokenizer:
+    if ckpt.get("tokenizer") != trained_on.tokenizer:
         raise CheckpointError(f"cannot resume {path}: its tokenizer differs from the one built "
                               "from this dataset's captions; pass the dataset the run was started with")
     return [f"{k} (checkpoint {theirs.get(k)!r}, now {ours.get(k)!r})" for k in changed if not _fixed(k)]
@@ -306,7 +345,8 @@ def check_evaluable(ckpt: Dict[str, Any], path: Path | str = "the checkpoint") -
         values = ckpt["data"].get(key)
         if values is not None and (not isinstance(values, list) or len(values) != channels
                                    or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)):
-            raise CheckpointError(f"{path} is damaged: data.{key} has {len(values) if isinstance(values, list) else 'no'} "
+            raise CheckpointError(f"{path} is damaged: data.{key} has "
+                                  f"{len(values) if isinstance(values, list) else 'no'} "
                                   f"values for {channels} channels; use another checkpoint of the run")
     bad = nonfinite(ckpt, ("encoder",))
     if bad:

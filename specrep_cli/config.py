@@ -20,6 +20,8 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from .errors import ConfigError
+from .figures import REPORT_METRICS
+
 
 def _require(ok: bool, message: str) -> None:
     if not ok:
@@ -88,8 +90,10 @@ class TimmEncoderConfig(EncoderConfig):
     """Any timm model as the backbone (`pip install 'specrep[timm]'`), its classifier removed."""
     name: str = "timm"
     model_name: str = "vit_tiny_patch16_224"
-    image_size: Optional[Union[int, str]] = "auto"   # ViT-like: the input size (img_size); auto: the data's; null: the model's own
-    patch_size: Optional[Union[int, str]] = "auto"   # ViT-like: the patch size; auto: image_size / 8; null: the model's own
+    # ViT-like: the input size (img_size); auto: the data's; null: the model's own
+    image_size: Optional[Union[int, str]] = "auto"
+    # ViT-like: the patch size; auto: image_size / 8; null: the model's own
+    patch_size: Optional[Union[int, str]] = "auto"
     pretrained: bool = False
 
     def __post_init__(self) -> None:
@@ -232,7 +236,7 @@ class TextTowerConfig:
 
 @dataclass
 class TwoTowerConfig(ObjectiveConfig):
-    """What clip and siglip share: what the two towers see, and the text tower."""
+    """What the two-tower objectives share: what the two towers see, and the text tower."""
     pairs: str = "auto"
     text: TextTowerConfig = field(default_factory=TextTowerConfig)
 
@@ -254,6 +258,19 @@ class SigLIPConfig(TwoTowerConfig):
     log_t_init: float = 2.302585092994046   # log(10)
     bias_init: float = -10.0
     learn_t_and_bias: bool = True
+
+
+@dataclass
+class SpectralCLIPConfig(TwoTowerConfig):
+    """The spectral loss across two towers: phi(x)^T nu(y) fits p(x, y) / (p(x) p(y)); mu and nested as
+    in objective=spectral."""
+    name: str = "spectral_clip"
+    mu: float = 16.0
+    nested: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _require(self.mu > 0, "objective.mu must be > 0")
 
 
 @dataclass
@@ -290,7 +307,8 @@ class VICRegConfig(ObjectiveConfig):
 
 
 OBJECTIVE_SCHEMAS = {c().name: c for c in (SimCLRConfig, BinaryNCEConfig, SpectralConfig,
-                                            SpectralBYOLConfig, PCAConfig, CLIPConfig, SigLIPConfig, BYOLConfig,
+                                            SpectralBYOLConfig, PCAConfig, CLIPConfig, SigLIPConfig,
+                                            SpectralCLIPConfig, BYOLConfig,
                                             BarlowTwinsConfig, VICRegConfig)}
 # The objectives with two towers phi and nu (an image tower and a text, image or Lab tower).
 TWO_TOWER_OBJECTIVES = tuple(name for name, c in OBJECTIVE_SCHEMAS.items() if issubclass(c, TwoTowerConfig))
@@ -484,7 +502,8 @@ class GraphConfig(DatasetConfig):
         _require(self.source != "file" or self.path is not None,
                  "dataset.source=file needs dataset.path=EDGES.csv (source,target[,weight] per line)")
         _require(0 < self.test_fraction < 1, "dataset.test_fraction must be in (0, 1)")
-        _require(self.pairs_per_epoch is None or self.pairs_per_epoch >= 2, "dataset.pairs_per_epoch must be null or >= 2")
+        _require(self.pairs_per_epoch is None or self.pairs_per_epoch >= 2,
+                 "dataset.pairs_per_epoch must be null or >= 2")
 
 
 DATASET_SCHEMAS = {"graph": GraphConfig, "shapes": ShapesConfig, "cifar10": CIFARConfig, "cifar100": CIFARConfig,
@@ -539,8 +558,8 @@ OPTIM_SCHEMAS = {"sgd": SGDConfig, "adamw": AdamWConfig, "lars": LARSConfig}
 
 # ------------------------------------------------------------------------------ trainer and eval
 LOGGERS = ("jsonl", "tensorboard", "wandb")
-
 MAX_EPOCHS = 1_000_000   # more is a typo (trainer.epochs=1000000000), not a plan: refused before anything starts
+
 
 @dataclass
 class WandbConfig:
@@ -600,24 +619,6 @@ class TrainerConfig:
                  f"trainer.devices={self.devices}")
         _require(not (self.sync_batchnorm and self.device == "cpu"),
                  "trainer.sync_batchnorm needs CUDA (torch's SyncBatchNorm has no CPU kernel)")
-
-
-# The top-level keys of report.json, and the figures among them a run can be scored by
-# (eval.objective_metric); zero_shot and retrieval come with image-text runs only, graph with dataset=graph.
-REPORT_SECTIONS = ("linear_probe", "knn", "random_init", "spectrum", "alignment", "uniformity", "zero_shot",
-                   "retrieval", "graph", "timing")
-_SIDES = ("representation", "projection")
-REPORT_METRICS = (
-    "linear_probe.top1", "linear_probe.top5", "linear_probe.val_top1", "knn.top1",
-    "random_init.linear_probe_top1", "random_init.knn_top1",
-    *(f"spectrum.{side}.{key}" for side in _SIDES for key in (
-        "effective_rank", "orthonormality_error", "top_variance_share.1", "top_variance_share.10",
-        "top_variance_share.100")),
-    *(f"{key}.{side}" for key in ("alignment", "uniformity") for side in _SIDES),
-    "zero_shot.top1", "zero_shot.top5", "graph.subspace_alignment", "graph.eigenvalue_error",
-    "graph.eckart_young.relative_error",
-    *(f"retrieval.{way}.r{k}" for way in ("image_to_text", "text_to_image") for k in (1, 5, 10)),
-    "timing.train_seconds", "timing.train_images_per_second", "timing.eval_seconds")
 
 
 @dataclass
@@ -693,8 +694,13 @@ class EvalConfig:
         "a {}", "a picture of a {}", "there is a {}", "an image showing a {}"])
     zero_shot_class_names: Dict[str, str] = field(default_factory=dict)
     objective_metric: str = "linear_probe.top1"
+    truth_budget_s: float = 60.0
+    ritz: bool = True
+    ritz_pairs: int = 2048
 
     def __post_init__(self) -> None:
+        _require(self.ritz_pairs >= 2, "eval.ritz_pairs must be >= 2 (pairs of the train split for Rayleigh-Ritz)")
+        _require(self.truth_budget_s >= 0, "eval.truth_budget_s must be >= 0 (seconds; 0: no exact truth)")
         _require(self.objective_metric in REPORT_METRICS,
                  f"eval.objective_metric must be a figure of report.json, one of: {', '.join(REPORT_METRICS)}; "
                  f"got {self.objective_metric!r}")
@@ -759,6 +765,8 @@ class EvalAppConfig:
     precision: str = "auto"
     threads: Union[int, str] = "auto"
     eval: EvalConfig = field(default_factory=EvalConfig)
+    encoder: Any = None   # always None: conf/eval.yaml's slots for what a dataset option brings along (encoder=...)
+    optim: Any = None
 
     def __post_init__(self) -> None:
         _check_threads("threads", self.threads)
@@ -809,11 +817,11 @@ def from_dict(schema: type, values: Dict[str, Any]) -> Any:
         raise ConfigError(f"invalid config: {str(err).splitlines()[0]}") from None
 
 
-def renamed(override: str) -> str | None:
-    """One line for an override of a key that earlier versions had (eval.knn_k=5), naming today's key."""
-    key = override.lstrip("+~").split("=")[0]
+def renamed(key: str, value: str | None) -> str | None:
+    """One line for an override of a key that earlier versions had (key eval.knn_k, value "5", as
+    specrep_cli.overrides reads them), naming today's key."""
     if key in RENAMED_KEYS:
-        return f"{key} is now {RENAMED_KEYS[key]}: write {RENAMED_KEYS[key]}{override[len(override.split('=')[0]):]}"
+        return f"{key} is now {RENAMED_KEYS[key]}: write {RENAMED_KEYS[key]}" + ("" if value is None else f"={value}")
     return None
 
 

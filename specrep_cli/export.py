@@ -111,7 +111,7 @@ def target(fmt: str, enc_cfg: EncoderConfig, in_channels: int) -> Tuple[Dict[str
 def _save(out: Path, state: Dict[str, Tensor], fmt: str) -> None:
     """Write the tensors atomically (storage.atomic_write)."""
     if fmt == "safetensors":
-        from safetensors.torch import save   # optional: checked by export_checkpoint
+        from safetensors.torch import save  # optional: checked by export_checkpoint
         atomic_write(out, lambda f: f.write(save(state, metadata={"format": "pt"})))
     else:
         atomic_write(out, lambda f: torch.save(state, f))

@@ -5,7 +5,7 @@
     encoder = load_encoder("outputs/2026-12-01/10-00-00/checkpoints/last.pt")   # images -> z; .backbone -> h
 
 Both take a checkpoint file or a run directory (its checkpoints/best.pt, the epoch with the best
-monitoring kNN, else checkpoints/last.pt; `checkpoint_path` says which, and the choice is logged on the
+validation kNN, else checkpoints/last.pt; `checkpoint_path` says which, and the choice is logged on the
 "specrep" logger). The checkpoint is read as `specrep eval` reads it (weights only, checked, loaded
 strictly) and the modules come back in eval mode on the CPU. load_backbone's module is the one
 `specrep export` writes (export.trained_backbone), so its features equal the exported weights' to the

@@ -5,11 +5,20 @@ stopped job leaves, and which run a checkpoint belongs to.
     run_job(job_dir, work, sweep, overrides, number)   # one Hydra job: locked, its failure recorded
     run_dir_of(checkpoint)                  # <run> for <run>/checkpoints/x.pt, else None
     RunDirGuard                             # Hydra callback: the lock before Hydra writes .hydra/
+    continues(run_dir, resume, overrides)   # goes on with the run there, starts one, or RunDirError
+    with printed_into(run_dir / "eval.log"): ...   # what the block prints, in the job's log too
+    unwritable_output_dir(parsed_overrides, multirun)  # why Hydra could not create the output dir, or None
 
 The lock is fcntl.flock on `<dir>/.specrep.lock`, so the kernel drops it when its process dies, even
 by SIGKILL: a killed run never leaves its directory stuck. The file holds the holder's pid, host,
 start time and command for the message a second run gets. Under torchrun every rank runs the Hydra
 job; rank 0 holds the lock for all of them. A file system without locks gets a warning and no lock.
+
+A dir that holds a run (its .hydra/config.yaml, report.json, metrics.jsonl or checkpoints/) is never
+a new run's: `specrep train` into it is refused unless resume= names it (or it reruns the command of
+the unfinished run there: a requeued job), and a job that goes on with it leaves its .hydra/ (and,
+unless it succeeds, its failed.json) as they were. A timestamped run dir (the default) that another
+run started in the same second has already is replaced by <dir>-1, <dir>-2...
 
 A job that fails leaves `failed.json` ({"kind": failed | stopped, "error": its one line, "type",
 "exit_code", "overrides", "time"}) in its directory; a later run of the same job removes it. In a
@@ -23,17 +32,22 @@ import fcntl
 import json
 import logging
 import os
+import re
 import socket
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Tuple
 
+import yaml
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.types import Override
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from .errors import RunDirError, SpecrepError, TrainingInterrupted, exit_with
+from .overrides import chosen
 from .storage import atomic_write_text, reason
 
 log = logging.getLogger("specrep")
@@ -112,7 +126,8 @@ def run_dir_of(checkpoint: Path | None) -> Path | None:
         return None
     parent = Path(checkpoint).absolute().parent
     run = parent.parent
-    if parent.name == "checkpoints" and ((run / ".hydra" / "config.yaml").is_file() or (run / "metrics.jsonl").is_file()):
+    if parent.name == "checkpoints" and ((run / ".hydra" / "config.yaml").is_file()
+                                         or (run / "metrics.jsonl").is_file()):
         return run
     return None
 
@@ -120,6 +135,65 @@ def run_dir_of(checkpoint: Path | None) -> Path | None:
 def is_training_run(d: Path) -> bool:
     """A directory `specrep train` wrote into (its log, metrics or checkpoints)."""
     return any((Path(d) / name).exists() for name in ("train.log", "metrics.jsonl", "checkpoints"))
+
+
+# ---------------------------------------------------------------------------- a dir that holds a run
+RUN_FILES = (".hydra/config.yaml", "report.json", "metrics.jsonl", "checkpoints")   # any of them: a run is there
+_KEPT: set[Path] = set()   # job dirs whose run this job continues: their .hydra/ and failed.json stay that run's
+
+
+def holds_run(d: Path) -> bool:
+    """Whether d holds a run already (its record, metrics, checkpoints or report)."""
+    return any((Path(d) / name).exists() for name in RUN_FILES)
+
+
+def _names(d: Path, resume: str) -> bool:
+    """Whether resume= names the run dir d: d itself, or a file in its checkpoints/."""
+    p = Path(resume).expanduser()
+    target = p if p.is_dir() else p.parent.parent if p.parent.name == "checkpoints" else None
+    return target is not None and target.resolve() == Path(d).resolve()
+
+
+def recorded_overrides(d: Path) -> List[str] | None:
+    """The command-line overrides d's run was started with (its .hydra/overrides.yaml), or None."""
+    try:
+        found = yaml.safe_load((Path(d) / ".hydra" / "overrides.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    return [str(o) for o in found] if isinstance(found, list) else None
+
+
+def continues(d: Path, resume: str | None, overrides: List[str]) -> bool:
+    """Whether `specrep train` with resume= and these overrides goes on with a run d holds (True), or
+    starts its own in d (False: d holds none). resume= naming d continues it, and so does the very
+    command d's unfinished run (no report.json) was started with: a requeued job, resumed from d's
+    checkpoints/last.pt. Any other run in d is RunDirError: a new run would overwrite its record."""
+    if not holds_run(d):
+        return False
+    if resume and _names(d, resume):
+        return True
+    if not (Path(d) / "report.json").exists() and recorded_overrides(d) == overrides:
+        return True
+    raise RunDirError(f"{d} already holds a run: pass resume={d} to continue it, or choose another hydra.run.dir")
+
+
+def claimed(run: DictConfig) -> Path:
+    """The run dir of hydra.run (`run.dir`). A timestamped one (${now:...}, the default) is this run's
+    alone: taken by another run started in the same second, the first of <dir>-1, <dir>-2... that
+    os.mkdir creates (atomically: two runs never claim the same one). torchrun's other ranks take
+    rank 0's."""
+    d = Path(str(run.dir))
+    if "${now:" not in str(OmegaConf.to_container(run, resolve=False)["dir"]) or _secondary_rank():
+        return d
+    d.parent.mkdir(parents=True, exist_ok=True)
+    candidate, n = d, 0
+    while True:
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            n += 1
+            candidate = d.with_name(f"{d.name}-{n}")
 
 
 # ---------------------------------------------------------------------------- a job's outcome
@@ -151,18 +225,25 @@ def record_failure(job_dir: Path, err: BaseException, overrides: List[str]) -> N
 def run_job(job_dir: Path, work: Callable[[], Any], sweep: bool, overrides: List[str],
             number: int | None = None) -> Any:
     """work() as one job in job_dir: the dir locked, an earlier failed.json removed, a failure recorded.
+    A job that continues the run its dir held (RunDirGuard) keeps that run's failed.json as it is
+    unless it succeeds: a refused resume leaves the run's record untouched.
 
     A single run raises the failure on. A sweep's job prints its line, notes it for the end of the
     sweep and returns None, so that the next job runs; a stop by a signal raises SystemExit (the
     sweep stops with it)."""
     try:
+        kept = Path(job_dir).absolute() in _KEPT
         with held(job_dir):
-            (Path(job_dir) / FAILURE).unlink(missing_ok=True)
+            if not kept:
+                (Path(job_dir) / FAILURE).unlink(missing_ok=True)
             try:
-                return work()
+                result = work()
             except Exception as err:
-                record_failure(job_dir, err, overrides)
+                if not kept:
+                    record_failure(job_dir, err, overrides)
                 raise
+            (Path(job_dir) / FAILURE).unlink(missing_ok=True)
+            return result
     except Exception as err:
         if not sweep:
             raise
@@ -185,6 +266,70 @@ def sweep_failures(sweep_dir: Path, since: float = 0.0) -> List[Tuple[Path, str]
     return found
 
 
+def unwritable_output_dir(parsed: List[Override], multirun: bool) -> str | None:
+    """Why the run's output directory cannot be created, or None if it can.
+
+    The directory given by hydra.run.dir (hydra.sweep.dir with --multirun or hydra.mode=MULTIRUN), up
+    to its first interpolation, else ./outputs.
+    """
+    multirun = multirun or str(chosen(parsed, "hydra.mode")).lower() == "multirun"
+    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    value = chosen(parsed, key)
+    target = (value if isinstance(value, str) else "outputs").split("${")[0] or "."
+    existing = Path(target).absolute()
+    while not existing.exists():
+        existing = existing.parent
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".specrep-write-test-", dir=existing))
+    except OSError as err:
+        return (f"cannot create the output directory {target} ({err.strerror} in {existing}): run from a "
+                f"writable directory or set {key}=PATH")
+    return None
+
+
+# ---------------------------------------------------------------------------- a job's log
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")   # a terminal's colours and cursor moves: not for a file
+
+
+class _Tee:
+    """A text stream that writes to `stream` and appends the same text, without terminal colours, to
+    `log` (best effort: on a full disk the console still has it)."""
+
+    def __init__(self, stream: Any, log: Any) -> None:
+        self._stream, self._log = stream, log
+
+    def write(self, text: str) -> int:
+        written = self._stream.write(text)
+        try:
+            self._log.write(ANSI.sub("", text))
+            self._log.flush()
+        except OSError:
+            pass
+        return written
+
+    def __getattr__(self, name: str) -> Any:   # isatty, fileno, encoding, flush: the console's
+        return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def printed_into(log_path: Path) -> Iterator[None]:
+    """What the block prints on stdout (rich's tables included) also appended to log_path, the job's
+    log, whose log records Hydra's file handler appends (both append: the order is kept)."""
+    try:
+        file = open(log_path, "a", encoding="utf-8")
+    except OSError:
+        file = None
+    if file is None:
+        yield
+        return
+    stdout, sys.stdout = sys.stdout, _Tee(sys.stdout, file)
+    try:
+        yield
+    finally:
+        sys.stdout = stdout
+        file.close()
+
+
 # ---------------------------------------------------------------------------- the Hydra callback
 class RunDirGuard(Callback):
     """Locks the run dir (a sweep: the sweep dir) before Hydra writes .hydra/ into it; refuses
@@ -194,7 +339,21 @@ class RunDirGuard(Callback):
         self.started = 0.0
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self._guard(Path(str(config.hydra.run.dir)), config.hydra.job.name, [])
+        """The run dir claimed and locked; a run it holds continued (resume=, or a requeued job), its
+        .hydra/ kept as that run's record, else refused (`specrep train`)."""
+        command, run_dir = config.hydra.job.name, claimed(config.hydra.run)
+        if str(run_dir) != str(config.hydra.run.dir):
+            config.hydra.run.dir = str(run_dir)
+        self._guard(run_dir, command, [])
+        if _secondary_rank():
+            config.hydra.output_subdir = None   # rank 0 writes the record
+            return
+        try:
+            if command == "train" and continues(run_dir, config.get("resume"), list(config.hydra.overrides.task)):
+                config.hydra.output_subdir = None   # Hydra leaves the run's .hydra/ as it is
+                _KEPT.add(run_dir.absolute())
+        except SpecrepError as err:
+            exit_with(err)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self.started = time.time()

@@ -3,7 +3,8 @@ code's git sha.
 
     compute = resolve_compute("auto", "auto")   # Compute(device=cpu|cuda, bf16=True|False)
     with compute.autocast(): ...                # bf16 autocast when on, else nothing
-    threads = use_threads("auto")               # torch's CPU threads (trainer.threads), in this process and its children
+    threads = use_threads("auto")               # torch's CPU threads (trainer.threads), in this process and
+                                                # its children
     ranks = from_torchrun() or Ranks()          # rank, world size, local rank
 """
 from __future__ import annotations

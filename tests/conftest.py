@@ -1,4 +1,4 @@
-"""Shared helpers: run the real CLI in a subprocess, tiny configs that train in seconds."""
+"""Shared helpers: run the real CLI in a subprocess, tiny configs that train in seconds; the folder markers."""
 from __future__ import annotations
 
 import os
@@ -12,8 +12,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from specrep_cli.checkpoint import save_checkpoint
-
 # pytest-xdist runs one test process per core (pyproject's addopts): each computes on one thread, and
 # so do the CLI runs it starts, so that the processes share the cores instead of oversubscribing them.
 if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
@@ -21,6 +19,17 @@ if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 REPO = Path(__file__).resolve().parents[1]
+TESTS = Path(__file__).resolve().parent
+FOLDER_MARKS = {"cli": "integration", "benchmarks": "slow"}   # tests/<folder>/: pyproject's markers
+
+
+def pytest_collection_modifyitems(items: list) -> None:
+    """Mark each test of tests/cli/ `integration` and of tests/benchmarks/ `slow`, so that
+    `pytest -m "not integration and not slow"` is the unit loop."""
+    for item in items:
+        parts = Path(str(item.fspath)).resolve().relative_to(TESTS).parts
+        if parts and parts[0] in FOLDER_MARKS:
+            item.add_marker(FOLDER_MARKS[parts[0]])
 CIFAR = REPO.parent / "shared" / "data" / "cifar10-jpeg"
 
 # A run that takes seconds on a CPU: 256 training images, one epoch of 4 steps, a narrow encoder.
@@ -71,5 +80,6 @@ def edited_checkpoint(source: Path, target: Path, edit) -> Path:
     """A copy of the checkpoint `source` at `target`, changed by edit(ckpt) (a damaged checkpoint)."""
     ckpt = torch.load(source, weights_only=True)
     edit(ckpt)
-    save_checkpoint(target, {k: v for k, v in ckpt.items() if k not in ("format", "format_version")})
+    target.parent.mkdir(parents=True, exist_ok=True)   # as it is: save_checkpoint refuses non-finite weights
+    torch.save(ckpt, target)
     return target

@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..config import AugmentationConfig
+from ..config import AugmentationConfig, ViewConfig
 
 LUMA = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale weights
 SOLARIZE_THRESHOLD = 0.5
@@ -285,17 +285,17 @@ def _pair(values: Any) -> Tuple[float, float]:
     return float(values[0]), float(values[1])
 
 
-def crop_is_identity(view: Any, height: int, width: int) -> bool:
+def crop_is_identity(view: ViewConfig, height: int, width: int) -> bool:
     """True when the crop always returns the whole image (scale and ratio [1, 1] on a square image)."""
     return _pair(view.crop_scale) == (1.0, 1.0) and _pair(view.crop_ratio) == (1.0, 1.0) and height == width
 
 
-def draw_params(batch: int, channels: int, height: int, width: int, view: Any,
+def draw_params(batch: int, channels: int, height: int, width: int, view: ViewConfig,
                 device: Union[str, torch.device] = "cpu",
                 generator: Optional[torch.Generator] = None) -> ViewParams:
     """Draw every per-sample parameter of one view from one (B, 14) uniform draw, on `device`.
 
-    `view` is a ViewConfig or a DictConfig with its attributes. Draws come from `generator` (on its
+    `view`: one view's settings (augmentation.view_a or view_b). Draws come from `generator` (on its
     own device, then moved) or from the global RNG of `device`.
     """
     draw_device = generator.device if generator is not None else torch.device(device)
@@ -367,7 +367,7 @@ def apply_params(images: Tensor, params: ViewParams, mean: Tensor, std: Tensor,
 
 
 @torch.no_grad()
-def augment(images: Tensor, view: Any, mean: Tensor, std: Tensor, out_size: Optional[int] = None,
+def augment(images: Tensor, view: ViewConfig, mean: Tensor, std: Tensor, out_size: Optional[int] = None,
             generator: Optional[torch.Generator] = None) -> Tensor:
     """One augmented view: uint8 (B, C, H, W) -> float32 normalised (B, C, oh, ow), same device.
 

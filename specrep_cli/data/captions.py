@@ -20,8 +20,8 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from . import shapes
 from ..errors import DatasetError
+from . import shapes
 from .tokenizer import SPECIALS, Tokenizer
 
 _words = Tokenizer(SPECIALS, level="word").tokenize   # words exactly as the text tower's tokenizer splits them

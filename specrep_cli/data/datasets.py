@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import replace
-from typing import Any, Tuple
+from typing import Tuple
 
 import torch
 from torch import Tensor
@@ -63,10 +63,10 @@ def load_with_unlabelled(cfg: ImageDatasetConfig, fits: Fits) -> ImageData:
     """The option's loader; with dataset.unlabelled_root, that folder's images as the SSL set (and
     dataset.subset applied to them alone); with no labelled root (imagefolder's root null), the folder alone."""
     if not cfg.unlabelled_root:
-        return LOADERS[cfg.name](cfg, fits)
+        return LOADERS.get(cfg.name)(cfg, fits)
     if isinstance(cfg, ImageFolderConfig) and cfg.root is None:
         return unlabelled_only(cfg, fits)
-    data = LOADERS[cfg.name](replace(cfg, subset=None), fits)   # the probe's splits whole
+    data = LOADERS.get(cfg.name)(replace(cfg, subset=None), fits)   # the probe's splits whole
     data.unlabelled_images = load_unlabelled(cfg, fits)
     return data
 
@@ -84,7 +84,7 @@ def hold_out(data: ImageData, fraction: float, seed: int = 0) -> ImageData:
     return ImageData(take(data.train_images, keep), data.train_labels[keep], take(data.train_images, val),
                      data.train_labels[val], data.classes, data.unlabelled_images,
                      captions.subset(keep) if captions is not None else None,
-                     captions.subset(val) if captions is not None else None)
+                     captions.subset(val) if captions is not None else None, holdout=fraction)
 
 
 def load_dataset(cfg: DatasetConfig, device: torch.device = torch.device("cpu")) -> ImageData:
@@ -97,8 +97,7 @@ def load_dataset(cfg: DatasetConfig, device: torch.device = torch.device("cpu"))
     """
     if cfg.name == "graph":
         return load_graph(cfg, device)
-    if cfg.name not in LOADERS:
-        raise DatasetError(f"unknown dataset {cfg.name!r}; known: {', '.join(sorted(LOADERS))}")
+    LOADERS.get(cfg.name)   # an unknown name: a DatasetError naming the known ones, before any work
     budget = memory_budget(cfg, device)
     in_memory = str(cfg.in_memory).lower()   # YAML's true/false arrive as 'True'/'False'
 
@@ -114,7 +113,8 @@ def load_dataset(cfg: DatasetConfig, device: torch.device = torch.device("cpu"))
     checked = ("train", "test") if data.labelled else ()   # an unlabelled folder has no labels
     for split in checked:   # a truncated label file must not surface as a crash after training
         images, labels = getattr(data, f"{split}_images"), getattr(data, f"{split}_labels")
-        if images.shape[0] != labels.shape[0] or (labels.numel() and not 0 <= int(labels.min()) <= int(labels.max()) < len(data.classes)):
+        if images.shape[0] != labels.shape[0] or (
+                labels.numel() and not 0 <= int(labels.min()) <= int(labels.max()) < len(data.classes)):
             raise DatasetError(f"dataset {cfg.name}: the {split} split has {images.shape[0]} images but "
                                f"{labels.shape[0]} labels, or labels outside 0..{len(data.classes) - 1}; "
                                "its files are damaged: delete them and download again")

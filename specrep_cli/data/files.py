@@ -18,7 +18,7 @@ import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, List, Sequence, Tuple
+from typing import Callable, List, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -27,6 +27,7 @@ from torch import Tensor
 
 from ..config import RESIZE_MODES, ImageDatasetConfig
 from ..errors import DatasetError
+from ..progress import phase
 from .cache import read_cache, write_cache
 from .pixels import to_rgb
 
@@ -55,7 +56,11 @@ class ImageFiles:
         try:
             return torch.from_numpy(_decode(self.files[i], self.size, self.resize)).permute(2, 0, 1)
         except Exception as err:   # PIL raises many types for broken files
-            raise DatasetError(f"cannot read image {self.files[i]} ({type(err).__name__}): remove or replace it") from None
+            raise DatasetError(f"cannot read image {self.files[i]} ({type(err).__name__}): "
+                               "remove or replace it") from None
+
+
+Images = Union[Tensor, ImageFiles]   # a split: decoded in memory, or read from its files on demand
 
 
 def list_image_folder(split_dir: Path, classes: Sequence[str] | None = None):
@@ -120,8 +125,10 @@ def decode_images(files: Sequence[Path], size: int, resize: str = CENTER_CROP, d
         except Exception as err:  # PIL raises many types for broken files
             bad.append(f"{files[i]} ({type(err).__name__})")
 
-    with ThreadPoolExecutor(max_workers=max(1, torch.get_num_threads())) as pool:
-        list(pool.map(work, range(len(files)), chunksize=256))
+    with ThreadPoolExecutor(max_workers=max(1, torch.get_num_threads())) as pool, \
+            phase("decoding", len(files), "images") as shown:
+        for _ in pool.map(work, range(len(files)), chunksize=256):   # in order, as each is decoded
+            shown.advance()
     if bad:
         more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
         raise DatasetError(f"cannot read image {sorted(bad)[0]}{more}: remove or replace it")
@@ -144,7 +151,10 @@ def cached_decode(files: Sequence[Path], size: int, cache_dir: Path, resize: str
         key.update(os.fsencode(f.resolve()) + f"\0{st.st_size}\0{st.st_mtime_ns}\n".encode())   # any file name
     path = cache_dir / "imagefolder" / f"{key.hexdigest()[:32]}.pt"
     images = read_cache(path, key.hexdigest(), (len(files), 3, size, size))   # None: missing or not this key's
-    if images is None:
+    if images is not None:
+        log.info(f"decode cache: {path} (hit: {len(files):,} images decoded before)")
+    else:
+        log.info(f"decode cache: {path} (miss: decoding {len(files):,} images, then caching them there)")
         images = decode_images(files, size, resize)
         write_cache(path, key.hexdigest(), images)   # an unwritable cache only costs the next run the decoding
     return images

@@ -99,7 +99,7 @@ def read_edges(path: str | Path) -> EdgeList:
     index: Dict[str, int] = {}
     src, dst, weight = [], [], []
     rows = _rows(path, "edge")
-    for line, fields in without_header(rows, {x for _, fields in rows[1:] for x in fields[:2]}):
+    for line, fields in without_header(rows, {x for _, row in rows[1:] for x in row[:2]}):
         if len(fields) < 2 or not fields[0] or not fields[1]:
             raise DatasetError(f"{path}, line {line}: missing column: expected source,target[,weight], "
                                f"got {','.join(fields)!r}")

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, List
+from typing import List
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from ..config import GraphConfig
 from ..errors import DatasetError
 from .graph_files import read_edges, read_features, read_labels
 from .splits import ImageData
@@ -162,7 +163,7 @@ def node_split(labels: Tensor | None, test_fraction: float, seed: int) -> tuple[
     return perm[n_test:].sort().values, perm[:n_test].sort().values
 
 
-def make_graph(cfg: Any) -> Graph:
+def make_graph(cfg: GraphConfig) -> Graph:
     if cfg.source == "sbm":
         return sbm(cfg.blocks, cfg.block_size, cfg.p_in, cfg.p_out, cfg.seed)
     if cfg.source == "ring":
@@ -175,7 +176,7 @@ def make_graph(cfg: Any) -> Graph:
     return Graph(src, dst, weight, edges.names, labels, classes, features)
 
 
-def load_graph(cfg: Any, device: torch.device = torch.device("cpu")) -> GraphData:
+def load_graph(cfg: GraphConfig, device: torch.device = torch.device("cpu")) -> GraphData:
     """dataset=graph: the graph of cfg.source, checked, split and placed on `device`."""
     graph = make_graph(cfg)
     parts = components(graph)

@@ -1,4 +1,4 @@
-"""One loader per dataset format, by name: `LOADERS[name](cfg, fits) -> ImageData`.
+"""One loader per dataset format, by name: `LOADERS.get(name)(cfg, fits) -> ImageData`.
 
     shapes        generated from dataset.seed (shapes.py), with captions (captions.py)
     cifar10/100   torchvision's pickled batches (read here; torchvision is imported only to download)
@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import os
 import pickle
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Dict, Tuple
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,23 +24,15 @@ from torch import Tensor
 
 from ..config import CIFARConfig, ImageFolderConfig, ImageTextConfig, ShapesConfig, STL10Config
 from ..errors import DatasetError
+from ..registry import Registry
 from . import shapes
 from .captions import folder_classes, read_captions_csv, read_captions_tsv, shapes_captions
-from .files import Fits, ImageFiles, decode_or_stream, list_image_folder
+from .files import Fits, decode_or_stream, list_image_folder
 from .splits import Captions, ImageData
 
-LOADERS: Dict[str, Callable[[Any, Fits], ImageData]] = {}
-
-
-def register_dataset(name: str):
-    """Decorator: `loader(cfg, fits) -> ImageData` (mean and std are filled in by load_dataset).
-
-    A loader returns uint8 tensors (on the host) or, for data that do not fit, ImageFiles.
-    """
-    def wrap(loader):
-        LOADERS[name] = loader
-        return loader
-    return wrap
+# dataset=<name> -> `loader(cfg, fits) -> ImageData` (mean and std are filled in by load_dataset): uint8
+# tensors (on the host) or, for data that do not fit, ImageFiles. Register one with @LOADERS.register("name").
+LOADERS: Registry[Callable[[Any, Fits], ImageData]] = Registry("dataset", error=DatasetError)
 
 
 def subset_indices(n: int, size: int | None, seed: int = 0) -> Tensor | None:
@@ -86,7 +79,7 @@ STL10_FOLDER = "stl10_binary"
 def _download(name: str, root: Path) -> None:
     """torchvision's own download (and md5 check) into root."""
     try:
-        import torchvision.datasets   # only when dataset.download=true finds no files
+        import torchvision.datasets  # only when dataset.download=true finds no files
         root.mkdir(parents=True, exist_ok=True)
         tv_class = {"cifar10": torchvision.datasets.CIFAR10, "cifar100": torchvision.datasets.CIFAR100,
                     "stl10": torchvision.datasets.STL10}[name]
@@ -98,7 +91,7 @@ def _download(name: str, root: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------------ shapes
-@register_dataset("shapes")
+@LOADERS.register("shapes")
 def _load_shapes(cfg: ShapesConfig, fits: Fits) -> ImageData:
     train = shapes.generate(cfg.num_train, seed=cfg.seed, image_size=cfg.image_size)
     test = shapes.generate(cfg.num_test, seed=cfg.seed + 1_000_003, image_size=cfg.image_size)
@@ -115,7 +108,7 @@ def _load_shapes(cfg: ShapesConfig, fits: Fits) -> ImageData:
 
 
 # ------------------------------------------------------------------------------------- cifar10/100
-def _unpickle(path: Path) -> Dict[str, Any]:
+def _unpickle(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as f:
             return pickle.load(f, encoding="latin1")
@@ -127,8 +120,8 @@ def _unpickle(path: Path) -> Dict[str, Any]:
                            "the dataset folder and download again (dataset.download=true)") from None
 
 
-@register_dataset("cifar10")
-@register_dataset("cifar100")
+@LOADERS.register("cifar10")
+@LOADERS.register("cifar100")
 def _load_cifar(cfg: CIFARConfig, fits: Fits) -> ImageData:
     """torchvision's on-disk format: <root>/cifar-10-batches-py/ or <root>/cifar-100-python/, pickled
     dicts with `data` (N, 3072) uint8 and `labels` (CIFAR-10) or `fine_labels` (CIFAR-100)."""
@@ -140,7 +133,7 @@ def _load_cifar(cfg: CIFARConfig, fits: Fits) -> ImageData:
     if not folder.is_dir():
         raise _missing(cfg.name, folder, "about 170 MB")
 
-    def read(file_list) -> Tuple[Tensor, Tensor]:
+    def read(file_list) -> tuple[Tensor, Tensor]:
         images, labels = [], []
         for name in file_list:
             entry = _unpickle(folder / name)
@@ -167,7 +160,7 @@ def _load_cifar(cfg: CIFARConfig, fits: Fits) -> ImageData:
 
 
 # ------------------------------------------------------------------------------------------ stl10
-@register_dataset("stl10")
+@LOADERS.register("stl10")
 def _load_stl10(cfg: STL10Config, fits: Fits) -> ImageData:
     """torchvision's on-disk format: <root>/stl10_binary/{train,test,unlabeled}_X.bin (uint8, N x 3 x 96
     x 96, column-major), {train,test}_y.bin (labels 1..10), class_names.txt."""
@@ -223,7 +216,7 @@ def _test_split(root: Path, name: str | None) -> str:
     return "val" if not (root / "test").is_dir() and (root / "val").is_dir() else "test"
 
 
-@register_dataset("imagefolder")
+@LOADERS.register("imagefolder")
 def _load_imagefolder(cfg: ImageFolderConfig, fits: Fits) -> ImageData:
     """<root>/<train_split>/<class>/* and <root>/<test_split>/<class>/*, decoded to RGB at image_size:
     once, cached on disk, when the splits fit in memory; else streamed (ImageFiles)."""
@@ -244,7 +237,7 @@ def _load_imagefolder(cfg: ImageFolderConfig, fits: Fits) -> ImageData:
 
 
 # -------------------------------------------------------------------------------------- image_text
-@register_dataset("image_text")
+@LOADERS.register("image_text")
 def _load_image_text(cfg: ImageTextConfig, fits: Fits) -> ImageData:
     """<root>/<captions> (default captions.tsv): `<class>/<image path><TAB><caption>` lines, several per
     image allowed. The first folder of an image's path is its class (for the probe, kNN and zero-shot);

@@ -19,8 +19,8 @@ from typing import Any, Tuple
 import torch
 from torch import Tensor
 
-from .augment import augment, make_views
 from ..errors import DatasetError
+from .augment import augment, make_views
 from .graphs import Graph
 from .splits import Captions
 from .tokenizer import Tokenizer
@@ -71,6 +71,7 @@ class EdgePairs:
     batch handed in only numbers the epoch's draws (GraphData.draws): its values are not used."""
 
     kind = "edges"
+    mean = std = None   # no normalisation: the node inputs (ids or feature rows) go in as they are
 
     def __init__(self, graph: Graph, inputs: Tensor, device: torch.device):
         cdf = torch.cumsum(graph.weight, 0)   # float64 on the host: exact for many edges

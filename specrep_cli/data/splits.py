@@ -6,14 +6,12 @@ A split is a uint8 tensor (on the training device or the host) or `ImageFiles` (
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Union
+from typing import List
 
 import torch
 from torch import Tensor
 
-from .files import ImageFiles
-
-Images = Union[Tensor, ImageFiles]
+from .files import ImageFiles, Images
 
 
 def take(images: Images, index: Tensor) -> Images:
@@ -50,6 +48,7 @@ class ImageData:
     test_captions: Captions | None = None
     mean: Tensor | None = None   # (C,) per-channel mean of the SSL training images, in [0, 1]
     std: Tensor | None = None    # (C,) per-channel std of the SSL training images, in [0, 1]
+    holdout: float | None = None  # dataset.holdout: the test split is this fraction of the train split, held out
 
     @property
     def ssl_images(self) -> Images:

@@ -12,7 +12,7 @@ the probe's; `dataset.subset` then takes a fixed random N of the folder's images
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, List
+from typing import List
 
 import torch
 

@@ -1,8 +1,11 @@
 """The truth on a graph, and how far a trained phi is from it.
 
-    values, vectors = top_eigenpairs(graph, k)     # of K = D^-1/2 A D^-1/2 (float64, descending)
-    section = graph_report(graph, phi, mu)         # report.json's "graph" section
-    alignment = subspace_alignment(u, v)           # mean squared cosine of the principal angles
+    values, vectors = top_eigenpairs(graph, k)         # of K = D^-1/2 A D^-1/2 (float64, descending)
+    section = graph_report(graph, phi, mu, budget_s)   # report.json's "graph" section
+    alignment = subspace_alignment(u, v)               # mean squared cosine of the principal angles
+
+The truth takes at most about budget_s seconds (eval.truth_budget_s; eigensolvers.py): a dense eigh
+when estimated to fit, else sparse Lanczos stopped at the budget, else the section says "skipped".
 
 HaoChen et al. (2021): with p(x, x') = A / sum(A) and p(x) its row sums, the minimiser of the spectral
 contrastive loss makes the rows u_x = sqrt(p(x)) phi(x) span the top-d eigenvectors U_d of K, and the
@@ -18,11 +21,13 @@ from typing import Any, Dict, List, Tuple
 import torch
 from torch import Tensor
 
+from ..config import EvalConfig
 from ..data.graphs import Graph
 from ..errors import DatasetError
+from . import eigensolvers
+from .eigensolvers import Kernel
 
 log = logging.getLogger("specrep")
-DENSE_NODES = 2048     # up to this many nodes: torch.linalg.eigh on the dense K; beyond: Lanczos (scipy)
 GROUP_TOL = 1e-3       # true eigenvalues closer than this form one (near-)degenerate eigenspace
 
 
@@ -32,33 +37,19 @@ def kernel_entries(graph: Graph) -> Tensor:
     return graph.weight / graph.weight.sum() / (p[graph.src] * p[graph.dst]).sqrt()
 
 
-def top_eigenpairs(graph: Graph, k: int) -> Tuple[Tensor, Tensor]:
-    """The top k eigenvalues (descending, (k,)) and orthonormal eigenvectors ((n, k)) of K, float64.
+def kernel(graph: Graph) -> Kernel:
+    """K = D^-1/2 A D^-1/2 of the graph, by its entries on the edges."""
+    return Kernel(graph.num_nodes, graph.src, graph.dst, kernel_entries(graph))
 
-    Up to DENSE_NODES nodes: torch.linalg.eigh of the dense K, exact and fast there. Beyond:
-    scipy.sparse.linalg.eigsh (ARPACK's implicitly restarted Lanczos on the sparse K, which="LA"):
-    scipy is the best kept sparse eigensolver in Python, needs only K's products with vectors (O(E)
-    each), and converges reliably for a few extreme eigenpairs, where torch.lobpcg is documented as
-    experimental and fails on the (near-)degenerate pairs a ring has.
-    """
-    n = graph.num_nodes
-    k = min(k, n - 1)
-    if n <= DENSE_NODES:
-        dense = torch.zeros(n, n, dtype=torch.float64)
-        dense.index_put_((graph.src, graph.dst), kernel_entries(graph), accumulate=True)
-        values, vectors = torch.linalg.eigh(dense)
-        return values.flip(0)[:k], vectors.flip(1)[:, :k]
-    try:
-        import scipy.sparse
-        from scipy.sparse.linalg import eigsh
-    except ImportError:
-        raise DatasetError(f"the truth of a graph of {n} nodes (> {DENSE_NODES}) needs scipy's sparse "
-                           "eigensolver: pip install 'specrep[graph]'") from None
-    kernel = scipy.sparse.csr_matrix((kernel_entries(graph).numpy(), (graph.src.numpy(), graph.dst.numpy())),
-                                     shape=(n, n))
-    values, vectors = eigsh(kernel, k=k, which="LA")
-    order = torch.from_numpy(values).argsort(descending=True)
-    return torch.from_numpy(values)[order], torch.from_numpy(vectors)[:, order]
+
+def top_eigenpairs(graph: Graph, k: int, budget_s: float = EvalConfig.truth_budget_s) -> Tuple[Tensor, Tensor]:
+    """The top k eigenvalues (descending, (k,)) and orthonormal eigenvectors ((n, k)) of K, float64:
+    a dense eigh when estimated within budget_s, else sparse Lanczos (eigensolvers.py). DatasetError
+    saying why when neither is possible within budget_s."""
+    found = eigensolvers.top_eigenpairs(kernel(graph), min(k, graph.num_nodes - 1), budget_s)
+    if isinstance(found, str):
+        raise DatasetError(f"the truth of a graph of {graph.num_nodes} nodes was {found}")
+    return found.values, found.vectors
 
 
 def orthonormal_basis(u: Tensor, rtol: float = 1e-8) -> Tensor:
@@ -108,12 +99,17 @@ def per_coordinate(u: Tensor, vectors: Tensor, values: Tensor, d: int) -> Tuple[
     return coords, spaces
 
 
-def graph_report(graph: Graph, phi: Tensor, mu: float | None = None) -> Dict[str, Any]:
-    """report.json's "graph" section for phi (n, d), the projection of every node (row order)."""
+def graph_report(graph: Graph, phi: Tensor, mu: float | None = None,
+                 budget_s: float = EvalConfig.truth_budget_s) -> Dict[str, Any]:
+    """report.json's "graph" section for phi (n, d), the projection of every node (row order); the
+    truth (K's top d + 1 eigenpairs) within budget_s seconds, else the section says why it was skipped."""
     n, d = phi.shape
     if d >= n:
         return {"skipped": f"phi has d={d} dimensions for {n} nodes: nothing to compare (lower encoder.dim)"}
-    values, vectors = top_eigenpairs(graph, d + 1)
+    found = eigensolvers.top_eigenpairs(kernel(graph), min(d + 1, n - 1), budget_s)
+    if isinstance(found, str):
+        return {"nodes": n, "edges": graph.num_edges, "d": d, "skipped": found}
+    values, vectors = found.values, found.vectors
     p = graph.node_weights()
     u = p.sqrt()[:, None] * phi.double().cpu()                    # (n, d): u_x = sqrt(p(x)) phi(x)
     learned = torch.linalg.eigvalsh(u.T @ u).flip(0)              # of sum_x p(x) phi(x) phi(x)^T

@@ -19,6 +19,7 @@ from ..config import FastProbeConfig, KNNConfig, StandardProbeConfig, ViewConfig
 from ..data.augment import augment, normalize
 from ..data.batches import batches
 from ..data.splits import ImageData, Images
+from ..progress import phase, tracked
 from .features import FeatureReader, encode, frozen
 
 # The standard protocol's augmentation: random resized crop and horizontal flip only.
@@ -93,7 +94,8 @@ def linear_probe(train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tenso
     """The fast protocol: top-1/top-5 (%) of a logistic-regression probe on standardised features x,
     minimising CE(x W + b, y) + (weight_decay / 2) ||W||_F^2.
 
-    Each L2 strength of cfg.weight_decays is fitted (at most cfg.steps iterations) (full-batch L-BFGS, on the device) on the train split minus a held-out
+    Each L2 strength of cfg.weight_decays is fitted (at most cfg.steps iterations) (full-batch L-BFGS, on the
+    device) on the train split minus a held-out
     part (probe_split, cfg.val_fraction) and scored on that part; the best is refitted on the whole train split, warm
     started from its held-out fit, and scored on the test split. The test split is only scored.
 
@@ -107,12 +109,15 @@ def linear_probe(train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tenso
     fit_idx, val_idx = probe_split(train_z.shape[0], cfg.val_fraction, seed)
     fit_idx, val_idx = fit_idx.to(train_z.device), val_idx.to(train_z.device)
     best_wd, best_acc, best_w, w = cfg.weight_decays[0], -1.0, None, None
-    for wd in sorted(cfg.weight_decays, reverse=True):  # strong to weak, each warm-started from the last
-        w, _ = _fit_logistic(train_z[fit_idx], train_y[fit_idx], num_classes, wd, cfg.steps, init=w, penalty=m)
-        acc = _topk_accuracy(_predict(w, train_z[val_idx]), train_y[val_idx], 1)
-        if acc > best_acc:
-            best_wd, best_acc, best_w = wd, acc, w
-    w, iterations = _fit_logistic(train_z, train_y, num_classes, best_wd, cfg.steps, init=best_w, penalty=m)
+    with phase("fitting the linear probe", len(cfg.weight_decays) + 1, "fits") as shown:   # each L2 strength, the refit
+        for wd in sorted(cfg.weight_decays, reverse=True):  # strong to weak, each warm-started from the last
+            w, _ = _fit_logistic(train_z[fit_idx], train_y[fit_idx], num_classes, wd, cfg.steps, init=w, penalty=m)
+            acc = _topk_accuracy(_predict(w, train_z[val_idx]), train_y[val_idx], 1)
+            if acc > best_acc:
+                best_wd, best_acc, best_w = wd, acc, w
+            shown.advance()
+        w, iterations = _fit_logistic(train_z, train_y, num_classes, best_wd, cfg.steps, init=best_w, penalty=m)
+        shown.advance()
     logits = _predict(w, test_z)
     return {"top1": _topk_accuracy(logits, test_y, 1), "top5": _topk_accuracy(logits, test_y, 5),
             "weight_decay": best_wd, "val_top1": best_acc, "iterations": iterations}
@@ -137,7 +142,7 @@ def train_linear_sgd(epoch_batches: Callable[[int], Iterable[Tuple[Tensor, Tenso
     nn.init.zeros_(linear.bias)
     opt = torch.optim.SGD(linear.parameters(), lr=cfg.lr, momentum=momentum, weight_decay=cfg.weight_decay)
     with torch.enable_grad():
-        for epoch in range(cfg.epochs):
+        for epoch in tracked(range(cfg.epochs), "training the linear probe", cfg.epochs, "epochs"):
             for group in opt.param_groups:
                 group["lr"] = standard_lr(cfg.lr, epoch, cfg.epochs)
             for x, y in epoch_batches(epoch):
@@ -232,10 +237,11 @@ def zoomed_features(encoder: nn.Module, images: Images, size: int, reader: Featu
     device = reader.compute.device
     mean, std = reader.mean.to(device), reader.std.to(device)
     out = []
-    with frozen(encoder) as channels_last:
+    with frozen(encoder) as channels_last, phase("encoding the zoomed test split", images.shape[0], "images") as shown:
         for batch in batches(images, torch.arange(images.shape[0]), reader.batch_size, device):
             x = normalize(zoom(batch, size), mean, std)
             out.append(encode(encoder, x, reader.compute, channels_last, project=False)[0])
+            shown.advance(batch.shape[0])
     return torch.cat(out)
 
 
@@ -248,10 +254,12 @@ def knn_top1(train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tensor, n
     train_u, temperature = F.normalize(train_x, dim=1), cfg.temperature
     k = min(cfg.k, train_u.shape[0])
     correct = 0
-    for start in range(0, test_x.shape[0], chunk):
-        sim = F.normalize(test_x[start:start + chunk], dim=1) @ train_u.T   # (b, N)
-        top_sim, top_idx = sim.topk(k, dim=1)                               # (b, k)
-        votes = torch.zeros(sim.shape[0], num_classes, device=sim.device)
-        votes.scatter_add_(1, train_y[top_idx], (top_sim / temperature).exp())
-        correct += (votes.argmax(1) == test_y[start:start + chunk]).sum().item()
+    with phase("classifying by kNN", test_x.shape[0], "images") as shown:
+        for start in range(0, test_x.shape[0], chunk):
+            sim = F.normalize(test_x[start:start + chunk], dim=1) @ train_u.T   # (b, N)
+            top_sim, top_idx = sim.topk(k, dim=1)                               # (b, k)
+            votes = torch.zeros(sim.shape[0], num_classes, device=sim.device)
+            votes.scatter_add_(1, train_y[top_idx], (top_sim / temperature).exp())
+            correct += (votes.argmax(1) == test_y[start:start + chunk]).sum().item()
+            shown.advance(sim.shape[0])
     return 100.0 * correct / test_x.shape[0]

@@ -1,177 +1,257 @@
 """The evaluation of a run, shared by the end of training and `specrep eval`, and the monitoring pass.
 
-    report = evaluate_run(towers, data, cfg.eval, reader, seed, views, run_dir, header)
-        features of the train and test splits once (kept on the device), then the probe of
-        eval.protocol and the kNN on the representation h, the spectra of h and z, alignment and
-        uniformity over two views, the random-init baseline (eval.random_init), zero-shot and
-        retrieval for image-text towers; then report.json, report.md and plots/ in run_dir.
-    watched = monitor(encoder, data, cfg.eval, compute)   # kNN top-1 and effective ranks on a subset
+    evaluation = Evaluation(towers=towers, data=data, cfg=cfg.eval, reader=reader, seed=seed,
+                            run_dir=run_dir, views=augmentation, console=console)
+    report = evaluate_run(evaluation, header)
+        the features of every split, once per tower (features.extract: phi's train and test splits, a
+        graph's every node; text_features: the text tower's class prompts and test captions), read by
+        the probe of eval.probe.protocol and the kNN on the representation h, the spectra of h and z,
+        zero-shot and retrieval, a graph's truth and embeddings.pt; alignment and uniformity over two
+        views; Rayleigh-Ritz on h (eval.ritz: pairs of the train split, then the prefix curve on the
+        split features); the random-init baseline (eval.random_init) from its own features; then
+        report.json, report.md and plots/ in run_dir.
+    watched = monitor(encoder, data, cfg.eval, reader)   # validation kNN top-1 and effective ranks on a subset
 """
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict
+from typing import Any, Dict, Tuple
 
 import torch
 from rich.console import Console
 from torch import Tensor, nn
 
-from ..config import AugmentationConfig, EvalConfig, ObjectiveConfig, SpectralConfig
+from ..config import AugmentationConfig, EvalConfig
 from ..data.graphs import GraphData
 from ..data.splits import ImageData
-from ..data.tokenizer import Tokenizer
 from ..errors import ReportError
-from ..report.report import print_report, write_report
-from ..runtime import Compute
+from ..progress import quiet, stages
+from ..report.report import objective_section, print_report, write_report
 from ..storage import atomic_write, reason
-from .features import FeatureReader
+from .features import FeatureReader, Features, Split, extract
 from .graph_truth import graph_report
-from .probes import knn_top1, linear_probe, standard_probe
+from .probes import knn_top1, linear_probe, probe_split, standard_probe
+from .ritz_report import Scorer, caption_pairs, edge_pairs, graph_ritz, prefix_probe, ritz_section, solve, view_pairs
 from .spectra import alignment, effective_rank, spectrum, uniformity
-from .zeroshot import evaluate_two_towers
+from .towers import Towers
+from .zeroshot import TextFeatures, evaluate_two_towers, text_features
 
+log = logging.getLogger("specrep")
 NO_LABELS = "the dataset has no labels (an unlabelled folder, or captions without classes): no probe was possible"
 
 
-@dataclass
-class Towers:
-    """What a run's evaluation scores: phi (the probed tower), a maker of its random initialisation
-    (the baseline), and for image-text runs the text tower with its tokenizer."""
-    encoder: nn.Module
-    fresh: Callable[[], nn.Module]
-    text: nn.Module | None = None
-    tokenizer: Tokenizer | None = None
-    context_length: int = 0
-    mu: float | None = None    # the norm cap |phi|^2 <= mu phi was trained under (spectral), for a graph's report
+@dataclass(frozen=True)
+class Evaluation:
+    """What one evaluation reads: the towers, the data, the eval config, how features are taken
+    (the reader: the run's normalisation), the seed of the probes, where the report goes, and the
+    augmentation whose two views alignment and uniformity compare (None: not measured)."""
+    towers: Towers
+    data: ImageData
+    cfg: EvalConfig
+    reader: FeatureReader
+    seed: int
+    run_dir: Path
+    views: AugmentationConfig | None = None
+    console: Console | None = None
 
 
-def norm_cap(objective: ObjectiveConfig) -> float | None:
-    """The cap |phi(x)|^2 <= mu of objective=spectral (its rows are projected onto that ball); None otherwise."""
-    return float(objective.mu) if isinstance(objective, SpectralConfig) else None
+@dataclass(frozen=True)
+class TowerFeatures:
+    """The trained towers' features, each split encoded once per tower: phi's, and the text tower's
+    embeddings (image-text runs)."""
+    phi: Features
+    text: TextFeatures | None = None
 
 
-def monitor(encoder: nn.Module, data: ImageData, cfg: EvalConfig, compute: Compute) -> Dict[str, float]:
-    """The cheap in-training check: kNN top-1 on a fixed subset, effective rank of h and z."""
-    n_train = min(cfg.monitor_images, data.train_images.shape[0])
-    n_test = min(max(1, cfg.monitor_images // 2), data.test_images.shape[0])
-    g = torch.Generator().manual_seed(0)   # the same subset at every epoch and in every run
-    train_idx = torch.randperm(data.train_images.shape[0], generator=g)[:n_train]
-    test_idx = torch.randperm(data.test_images.shape[0], generator=g)[:n_test]
-    reader = FeatureReader(compute, data.mean, data.std, cfg.batch_size)
+def extract_towers(evaluation: Evaluation) -> TowerFeatures:
+    """phi's split features (the test split's when labels or a text tower read it) and the text
+    tower's embeddings."""
+    towers, data = evaluation.towers, evaluation.data
+    phi = extract(towers.encoder, data, evaluation.reader, test=data.labelled or towers.text is not None)
+    text = text_features(towers.text, data, evaluation.cfg) if towers.text is not None else None
+    return TowerFeatures(phi, text)
+
+
+def monitor_split(n: int, monitor_images: int, labelled: bool = True) -> Tuple[Tensor, Tensor]:
+    """(memory bank, validation) indices into the train split's n images for the monitor, fixed (seed
+    0): a validation part of min(monitor_images // 2, n // 3) images (none without labels) whose labels
+    the kNN predicts, and at most monitor_images of the others, which vote and give the effective ranks.
+    Disjoint; the test split is never read."""
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(0))
+    n_val = min(max(1, monitor_images // 2), n // 3) if labelled else 0
+    return perm[n_val:n_val + monitor_images], perm[:n_val]
+
+
+@quiet()   # every few epochs and short: what it finds is the line the loop logs
+def monitor(encoder: nn.Module, data: ImageData, cfg: EvalConfig, reader: FeatureReader) -> Dict[str, float]:
+    """The cheap in-training check, which also picks best.pt: the validation kNN top-1 (monitor_split:
+    a fixed validation part of the train split against a memory bank of other train images, never the
+    test split) and the effective ranks of h and z on the memory bank (features taken for this check only)."""
     split = data.train_images
     if isinstance(data, GraphData) and not data.labelled:   # no labelled split: the ranks over every node
-        split, train_idx = data.inputs, torch.randperm(data.graph.num_nodes, generator=g)[:cfg.monitor_images]
-    h_train, z_train = reader.features(encoder, split, train_idx)
-    knn = math.nan   # no labels (an unlabelled folder alone): nothing to vote with
-    if data.labelled:
-        h_test, _ = reader.features(encoder, data.test_images, test_idx)
-        device = compute.device
-        knn = knn_top1(h_train, data.train_labels[train_idx].to(device), h_test,
-                       data.test_labels[test_idx].to(device), len(data.classes), cfg.knn)
-    return {"knn_top1": knn, "effective_rank_representation": effective_rank(h_train),
-            "effective_rank_projection": effective_rank(z_train), "projection_dim": z_train.shape[1]}
+        split = data.inputs
+    bank, val = monitor_split(split.shape[0], cfg.monitor_images, data.labelled)
+    h_bank, z_bank = reader.features(encoder, split, bank)
+    knn = math.nan   # no labels (an unlabelled folder alone), or too few images: nothing to vote with
+    if val.numel():
+        h_val, _ = reader.features(encoder, split, val)
+        device = reader.compute.device
+        knn = knn_top1(h_bank, data.train_labels[bank].to(device), h_val, data.train_labels[val].to(device),
+                       len(data.classes), cfg.knn)
+    return {"knn_top1": knn, "effective_rank_representation": effective_rank(h_bank),
+            "effective_rank_projection": effective_rank(z_bank), "projection_dim": z_bank.shape[1],
+            "validation_images": val.numel(), "memory_bank_images": bank.numel()}
 
 
-def evaluate_encoder(encoder: nn.Module, data: ImageData, cfg: EvalConfig, reader: FeatureReader, seed: int,
-                     views: AugmentationConfig | None = None, diagnostics: bool = True, mu: float | None = None) -> Dict[str, Any]:
-    """Features of the train and test splits once (kept on the device), then, on the representation h:
-    the probe of cfg.probe.protocol and the kNN (a dataset without labels: both marked skipped); with
-    `diagnostics`, the spectrum of h and of the projection z (train split) and, given `views` (an
-    augmentation config), alignment and uniformity of h and z over two views of a fixed subset of
-    cfg.alignment_images test images. A graph: the spectra over every node, and instead of the views'
-    figures the "graph" section (graph_truth.graph_report: phi against the top eigenvectors)."""
-    graph = isinstance(data, GraphData)
-    if graph:   # every node once; the probe's train split is a part of them
-        all_h, all_z = reader.features(encoder, data.inputs)
-        train = data.train_nodes.to(all_h.device)
-        train_h, train_z = all_h[train], all_z[train]
-    else:
-        train_h, train_z = reader.features(encoder, data.train_images)
-    if data.labelled:
-        results = probe_and_knn(encoder, data, cfg, reader, seed, train_h)
+def evaluate_encoder(evaluation: Evaluation, encoder: nn.Module, features: Features,
+                     diagnostics: bool = True) -> Dict[str, Any]:
+    """On the representation h of `features` (the encoder's, extracted once): the probe of
+    cfg.probe.protocol and the kNN (a dataset without labels: both marked skipped); with `diagnostics`,
+    the spectrum of h and of the projection z (train split; a graph: every node) and alignment and
+    uniformity over two views (evaluation.views) of a fixed subset of cfg.alignment_images test images;
+    a graph has instead the "graph" section (graph_truth.graph_report: phi against the top
+    eigenvectors); with cfg.ritz, Rayleigh-Ritz (ritz_results). `encoder` itself only encodes augmented
+    inputs: the standard probe's, the views' and the Ritz pairs'."""
+    if evaluation.data.labelled:
+        results = probe_and_knn(evaluation, encoder, features)
     else:
         results = {"linear_probe": {"skipped": NO_LABELS}, "knn": {"skipped": NO_LABELS}}
-    if diagnostics and graph:
-        results["spectrum"] = {"representation": spectrum(all_h), "projection": spectrum(all_z)}
-        results["graph"] = graph_report(data.graph, all_z, mu)
-    elif diagnostics:
-        results["spectrum"] = {"representation": spectrum(train_h), "projection": spectrum(train_z)}
-        results.update(view_diagnostics(encoder, data, cfg, reader, views))
+    if not diagnostics:
+        return results
+    graph = features.nodes is not None
+    every = features.nodes if graph else features.train
+    results["spectrum"] = {"representation": spectrum(every.h), "projection": spectrum(every.z)}
+    if graph:
+        results["graph"] = graph_report(evaluation.data.graph, every.z, evaluation.towers.mu,
+                                        evaluation.cfg.truth_budget_s)
+    else:
+        results.update(view_diagnostics(evaluation, encoder))
+    if evaluation.cfg.ritz:
+        ritz_results(evaluation, encoder, features, results)
     return results
 
 
-def probe_and_knn(encoder: nn.Module, data: ImageData, cfg: EvalConfig, reader: FeatureReader, seed: int,
-                  train_h: Tensor) -> Dict[str, Any]:
-    """The probe of cfg.probe.protocol and the kNN on h (train_h: the train split's, already extracted)."""
-    test_h, _ = reader.features(encoder, data.test_images)
+def probe_and_knn(evaluation: Evaluation, encoder: nn.Module, features: Features) -> Dict[str, Any]:
+    """The probe of cfg.probe.protocol and the kNN on h of the train and test splits (`features`), and
+    the kNN's validation figure (val_top1: the fast probe's held-out part of the train split against the
+    rest), which a search reads instead of the test split's."""
+    cfg, data, reader = evaluation.cfg, evaluation.data, evaluation.reader
+    train_h, test_h = features.train.h, features.test.h
     device = reader.compute.device
     train_y, test_y = data.train_labels.to(device), data.test_labels.to(device)
     k = len(data.classes)
     t0 = time.perf_counter()
     if cfg.probe.protocol == "standard":
-        probe = standard_probe(encoder, data, train_h, test_h, cfg.probe.standard, reader, seed)
+        probe = standard_probe(encoder, data, train_h, test_h, cfg.probe.standard, reader, evaluation.seed)
         probe["epochs"] = cfg.probe.standard.epochs
     else:
-        probe = linear_probe(train_h, train_y, test_h, test_y, k, cfg.probe.fast, seed)
+        probe = linear_probe(train_h, train_y, test_h, test_y, k, cfg.probe.fast, evaluation.seed)
     probe = {**probe, "protocol": cfg.probe.protocol, "seconds": time.perf_counter() - t0}
     knn = knn_top1(train_h, train_y, test_h, test_y, k, cfg.knn)
-    return {"linear_probe": probe, "knn": {"top1": knn, "k": min(cfg.knn.k, len(train_y)),
+    fit, val = (i.to(device) for i in probe_split(len(train_y), cfg.probe.fast.val_fraction, evaluation.seed))
+    val_knn = knn_top1(train_h[fit], train_y[fit], train_h[val], train_y[val], k, cfg.knn)   # for searches
+    return {"linear_probe": probe, "knn": {"top1": knn, "val_top1": val_knn, "k": min(cfg.knn.k, len(train_y)),
                                            "temperature": cfg.knn.temperature}}
 
 
-def view_diagnostics(encoder: nn.Module, data: ImageData, cfg: EvalConfig, reader: FeatureReader,
-                     views: AugmentationConfig | None) -> Dict[str, Any]:
-    """Alignment and uniformity of h and z over two views (`views`, an augmentation config; none:
-    nothing) of a fixed subset of cfg.alignment_images test images."""
-    n = min(cfg.alignment_images, data.test_images.shape[0])
-    if views is None or n < 2:
+def view_diagnostics(evaluation: Evaluation, encoder: nn.Module) -> Dict[str, Any]:
+    """Alignment and uniformity of h and z over two views (evaluation.views, an augmentation config;
+    none: nothing) of a fixed subset of cfg.alignment_images test images, encoded here (augmented
+    views are not split features)."""
+    images = evaluation.data.test_images
+    n = min(evaluation.cfg.alignment_images, images.shape[0])
+    if evaluation.views is None or n < 2:
         return {}
-    order = torch.randperm(data.test_images.shape[0], generator=torch.Generator().manual_seed(0))[:n]
-    (h_a, z_a), (h_b, z_b) = reader.view_features(encoder, data.test_images, order, views, seed=0)
+    order = torch.randperm(images.shape[0], generator=torch.Generator().manual_seed(0))[:n]
+    (h_a, z_a), (h_b, z_b) = evaluation.reader.view_features(encoder, images, order, evaluation.views, seed=0)
     return {"alignment": {"representation": alignment(h_a, h_b), "projection": alignment(z_a, z_b)},
             "uniformity": {"representation": (uniformity(h_a) + uniformity(h_b)) / 2,
                            "projection": (uniformity(z_a) + uniformity(z_b)) / 2}}
 
 
-def evaluate_towers(towers: Towers, data: ImageData, cfg: EvalConfig, reader: FeatureReader, seed: int,
-                    views: AugmentationConfig | None = None) -> Dict[str, Any]:
-    """evaluate_encoder on phi; on its random initialisation (probe and kNN, same protocol) when
-    cfg.random_init; zero-shot and retrieval when there is a text tower."""
-    results = evaluate_encoder(towers.encoder, data, cfg, reader, seed, views, mu=towers.mu)
+def ritz_results(evaluation: Evaluation, encoder: nn.Module, features: Features, results: Dict[str, Any]) -> None:
+    """Rayleigh-Ritz on h into `results`: "ritz" (ritz_report.ritz_section, with the seconds it took)
+    from cfg.ritz_pairs pairs of the train split of the run's own kind (a graph's edges: rows of the
+    node features; an image-text run's image views and captions: the cross form; else two views,
+    encoded here), and a graph section's Ritz part (graph_ritz). Nothing for images without views."""
+    cfg, data, reader, t0 = evaluation.cfg, evaluation.data, evaluation.reader, time.perf_counter()
+    text = evaluation.towers.text
+    if features.nodes is not None:
+        kind, pairs = "edges", edge_pairs(data.graph, features.nodes.h, cfg.ritz_pairs)
+    elif evaluation.views is None:
+        return
+    elif text is not None and data.train_captions is not None:
+        kind, pairs = "image-text", caption_pairs(encoder, text, data, reader, evaluation.views, cfg.ritz_pairs)
+    else:
+        kind, pairs = "views", view_pairs(encoder, data.train_images, reader, evaluation.views, cfg.ritz_pairs)
+    result = solve(*pairs, cross=kind == "image-text")
+    section = ritz_section(result, kind, cfg.ritz_pairs, ritz_scorer(evaluation, features, results), NO_LABELS)
+    graph = results.get("graph")
+    if graph is not None and "skipped" not in graph:
+        graph.update(graph_ritz(data.graph, features.nodes.h, result, cfg.truth_budget_s))
+    results["ritz"] = {**section, "seconds": time.perf_counter() - t0}
+
+
+def ritz_scorer(evaluation: Evaluation, features: Features, results: Dict[str, Any]) -> Scorer | None:
+    """What the Ritz prefix curve is scored with: the split features and labels, the fast probe at the
+    main probe's L2 strength (when that probe was the fast one) with fewer steps; None without labels."""
+    data, cfg, device = evaluation.data, evaluation.cfg, evaluation.reader.compute.device
+    if not data.labelled or features.test is None:
+        return None
+    probe = results["linear_probe"]
+    decay = probe.get("weight_decay") if probe.get("protocol") == "fast" else None
+    return Scorer(features.train.h, data.train_labels.to(device), features.test.h, data.test_labels.to(device),
+                  len(data.classes), prefix_probe(cfg.probe.fast, decay), cfg.knn, evaluation.seed)
+
+
+def evaluate_towers(evaluation: Evaluation, features: TowerFeatures) -> Dict[str, Any]:
+    """evaluate_encoder on phi; its random initialisation's probe and kNN (same protocol, its own
+    features) when cfg.random_init; zero-shot and retrieval when there is a text tower."""
+    towers, data, cfg = evaluation.towers, evaluation.data, evaluation.cfg
+    results = evaluate_encoder(evaluation, towers.encoder, features.phi)
     if cfg.random_init and data.labelled:
-        baseline = evaluate_encoder(towers.fresh(), data, cfg, reader, seed, diagnostics=False)
+        log.info("random-init baseline: the same probe and kNN on an untrained encoder's own features")
+        fresh = towers.fresh()
+        baseline = probe_and_knn(evaluation, fresh, extract(fresh, data, evaluation.reader))
         results["random_init"] = {"linear_probe_top1": baseline["linear_probe"]["top1"],
                                   "knn_top1": baseline["knn"]["top1"]}
-    if towers.text is not None:
-        results.update(evaluate_two_towers(towers.encoder, towers.text, towers.tokenizer,
-                                           towers.context_length, data, cfg, reader))
+    if features.text is not None:
+        results.update(evaluate_two_towers(features.phi.test.z, features.text, data, cfg))
     return results
 
 
-def evaluate_run(towers: Towers, data: ImageData, cfg: EvalConfig, reader: FeatureReader, seed: int,
-                 views: AugmentationConfig | None,
-                 run_dir: Path, header: Dict[str, Any], console: Console | None = None) -> Dict[str, Any]:
-    """evaluate_towers, then the report: header's "run" (the settings), the results, header's
-    "history" and "timing" with the evaluation's seconds added; written into run_dir and printed."""
+def evaluate_run(evaluation: Evaluation, header: Dict[str, Any]) -> Dict[str, Any]:
+    """The towers' features once, evaluate_towers, then the report: header's "run" (the settings), the
+    results, header's "history" and "timing" with the evaluation's seconds added; written into
+    evaluation.run_dir (a graph's embeddings.pt too) and printed."""
     t0 = time.perf_counter()
-    results = evaluate_towers(towers, data, cfg, reader, seed, views)
-    report = {"run": header["run"], **results, "history": header.get("history", []),
-              "timing": {**header.get("timing", {}), "eval_seconds": time.perf_counter() - t0}}
-    if isinstance(data, GraphData):
-        write_embeddings(Path(run_dir) / "embeddings.pt", towers.encoder, data, reader)
-    write_report(run_dir, report)   # report.json, plots/ (from metrics.jsonl and the report), report.md
-    print_report(report, console)
+    with stages("evaluation", 3) as stage:
+        stage("encoding the splits")
+        features = extract_towers(evaluation)
+        stage("probe, kNN and diagnostics")
+        results = evaluate_towers(evaluation, features)
+        stage("writing the report")
+        report = {"run": header["run"], **results, "history": header.get("history", []),
+                  "timing": {**header.get("timing", {}), "eval_seconds": time.perf_counter() - t0}}
+        report["objective"] = objective_section(report, evaluation.cfg.objective_metric,
+                                                held_out=evaluation.data.holdout is not None)
+        run_dir = Path(evaluation.run_dir)
+        if features.phi.nodes is not None:
+            write_embeddings(run_dir / "embeddings.pt", evaluation.data, features.phi.nodes)
+        write_report(run_dir, report)   # report.json, plots/ (from metrics.jsonl and the report), report.md
+    print_report(report, evaluation.console)
     return report
 
 
-def write_embeddings(path: Path, encoder: nn.Module, data: GraphData, reader: FeatureReader) -> None:
-    """A graph's node embeddings, loadable with torch.load(path, weights_only=True):
-    {"nodes": [names, in row order], "phi": (n, d) float32, the projection, "h": (n, r) the representation}."""
-    h, z = reader.features(encoder, data.inputs)
-    embeddings = {"nodes": list(data.graph.names), "phi": z.cpu(), "h": h.cpu()}
+def write_embeddings(path: Path, data: GraphData, nodes: Split) -> None:
+    """A graph's node embeddings (`nodes`: the features of every node), loadable with
+    torch.load(path, weights_only=True): {"nodes": [names, in row order], "phi": (n, d) float32, the
+    projection, "h": (n, r) the representation}."""
+    embeddings = {"nodes": list(data.graph.names), "phi": nodes.z.cpu(), "h": nodes.h.cpu()}
     try:
         atomic_write(path, lambda f: torch.save(embeddings, f))
     except OSError as err:

@@ -8,12 +8,14 @@ function), never a model, and return percentages as Python floats.
     zero_shot_accuracy(image_features, classes, labels)               # {"top1": .., "top5": ..}
     retrieval_recall(image_features, text_features, text_to_image)    # {"image_to_text": {"r1": ..}, ..}
 
-`evaluate_two_towers` runs both on a trained image tower and text tower and a dataset's test split;
-`encode_texts` embeds captions with a text tower.
+`text_features` embeds the class prompts and the test captions with a text tower once, and
+`evaluate_two_towers` scores an image tower's test features against them; `encode_texts` embeds
+captions with a text tower.
 """
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
 import torch
@@ -24,7 +26,7 @@ from ..config import EvalConfig
 from ..data.splits import ImageData
 from ..data.tokenizer import Tokenizer
 from ..errors import DatasetError
-from .features import FeatureReader
+from .towers import TextTower
 
 
 @torch.no_grad()
@@ -156,29 +158,42 @@ def zero_shot_names(classes: Sequence[str], renamed: Mapping[str, str], tokenize
     return names
 
 
-def evaluate_two_towers(image_encoder: nn.Module, text_encoder: nn.Module, tokenizer: Tokenizer,
-                        context_length: int, data: ImageData, cfg: EvalConfig, reader: FeatureReader) -> dict[str, Any]:
-    """Zero-shot classification of the test images (class names in cfg.zero_shot_templates) and, when
-    the test split has captions, image<->text retrieval; both in the towers' shared space (the
-    projections z). The towers are put in eval mode and restored."""
-    was_training = text_encoder.training
-    text_encoder.eval()
+@dataclass(frozen=True)
+class TextFeatures:
+    """The text tower's embeddings an evaluation reads, each computed once: the class prompts' (labelled
+    data: zero-shot) and the test captions' (captioned test split: retrieval)."""
+    class_names: list[str] | None   # the names the prompts use (zero_shot_names)
+    classes: Tensor | None          # (K, d) unit rows: class_embeddings of the names in cfg.zero_shot_templates
+    captions: Tensor | None         # (M, d) the test captions' embeddings
+
+
+def text_features(tower: TextTower, data: ImageData, cfg: EvalConfig) -> TextFeatures:
+    """The class-prompt and test-caption embeddings of the text tower (in eval mode, restored after)."""
+    was_training = tower.encoder.training
+    tower.encoder.eval()
     try:
-        _, z_images = reader.features(image_encoder, data.test_images)
-
         def encode(prompts: list[str]) -> Tensor:
-            return encode_texts(text_encoder, tokenizer, prompts, context_length, cfg.batch_size).float()
+            return encode_texts(tower.encoder, tower.tokenizer, prompts, tower.context_length, cfg.batch_size).float()
 
-        results: dict[str, Any] = {}
+        names = classes = captions = None
         if data.labelled:   # captions without classes: retrieval only
-            names = zero_shot_names(data.classes, cfg.zero_shot_class_names, tokenizer)
+            names = zero_shot_names(data.classes, cfg.zero_shot_class_names, tower.tokenizer)
             classes = class_embeddings(encode, names, list(cfg.zero_shot_templates), cfg.batch_size)
-            results["zero_shot"] = {**zero_shot_accuracy(z_images, classes, data.test_labels.to(z_images.device)),
-                                    "templates": list(cfg.zero_shot_templates), "class_names": names}
         if data.test_captions is not None:
-            z_texts = encode(data.test_captions.texts)
-            results["retrieval"] = retrieval_recall(z_images, z_texts,
-                                                    data.test_captions.image_index.to(z_images.device))
+            captions = encode(data.test_captions.texts)
     finally:
-        text_encoder.train(was_training)
+        tower.encoder.train(was_training)
+    return TextFeatures(names, classes, captions)
+
+
+def evaluate_two_towers(z_images: Tensor, text: TextFeatures, data: ImageData, cfg: EvalConfig) -> dict[str, Any]:
+    """Zero-shot classification of the test images (z_images: their projections, (N, d)) and, when the
+    test split has captions, image<->text retrieval; both in the towers' shared space."""
+    results: dict[str, Any] = {}
+    if text.classes is not None:
+        results["zero_shot"] = {**zero_shot_accuracy(z_images, text.classes, data.test_labels.to(z_images.device)),
+                                "templates": list(cfg.zero_shot_templates), "class_names": text.class_names}
+    if text.captions is not None:
+        results["retrieval"] = retrieval_recall(z_images, text.captions,
+                                                data.test_captions.image_index.to(z_images.device))
     return results

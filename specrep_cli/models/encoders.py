@@ -9,26 +9,18 @@ checkpoint only needs the config and the state dict:
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
 
 from ..config import EncoderConfig, ImageEncoderConfig
+from ..registry import Registry
 from .lab import INPUTS, LabInput
 
-BACKBONES: Dict[str, Callable[[Any, int], nn.Module]] = {}
-
-
-def register_backbone(name: str):
-    """Decorator: make `builder(cfg, in_channels) -> nn.Module` available as `encoder=<name>`.
-
-    The module must expose `out_dim` (the size of the representation).
-    """
-    def wrap(builder):
-        BACKBONES[name] = builder
-        return builder
-    return wrap
+# encoder=<name> -> `builder(cfg, in_channels) -> nn.Module`, a module that exposes `out_dim` (the size
+# of the representation); register one with @BACKBONES.register("name").
+BACKBONES: Registry[Callable[[EncoderConfig, int], nn.Module]] = Registry("encoder")
 
 
 def _conv_bn(c_in: int, c_out: int, relu: bool = False) -> nn.Sequential:
@@ -61,16 +53,16 @@ class ConvNet(nn.Module):
         return self.features(x)
 
 
-@register_backbone("convnet")
+@BACKBONES.register("convnet")
 def _convnet(cfg: ImageEncoderConfig, in_channels: int) -> nn.Module:
     return ConvNet(cfg.width, in_channels)
 
 
-@register_backbone("resnet18")
+@BACKBONES.register("resnet18")
 def _resnet18(cfg: ImageEncoderConfig, in_channels: int) -> nn.Module:
     """torchvision's ResNet-18 with the CIFAR stem: 3x3 stride-1 first conv and no max-pool; the
     representation is the 8 * width global-average-pooled feature (no fc)."""
-    from torchvision.models.resnet import BasicBlock, ResNet   # seconds to import: only when a ResNet is built
+    from torchvision.models.resnet import BasicBlock, ResNet  # seconds to import: only when a ResNet is built
     width = cfg.width
     net = ResNet(BasicBlock, [2, 2, 2, 2], width_per_group=64)
     if width != 64:  # rebuild the stages at another width, keeping torchvision's block code
@@ -140,12 +132,11 @@ def build_encoder(cfg: EncoderConfig, in_channels: int, input: str = "rgb") -> E
     input: "rgb" (the images as they come), or "lab_l" / "lab_ab" (RGB images in [0, 1] converted to
     Lab inside the encoder, which then sees 1 or 2 channels).
     """
-    if cfg.name not in BACKBONES:
-        raise KeyError(f"unknown encoder {cfg.name!r}; known: {', '.join(sorted(BACKBONES))}")
+    builder = BACKBONES.get(cfg.name)
     if input == "rgb":
-        backbone = BACKBONES[cfg.name](cfg, in_channels)
+        backbone = builder(cfg, in_channels)
     elif input in INPUTS and in_channels == 3:
-        backbone = LabInput(input, BACKBONES[cfg.name](cfg, 1 if input == "lab_l" else 2))
+        backbone = LabInput(input, builder(cfg, 1 if input == "lab_l" else 2))
     else:
         raise ValueError(f"encoder input {input!r} needs 3-channel RGB images (inputs: {', '.join(INPUTS)}), "
                          f"got {in_channels} channels")

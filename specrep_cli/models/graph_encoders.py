@@ -6,12 +6,10 @@ the table from the checkpoint alone.
 """
 from __future__ import annotations
 
-from typing import Any
-
 from torch import Tensor, nn
 
 from ..config import EmbeddingEncoderConfig, MLPEncoderConfig
-from .encoders import projector, register_backbone
+from .encoders import BACKBONES, projector
 
 
 class NodeEmbedding(nn.Module):
@@ -27,12 +25,12 @@ class NodeEmbedding(nn.Module):
         return self.table(x)
 
 
-@register_backbone("embedding")
+@BACKBONES.register("embedding")
 def _embedding(cfg: EmbeddingEncoderConfig, in_channels: int) -> nn.Module:
     return NodeEmbedding(in_channels, cfg.dim, cfg.init_std)
 
 
-@register_backbone("mlp")
+@BACKBONES.register("mlp")
 def _mlp(cfg: MLPEncoderConfig, in_channels: int) -> nn.Module:
     """Linear-ReLU layers of `width` units over node features (B, F), then Linear to dim: the
     projector's MLP (encoders.projector) with biases and no BatchNorm."""

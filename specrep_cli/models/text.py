@@ -8,8 +8,6 @@ The ids come from the tokenizer (data/tokenizer.py); positions holding `pad_id` 
 """
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import Tensor, nn
 
@@ -60,19 +58,17 @@ class TextTransformer(nn.Module):
 class TextEncoder(Encoder):
     """An `Encoder` whose backbone is a `TextTransformer`: ids (B, L) -> h (B, width) -> z (B, out_dim).
 
-    The projector is `encoders.projector(width, projector_hidden_dim, out_dim, projector_layers, **head)`,
+    The projector is `encoders.projector(backbone.out_dim, projector_hidden_dim, out_dim, projector_layers, **head)`,
     built as for the image tower (`build_encoder`): with projector_layers = 0 it is the identity and
     `out_dim` becomes `width`. `encoder(ids)` and `encoder.backbone(ids)` take the ids alone (the mask
     is ids != pad_id), so the text tower plugs in wherever an image `Encoder` does (EMA copies,
     feature extraction through `.backbone`); an explicit mask may be passed as a second argument.
     """
 
-    def __init__(self, vocab_size: int, out_dim: int, projector_hidden_dim: int, projector_layers: int,
-                 width: int = 128, layers: int = 2, heads: int = 4, context_length: int = 32,
-                 dropout: float = 0.0, pad_id: int = 0, head: dict | None = None):
-        backbone = TextTransformer(vocab_size, width, layers, heads, context_length, dropout, pad_id)
-        head = projector(width, projector_hidden_dim, out_dim, projector_layers, **(head or {}))
-        super().__init__(backbone, head, out_dim if projector_layers > 0 else width)
+    def __init__(self, backbone: TextTransformer, out_dim: int, projector_hidden_dim: int, projector_layers: int,
+                 head: dict | None = None):
+        head = projector(backbone.out_dim, projector_hidden_dim, out_dim, projector_layers, **(head or {}))
+        super().__init__(backbone, head, out_dim if projector_layers > 0 else backbone.out_dim)
 
     def forward(self, ids: Tensor, mask: Tensor | None = None) -> Tensor:
         return self.projector(self.backbone(ids, mask))
@@ -81,7 +77,7 @@ class TextEncoder(Encoder):
 def text_encoder(text_cfg: TextTowerConfig, encoder_cfg: EncoderConfig, vocab_size: int, pad_id: int) -> TextEncoder:
     """The text tower of a two-tower objective: objective.text sets the Transformer, the encoder group
     the projector (so that both towers end in the same dimension)."""
-    return TextEncoder(vocab_size, encoder_cfg.projector_out_dim, encoder_cfg.projector_hidden_dim,
-                       encoder_cfg.projector_layers, text_cfg.width, text_cfg.layers, text_cfg.heads,
-                       text_cfg.context_length, pad_id=pad_id,
-                       head=head_options(encoder_cfg))
+    backbone = TextTransformer(vocab_size, text_cfg.width, text_cfg.layers, text_cfg.heads, text_cfg.context_length,
+                               pad_id=pad_id)
+    return TextEncoder(backbone, encoder_cfg.projector_out_dim, encoder_cfg.projector_hidden_dim,
+                       encoder_cfg.projector_layers, head=head_options(encoder_cfg))

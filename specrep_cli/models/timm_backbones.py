@@ -22,8 +22,7 @@ from torch import nn
 
 from ..config import TimmEncoderConfig, TrainConfig
 from ..errors import ConfigError
-from .encoders import register_backbone
-
+from .encoders import BACKBONES
 
 
 def timm_kwargs(cfg: TimmEncoderConfig, in_channels: int) -> dict:
@@ -98,7 +97,7 @@ def create_timm_model(model_name: str, kwargs: dict, pretrained: bool = False) -
                           "put them in the Hugging Face cache first") from None
 
 
-@register_backbone("timm")
+@BACKBONES.register("timm")
 def _timm(cfg: TimmEncoderConfig, in_channels: int) -> nn.Module:
     if "auto" in (cfg.image_size, cfg.patch_size):   # not resolved for data (training resolves): the model's own
         cfg = resolve_sizes(cfg, None)

@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from . import distributed as D
+from .distributed import all_gather_with_grad, all_reduce_sum, global_mean, global_size, rank_offset
 
 
 def _fp32(loss_fn):
@@ -70,7 +70,7 @@ def _sum_off_diagonal(m: Tensor) -> Tensor:
 def _own_columns(local: Tensor) -> Tensor:
     """(B,) global indices r B + i of this rank's B rows: where each sits in a gathered (N B, ...) batch."""
     B = local.shape[0]
-    return D.rank_offset(B) + torch.arange(B, device=local.device)
+    return rank_offset(B) + torch.arange(B, device=local.device)
 
 
 def _drop_own_pairs(m: Tensor, own: Tensor, value: float) -> Tensor:
@@ -80,8 +80,8 @@ def _drop_own_pairs(m: Tensor, own: Tensor, value: float) -> Tensor:
 
 def _second_moment(psi_a: Tensor, psi_b: Tensor) -> Tensor:
     """(psi_a^T psi_a + psi_b^T psi_b) / (2B), shape (d, d); sums over the global batch."""
-    n = D.global_size(psi_a.shape[0])
-    return D.all_reduce_sum(psi_a.T @ psi_a + psi_b.T @ psi_b) / (2 * n)
+    n = global_size(psi_a.shape[0])
+    return all_reduce_sum(psi_a.T @ psi_a + psi_b.T @ psi_b) / (2 * n)
 
 
 def _cross_sq_off_diagonal(a: Tensor, b: Tensor, via_gram: bool) -> Tensor:
@@ -92,10 +92,10 @@ def _cross_sq_off_diagonal(a: Tensor, b: Tensor, via_gram: bool) -> Tensor:
     via_gram=False: through the rows of A B^T, O(B^2 d) (for B <= d); B gathered, own rows here.
     """
     if via_gram:
-        grams = D.all_reduce_sum(torch.stack([a.T @ a, b.T @ b]))  # (2, d, d)
-        return (grams[0] * grams[1]).sum() - D.all_reduce_sum((a * b).sum(1).pow(2).sum())
-    rows = (a @ D.all_gather_with_grad(b).T).pow(2)  # (B_local, B), (a_i . b_j)^2
-    return D.all_reduce_sum(_drop_own_pairs(rows, _own_columns(a), 0.0).sum())
+        grams = all_reduce_sum(torch.stack([a.T @ a, b.T @ b]))  # (2, d, d)
+        return (grams[0] * grams[1]).sum() - all_reduce_sum((a * b).sum(1).pow(2).sum())
+    rows = (a @ all_gather_with_grad(b).T).pow(2)  # (B_local, B), (a_i . b_j)^2
+    return all_reduce_sum(_drop_own_pairs(rows, _own_columns(a), 0.0).sum())
 
 
 def _logistic_pairs(a: Tensor, b: Tensor, bias, k: int) -> tuple[Tensor, Tensor]:
@@ -107,18 +107,18 @@ def _logistic_pairs(a: Tensor, b: Tensor, bias, k: int) -> tuple[Tensor, Tensor]
     Rows i are this rank's samples; j runs over the gathered global batch.
     """
     # below, -log sigmoid(x) = softplus(-x) and -log sigmoid(-x) = softplus(x)
-    b_all = D.all_gather_with_grad(b)  # (B, d), the global batch
+    b_all = all_gather_with_grad(b)  # (B, d), the global batch
     n, own = b_all.shape[0], _own_columns(a)
-    positive = D.global_mean(F.softplus(-((a * b).sum(1) + bias)))
+    positive = global_mean(F.softplus(-((a * b).sum(1) + bias)))
     if k == n - 1:  # all pairs: one (B_local, B) matrix is cheaper than B - 1 rolls
         logits = _drop_own_pairs(a @ b_all.T + bias, own, float("-inf"))  # softplus(-inf) = 0
-        negative = D.global_mean(F.softplus(logits).sum(1))
+        negative = global_mean(F.softplus(logits).sum(1))
     else:  # k shifted rows of the global b, never a (B, B) matrix
         negative = 0
         for m in range(1, k + 1):
             s_m = (a * b_all[(own + m) % n]).sum(1) + bias  # (B_local,), s(i, (i + m) mod B)
             negative = negative + F.softplus(s_m)
-        negative = D.global_mean(negative)
+        negative = global_mean(negative)
     return positive, negative
 
 
@@ -132,11 +132,11 @@ def info_nce(z_a: Tensor, z_b: Tensor, temperature, *, return_terms: bool = Fals
     """
     B = z_a.shape[0]  # this rank's samples
     z = F.normalize(torch.cat([z_a, z_b]), dim=1)  # (2B, d), this rank's anchors
-    candidates = D.all_gather_with_grad(z)  # (N 2B, d): [a_0; b_0; a_1; b_1; ...]
+    candidates = all_gather_with_grad(z)  # (N 2B, d): [a_0; b_0; a_1; b_1; ...]
     own = _own_columns(z)  # (2B,), where each anchor sits among the candidates
     logits = _drop_own_pairs((z / temperature) @ candidates.T, own, float("-inf"))  # (2B, N 2B)
     positives = own - own % (2 * B) + (own + B) % (2 * B)  # p(n): the other view, same block
-    loss = D.global_mean(F.cross_entropy(logits, positives, reduction="none"))
+    loss = global_mean(F.cross_entropy(logits, positives, reduction="none"))
     return _result(loss, {}, return_terms)
 
 
@@ -152,7 +152,7 @@ def binary_nce(z_a: Tensor, z_b: Tensor, temperature, bias, num_negatives: int |
     ``temperature`` and ``bias`` may be floats or 0-dim tensors (gradients flow to them).
     Raises ValueError when k is out of range.
     """
-    B = D.global_size(z_a.shape[0])
+    B = global_size(z_a.shape[0])
     k = B - 1 if num_negatives is None else num_negatives
     if not 1 <= k <= B - 1:
         raise ValueError(f"num_negatives must be in [1, B - 1] = [1, {B - 1}], got {k}")
@@ -172,13 +172,13 @@ def spectral_contrastive(z_a: Tensor, z_b: Tensor, mu: float = 1.0, *, return_te
     loss = attract + repel
     The repel sum goes through two (d, d) Grams, O(B d^2), when B > d, else the (B, B) matrix.
     """
-    B, d = D.global_size(z_a.shape[0]), z_a.shape[1]
+    B, d = global_size(z_a.shape[0]), z_a.shape[1]
     if B < 2:
         raise ValueError(f"spectral_contrastive needs B >= 2 rows, got B={B}")
     r = math.sqrt(mu)
     a = z_a * (r / z_a.norm(dim=1, keepdim=True).clamp_min(r))  # (B, d), |a_i| <= sqrt(mu)
     b = z_b * (r / z_b.norm(dim=1, keepdim=True).clamp_min(r))
-    attract = -2 * D.global_mean((a * b).sum(1)) / mu
+    attract = -2 * global_mean((a * b).sum(1)) / mu
     repel = _cross_sq_off_diagonal(a, b, via_gram=B > d) / (B * (B - 1)) / mu
     return _result(attract + repel, {"attract": attract, "repel": repel}, return_terms)
 
@@ -198,21 +198,22 @@ def nested_spectral_contrastive(z_a: Tensor, z_b: Tensor, mu: float = 1.0, *, re
     Rows are projected onto the ball of radius sqrt(mu) once, as a whole (a, b as in spectral_contrastive); then
     attract = sum_k -(2/B) sum_i a_i[:k] . b_i[:k] / mu = -(2/B) sum_i sum_c (d - c) a_ic b_ic / mu
     repel = sum_k sum_{i != j} (a_i[:k] . b_j[:k])^2 / (B (B - 1)) / mu
-          = [sum_{c,c'} (d - max(c, c')) (A^T A)_cc' (B^T B)_cc' - sum_i sum_k (sum_{c<k} a_ic b_ic)^2] / (B (B - 1)) / mu
+          = [sum_{c,c'} (d - max(c, c')) (A^T A)_cc' (B^T B)_cc' - sum_i sum_k (sum_{c<k} a_ic b_ic)^2]
+            / (B (B - 1)) / mu
     loss = attract + repel: O(B d^2) through the two Grams' elementwise product summed over the leading
     k x k blocks, and the cumulative sums of a_i * b_i. Its minimiser orders the coordinates: phi_{1:k}
     spans the top-k eigenfunctions for every k, so coordinate k follows the k-th one.
     """
-    B, d = D.global_size(z_a.shape[0]), z_a.shape[1]
+    B, d = global_size(z_a.shape[0]), z_a.shape[1]
     if B < 2:
         raise ValueError(f"nested_spectral_contrastive needs B >= 2 rows, got B={B}")
     r = math.sqrt(mu)
     a = z_a * (r / z_a.norm(dim=1, keepdim=True).clamp_min(r))  # (B, d)
     b = z_b * (r / z_b.norm(dim=1, keepdim=True).clamp_min(r))
     w, W = nested_weights(d, a.device, a.dtype)
-    attract = -2 * D.global_mean(((a * b) * w).sum(1)) / mu
-    grams = D.all_reduce_sum(torch.stack([a.T @ a, b.T @ b]))     # (2, d, d)
-    own = D.all_reduce_sum(torch.cumsum(a * b, dim=1).pow(2).sum())   # sum_i sum_k (a_i[:k] . b_i[:k])^2
+    attract = -2 * global_mean(((a * b) * w).sum(1)) / mu
+    grams = all_reduce_sum(torch.stack([a.T @ a, b.T @ b]))     # (2, d, d)
+    own = all_reduce_sum(torch.cumsum(a * b, dim=1).pow(2).sum())   # sum_i sum_k (a_i[:k] . b_i[:k])^2
     repel = ((grams[0] * grams[1] * W).sum() - own) / (B * (B - 1)) / mu
     return _result(attract + repel, {"attract": attract, "repel": repel}, return_terms)
 
@@ -225,8 +226,8 @@ def spectral_byol(phi_a: Tensor, nu_b: Tensor, second_moment: Tensor, *, return_
     repel = (1/B) sum_i phi_a_i^T sg(Lambda) phi_a_i
     loss = attract + repel
     """
-    attract = -2 * D.global_mean((phi_a * nu_b.detach()).sum(1))
-    repel = D.global_mean(((phi_a @ second_moment.detach()) * phi_a).sum(1))  # mean of quad forms
+    attract = -2 * global_mean((phi_a * nu_b.detach()).sum(1))
+    repel = global_mean(((phi_a @ second_moment.detach()) * phi_a).sum(1))  # mean of quad forms
     return _result(attract + repel, {"attract": attract, "repel": repel}, return_terms)
 
 
@@ -244,7 +245,7 @@ def pca_penalty(psi_a: Tensor, psi_b: Tensor, lam: float, second_moment: Tensor 
     """
     d = psi_a.shape[1]
     w, W = nested_weights(d, psi_a.device, psi_a.dtype) if nested else (1.0, 1.0)
-    alignment = -D.global_mean(((psi_a * psi_b) * w).sum(1))
+    alignment = -global_mean(((psi_a * psi_b) * w).sum(1))
     c = _second_moment(psi_a, psi_b) if second_moment is None else second_moment  # (d, d)
     eye = torch.eye(c.shape[0], dtype=c.dtype, device=c.device)
     penalty = lam * ((c - eye).pow(2) * W).sum()
@@ -266,7 +267,7 @@ def pca_penalty_surrogate(psi_a: Tensor, psi_b: Tensor, lam: float, second_momen
     nested: weighted as in pca_penalty (w_c = d - c on the alignment, W_cc' = d - max(c, c') on the penalty).
     """
     w, W = nested_weights(psi_a.shape[1], psi_a.device, psi_a.dtype) if nested else (1.0, 1.0)
-    alignment = -D.global_mean(((psi_a * psi_b) * w).sum(1))
+    alignment = -global_mean(((psi_a * psi_b) * w).sum(1))
     c_ema = second_moment_ema.detach()  # (d, d)
     eye = torch.eye(c_ema.shape[0], dtype=c_ema.dtype, device=c_ema.device)
     penalty = lam * 2 * ((c_ema - eye) * _second_moment(psi_a, psi_b) * W).sum()
@@ -287,9 +288,9 @@ def clip_loss(z_x: Tensor, z_y: Tensor, logit_scale, *, return_terms: bool = Fal
     u_x, u_y = F.normalize(z_x, dim=1), F.normalize(z_y, dim=1)  # (B_local, d), this rank's rows
     labels = _own_columns(u_x)  # the positive of local row i is global column r B + i
     # this rank's rows of logits and of logits^T, each (B_local, B) against the gathered other tower
-    x_rows = F.cross_entropy(scale * u_x @ D.all_gather_with_grad(u_y).T, labels, reduction="none")
-    y_rows = F.cross_entropy(scale * u_y @ D.all_gather_with_grad(u_x).T, labels, reduction="none")
-    loss = D.global_mean(x_rows + y_rows) / 2
+    x_rows = F.cross_entropy(scale * u_x @ all_gather_with_grad(u_y).T, labels, reduction="none")
+    y_rows = F.cross_entropy(scale * u_y @ all_gather_with_grad(u_x).T, labels, reduction="none")
+    loss = global_mean(x_rows + y_rows) / 2
     return _result(loss, {}, return_terms)
 
 
@@ -307,15 +308,33 @@ def siglip_loss(z_x: Tensor, z_y: Tensor, log_t, bias, *, return_terms: bool = F
     """
     t = torch.as_tensor(log_t, dtype=z_x.dtype, device=z_x.device).exp()
     a = t * F.normalize(z_x, dim=1)  # (B, d), t folded in
-    positive, negative = _logistic_pairs(a, F.normalize(z_y, dim=1), bias, D.global_size(a.shape[0]) - 1)
+    positive, negative = _logistic_pairs(a, F.normalize(z_y, dim=1), bias, global_size(a.shape[0]) - 1)
     return _result(positive + negative, {"positive": positive, "negative": negative}, return_terms)
+
+
+def spectral_clip_loss(z_x: Tensor, z_y: Tensor, mu: float = 1.0, *, nested: bool = False,
+                       return_terms: bool = False):
+    """Spectral contrastive loss across two towers. Requires B >= 2.
+
+    From p(x, y) = p(x) p(y) phi(x)^T nu(y), the L2 fit of phi^T nu to p(x, y) / (p(x) p(y)):
+    L(phi, nu) = -2 E_{p(x,y)}[phi(x)^T nu(y)] + E_{p(x)p(y)}[(phi(x)^T nu(y))^2],
+    minimised by the top-d left (phi) and right (nu) singular functions of p(x, y) / sqrt(p(x) p(y)).
+    On B pairs, rows projected onto the ball of radius sqrt(mu): a_i from z_x_i, b_i from z_y_i, then
+    attract = -(2/B) sum_i a_i . b_i / mu
+    repel = sum_{i != j} (a_i . b_j)^2 / (B (B - 1)) / mu = (<A^T A, B^T B>_F - sum_i (a_i . b_i)^2) / (B (B - 1)) / mu
+    loss = attract + repel
+    That is spectral_contrastive(z_x, z_y, mu) (nested: nested_spectral_contrastive), whose batch
+    estimate never assumes that a and b come from one encoder; it is reused, not copied. O(B d^2).
+    """
+    loss = nested_spectral_contrastive if nested else spectral_contrastive
+    return loss(z_x, z_y, mu, return_terms=return_terms)
 
 
 @_fp32
 def byol_loss(p_a: Tensor, t_b: Tensor, *, return_terms: bool = False):
     """BYOL: loss = (1/B) sum_i (2 - 2 cos(p_a_i, sg(t_b_i)))."""
     cos = (F.normalize(p_a, dim=1) * F.normalize(t_b.detach(), dim=1)).sum(1)  # (B,)
-    return _result(D.global_mean(2 - 2 * cos), {}, return_terms)
+    return _result(global_mean(2 - 2 * cos), {}, return_terms)
 
 
 @_fp32
@@ -328,13 +347,13 @@ def barlow_twins_loss(z_a: Tensor, z_b: Tensor, lam: float = 0.0051, *, return_t
     redundancy = lam * sum_{i != j} C_ij^2
     loss = invariance + redundancy
     """
-    B = D.global_size(z_a.shape[0])
+    B = global_size(z_a.shape[0])
 
     def standardise(z):  # mean and variance over the global batch
-        z = z - D.global_mean(z)
-        return z / torch.sqrt(D.global_mean(z.pow(2)) + 1e-5)
+        z = z - global_mean(z)
+        return z / torch.sqrt(global_mean(z.pow(2)) + 1e-5)
 
-    c = D.all_reduce_sum(standardise(z_a).T @ standardise(z_b)) / B  # (d, d)
+    c = all_reduce_sum(standardise(z_a).T @ standardise(z_b)) / B  # (d, d)
     invariance = (1 - c.diagonal()).pow(2).sum()
     redundancy = lam * _sum_off_diagonal(c.pow(2))
     return _result(invariance + redundancy, {"invariance": invariance, "redundancy": redundancy},
@@ -354,14 +373,14 @@ def vicreg_loss(z_a: Tensor, z_b: Tensor, sim: float = 25.0, var: float = 25.0, 
     views' hinges (the 1/2), as the authors' code does (facebookresearch/vicreg, and lightly); the
     paper's formula sums them, twice this.
     """
-    B, d = D.global_size(z_a.shape[0]), z_a.shape[1]
+    B, d = global_size(z_a.shape[0]), z_a.shape[1]
     if B < 2:
         raise ValueError(f"vicreg_loss needs B >= 2 rows, got B={B}")
-    invariance = sim * D.global_mean((z_a - z_b).pow(2).mean(1))
+    invariance = sim * global_mean((z_a - z_b).pow(2).mean(1))
     variance = covariance = 0
     for z in (z_a, z_b):
-        z = z - D.global_mean(z)  # (B, d)
-        cov_matrix = D.all_reduce_sum(z.T @ z) / (B - 1)  # (d, d)
+        z = z - global_mean(z)  # (B, d)
+        cov_matrix = all_reduce_sum(z.T @ z) / (B - 1)  # (d, d)
         std = torch.sqrt(cov_matrix.diagonal() + 1e-4)  # (d,), Var_j = Cov_jj
         variance = variance + F.relu(1 - std).mean() / 2
         covariance = covariance + _sum_off_diagonal(cov_matrix.pow(2)) / d

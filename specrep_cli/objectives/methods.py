@@ -9,7 +9,7 @@ The training loop knows nothing else about it:
     terms["loss"].backward(); optimizer.step()
     method.after_step(progress)                          # EMA updates; progress in [0, 1]
 
-Two-tower objectives (clip, siglip) build their second tower nu with `make_encoder("y")`: an image
+Two-tower objectives (clip, siglip, spectral_clip) build their second tower nu with `make_encoder("y")`: an image
 encoder like phi for two views, a text encoder for image-text pairs (train/setup.py decides).
 
 Many processes: each rank calls the method (wrapped in DistributedDataParallel) on its own shard of the
@@ -17,41 +17,47 @@ batch; every loss and every running estimate (Lambda_t, C_ema) is then computed 
 identical on every rank (losses.py and distributed.py say how, and why DDP's gradient average is
 exactly the single-process gradient). `batch_size` is the global batch size.
 
-Its whole state_dict (encoder included) is the objective's state in a checkpoint. To add an objective,
-write a Method subclass and register a builder with `@register_objective("name")` next to a schema in
-config.py and a YAML under conf/objective/.
+Every method is built the same way, `cls(cfg, make_encoder, batch_size)` with cfg its typed schema
+(config.py), and is registered under its objective's name. Its whole state_dict (encoder included) is
+the objective's state in a checkpoint. To add an objective, write a Method subclass decorated with
+`@METHODS.register("name")`, its loss as a function in losses.py, a schema in config.py and a YAML
+under conf/objective/.
 """
 from __future__ import annotations
 
 import copy
 import math
-from typing import Any, Callable, Dict
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
 
-from ..config import ObjectiveConfig
-from . import distributed as D
-from . import losses as O
+from ..config import (
+    BarlowTwinsConfig,
+    BinaryNCEConfig,
+    BYOLConfig,
+    CLIPConfig,
+    ObjectiveConfig,
+    PCAConfig,
+    SigLIPConfig,
+    SimCLRConfig,
+    SpectralBYOLConfig,
+    SpectralCLIPConfig,
+    SpectralConfig,
+    VICRegConfig,
+)
 from ..models.encoders import Encoder, projector
+from ..registry import Registry
+from . import distributed, losses
 
-Terms = Dict[str, Tensor]
-METHODS: Dict[str, Callable[[Any, Callable[[], Encoder], int], "Method"]] = {}
-
-
-def register_objective(name: str):
-    """Decorator: `builder(cfg, make_encoder, batch_size) -> Method` becomes `objective=<name>`."""
-    def wrap(builder):
-        METHODS[name] = builder
-        return builder
-    return wrap
+Terms = dict[str, Tensor]
+MakeEncoder = Callable[..., Encoder]   # make_encoder() -> phi; make_encoder("y") -> a second tower nu
+METHODS: Registry[type[Method]] = Registry("objective")   # objective=<name> -> its Method subclass
 
 
-def build_method(cfg: ObjectiveConfig, make_encoder: Callable[..., Encoder], batch_size: int) -> "Method":
+def build_method(cfg: ObjectiveConfig, make_encoder: MakeEncoder, batch_size: int) -> Method:
     """The objective `cfg.name`; batch_size is the number of samples one loss sees (all ranks together)."""
-    if cfg.name not in METHODS:
-        raise KeyError(f"unknown objective {cfg.name!r}; known: {', '.join(sorted(METHODS))}")
-    return METHODS[cfg.name](cfg, make_encoder, batch_size)
+    return METHODS.get(cfg.name)(cfg, make_encoder, batch_size)
 
 
 def _with_loss(loss: Tensor, terms: Terms) -> Terms:
@@ -64,11 +70,15 @@ class Method(nn.Module):
     Running estimates (Lambda_t, C_ema) are computed in forward but only committed by after_step,
     which the loop calls for steps it takes: a step skipped as non-finite (trainer.max_bad_steps)
     leaves them as they were.
+
+    Built as `cls(cfg, make_encoder, batch_size)`: cfg the objective's typed schema, make_encoder the
+    encoder factory (called first, for phi, so every method draws phi's initialisation before its own
+    modules'), batch_size the global batch size.
     """
 
-    def __init__(self, encoder: Encoder):
+    def __init__(self, cfg: ObjectiveConfig, make_encoder: MakeEncoder, batch_size: int):
         super().__init__()
-        self.encoder = encoder
+        self.encoder = make_encoder()
 
     def embed_pair(self, view_a: Tensor, view_b: Tensor) -> tuple[Tensor, Tensor]:
         z = self.encoder(torch.cat([view_a, view_b]))   # (2B, d): one pass, BN sees both views
@@ -105,63 +115,50 @@ class EMATarget(nn.Module):
 
 
 # --------------------------------------------------------------------------------- contrastive
+@METHODS.register("simclr")
 class SimCLR(Method):
-    def __init__(self, encoder: Encoder, temperature: float):
-        super().__init__(encoder)
-        self.temperature = temperature
+    def __init__(self, cfg: SimCLRConfig, make_encoder: MakeEncoder, batch_size: int):
+        super().__init__(cfg, make_encoder, batch_size)
+        self.temperature = cfg.temperature
 
     def forward(self, view_a, view_b):
         z_a, z_b = self.embed_pair(view_a, view_b)
-        return {"loss": O.info_nce(z_a, z_b, self.temperature)}
+        return {"loss": losses.info_nce(z_a, z_b, self.temperature)}
 
 
-@register_objective("simclr")
-def _simclr(cfg, make_encoder, batch_size):
-    return SimCLR(make_encoder(), cfg.temperature)
-
-
+@METHODS.register("binary_nce")
 class BinaryNCE(Method):
     """Logistic NCE with a learnable bias (init -log k) and a fixed or learnable temperature; k is
     num_negatives, or B - 1 where the batch has no more (None: always B - 1)."""
 
-    def __init__(self, encoder: Encoder, temperature: float, learn_temperature: bool,
-                 num_negatives: int | None, batch_size: int):
-        super().__init__(encoder)
-        self.num_negatives = num_negatives
-        k = min(num_negatives or batch_size, batch_size - 1)
-        self.log_temperature = nn.Parameter(torch.tensor(math.log(temperature)),
-                                            requires_grad=learn_temperature)
+    def __init__(self, cfg: BinaryNCEConfig, make_encoder: MakeEncoder, batch_size: int):
+        super().__init__(cfg, make_encoder, batch_size)
+        self.num_negatives = cfg.num_negatives
+        k = min(cfg.num_negatives or batch_size, batch_size - 1)
+        self.log_temperature = nn.Parameter(torch.tensor(math.log(cfg.temperature)),
+                                            requires_grad=cfg.learn_temperature)
         self.bias = nn.Parameter(torch.tensor(-math.log(k)))
 
     def forward(self, view_a, view_b):
         z_a, z_b = self.embed_pair(view_a, view_b)
-        k = None if self.num_negatives is None else min(self.num_negatives, D.global_size(z_b.shape[0]) - 1)
-        loss, terms = O.binary_nce(z_a, z_b, self.log_temperature.exp(), self.bias, k, return_terms=True)
+        k = None if self.num_negatives is None else min(self.num_negatives,
+                                                         distributed.global_size(z_b.shape[0]) - 1)
+        loss, terms = losses.binary_nce(z_a, z_b, self.log_temperature.exp(), self.bias, k, return_terms=True)
         return _with_loss(loss, terms)
 
 
-@register_objective("binary_nce")
-def _binary_nce(cfg, make_encoder, batch_size):
-    return BinaryNCE(make_encoder(), cfg.temperature, cfg.learn_temperature, cfg.num_negatives,
-                     batch_size)
-
-
+@METHODS.register("spectral")
 class Spectral(Method):
     """spectral_contrastive, or (nested) nested_spectral_contrastive: coordinate k -> eigenfunction k."""
 
-    def __init__(self, encoder: Encoder, mu: float, nested: bool = False):
-        super().__init__(encoder)
-        self.mu, self.nested = mu, nested
+    def __init__(self, cfg: SpectralConfig, make_encoder: MakeEncoder, batch_size: int):
+        super().__init__(cfg, make_encoder, batch_size)
+        self.mu, self.nested = cfg.mu, cfg.nested
 
     def forward(self, view_a, view_b):
         z_a, z_b = self.embed_pair(view_a, view_b)
-        loss = O.nested_spectral_contrastive if self.nested else O.spectral_contrastive
+        loss = losses.nested_spectral_contrastive if self.nested else losses.spectral_contrastive
         return _with_loss(*loss(z_a, z_b, self.mu, return_terms=True))
-
-
-@register_objective("spectral")
-def _spectral(cfg, make_encoder, batch_size):
-    return Spectral(make_encoder(), cfg.mu, cfg.nested)
 
 
 # ----------------------------------------------------------------------------- non-contrastive
@@ -177,17 +174,18 @@ def _batch_second_moment(z: Tensor) -> Tensor:
     """
     z = z.detach().to(torch.promote_types(z.dtype, torch.float32))
     with torch.autocast(device_type=z.device.type, enabled=False):
-        return D.all_reduce_sum(z.T @ z) / D.global_size(z.shape[0])
+        return distributed.all_reduce_sum(z.T @ z) / distributed.global_size(z.shape[0])
 
 
 class RunningSecondMoment(Method):
     """A Method with a d x d running estimate (buffers second_moment, second_moment_initialized, in
-    the checkpoint): forward uses the estimate and proposes its update; after_step commits it."""
+    the checkpoint): forward uses the estimate and proposes its update; after_step commits it (with
+    momentum objective.second_moment_momentum)."""
 
-    def __init__(self, encoder: Encoder, momentum: float):
-        super().__init__(encoder)
-        d = encoder.out_dim
-        self.second_moment_momentum = momentum
+    def __init__(self, cfg: SpectralBYOLConfig | PCAConfig, make_encoder: MakeEncoder, batch_size: int):
+        super().__init__(cfg, make_encoder, batch_size)
+        d = self.encoder.out_dim
+        self.second_moment_momentum = cfg.second_moment_momentum
         self.register_buffer("second_moment", torch.zeros(d, d))
         self.register_buffer("second_moment_initialized", torch.tensor(False))
         self._pending: Tensor | None = None
@@ -209,6 +207,7 @@ class RunningSecondMoment(Method):
             self._pending = None
 
 
+@METHODS.register("spectral_byol")
 class SpectralBYOL(RunningSecondMoment):
     """Spectral contrastive loss without negatives: a target nu and Lambda_t ~ E[nu nu^T].
 
@@ -218,12 +217,11 @@ class SpectralBYOL(RunningSecondMoment):
     (lambda_source=other_view: Lambda = E_b[nu nu^T], Lambda' = E_a[nu nu^T]).
     """
 
-    def __init__(self, encoder: Encoder, target_momentum: float, second_moment_momentum: float,
-                 lambda_source: str):
-        super().__init__(encoder, second_moment_momentum)
-        self.target_momentum = target_momentum
-        self.lambda_source = lambda_source
-        self.target = EMATarget(encoder) if target_momentum > 0 else None
+    def __init__(self, cfg: SpectralBYOLConfig, make_encoder: MakeEncoder, batch_size: int):
+        super().__init__(cfg, make_encoder, batch_size)
+        self.target_momentum = cfg.target_momentum
+        self.lambda_source = cfg.lambda_source
+        self.target = EMATarget(self.encoder) if cfg.target_momentum > 0 else None
 
     def forward(self, view_a, view_b):
         phi_a, phi_b = self.embed_pair(view_a, view_b)
@@ -236,8 +234,8 @@ class SpectralBYOL(RunningSecondMoment):
             lam_for_a, lam_for_b = lam_b, lam_a
         else:   # Lambda_t from earlier batches; this batch's targets update it once the step is taken
             lam_for_a = lam_for_b = self.running_estimate((lam_a + lam_b) / 2)
-        loss_a, terms_a = O.spectral_byol(phi_a, nu_b, lam_for_a, return_terms=True)
-        loss_b, terms_b = O.spectral_byol(phi_b, nu_a, lam_for_b, return_terms=True)
+        loss_a, terms_a = losses.spectral_byol(phi_a, nu_b, lam_for_a, return_terms=True)
+        loss_b, terms_b = losses.spectral_byol(phi_b, nu_a, lam_for_b, return_terms=True)
         return _with_loss(loss_a + loss_b, {k: terms_a[k] + terms_b[k] for k in terms_a})
 
     @torch.no_grad()
@@ -247,12 +245,7 @@ class SpectralBYOL(RunningSecondMoment):
         super().after_step(progress)
 
 
-@register_objective("spectral_byol")
-def _spectral_byol(cfg, make_encoder, batch_size):
-    return SpectralBYOL(make_encoder(), cfg.target_momentum, cfg.second_moment_momentum,
-                        cfg.lambda_source)
-
-
+@METHODS.register("pca")
 class PCA(RunningSecondMoment):
     """max E[psi(x)^T psi(x')] - lam ||C - I||_F^2, C from the batch or from a running estimate.
 
@@ -261,26 +254,22 @@ class PCA(RunningSecondMoment):
     behind the parameters (losses.pca_penalty_surrogate says when that is unbiased).
     """
 
-    def __init__(self, encoder: Encoder, lam: float, penalty_estimate: str, momentum: float, nested: bool = False):
-        super().__init__(encoder, momentum)
-        self.lam = lam
-        self.penalty_estimate = penalty_estimate
-        self.nested = nested   # the nested loss over the prefixes psi_{1:k} (losses.pca_penalty)
+    def __init__(self, cfg: PCAConfig, make_encoder: MakeEncoder, batch_size: int):
+        super().__init__(cfg, make_encoder, batch_size)
+        self.lam = cfg.lam
+        self.penalty_estimate = cfg.penalty_estimate
+        self.nested = cfg.nested   # the nested loss over the prefixes psi_{1:k} (losses.pca_penalty)
 
     def forward(self, view_a, view_b):
         psi_a, psi_b = self.embed_pair(view_a, view_b)
         if self.penalty_estimate == "batch":
-            return _with_loss(*O.pca_penalty(psi_a, psi_b, self.lam, nested=self.nested, return_terms=True))
+            return _with_loss(*losses.pca_penalty(psi_a, psi_b, self.lam, nested=self.nested, return_terms=True))
         c_ema = self.running_estimate((_batch_second_moment(psi_a) + _batch_second_moment(psi_b)) / 2)
-        return _with_loss(*O.pca_penalty_surrogate(psi_a, psi_b, self.lam, c_ema, nested=self.nested,
-                                                   return_terms=True))
+        return _with_loss(*losses.pca_penalty_surrogate(psi_a, psi_b, self.lam, c_ema, nested=self.nested,
+                                                        return_terms=True))
 
 
-@register_objective("pca")
-def _pca(cfg, make_encoder, batch_size):
-    return PCA(make_encoder(), cfg.lam, cfg.penalty_estimate, cfg.second_moment_momentum, cfg.nested)
-
-
+@METHODS.register("clip")
 class CLIP(Method):
     """Two encoders phi (x, the probed one) and nu (y) and a learnable logit scale s, clamped to
     [0, log 100] after every optimizer step (open_clip's way: the multiplier exp(s) stays in
@@ -288,58 +277,69 @@ class CLIP(Method):
 
     MAX_LOGIT_SCALE = math.log(100)
 
-    def __init__(self, encoder: Encoder, encoder_y: Encoder, logit_scale_init: float, learn: bool):
-        super().__init__(encoder)
-        self.encoder_y = encoder_y
-        self.logit_scale = nn.Parameter(torch.tensor(float(logit_scale_init)), requires_grad=learn)
+    def __init__(self, cfg: CLIPConfig, make_encoder: MakeEncoder, batch_size: int):
+        super().__init__(cfg, make_encoder, batch_size)
+        self.encoder_y = make_encoder("y")
+        self.logit_scale = nn.Parameter(torch.tensor(float(cfg.logit_scale_init)),
+                                        requires_grad=cfg.learn_logit_scale)
 
     def forward(self, x, y):
         z_x, z_y = self.encoder(x), self.encoder_y(y)
-        return {"loss": O.clip_loss(z_x, z_y, self.logit_scale), "logit_scale": self.logit_scale.detach()}
+        return {"loss": losses.clip_loss(z_x, z_y, self.logit_scale), "logit_scale": self.logit_scale.detach()}
 
     @torch.no_grad()
     def after_step(self, progress):
         self.logit_scale.clamp_(0, self.MAX_LOGIT_SCALE)
 
 
-@register_objective("clip")
-def _clip(cfg, make_encoder, batch_size):
-    return CLIP(make_encoder(), make_encoder("y"), cfg.logit_scale_init, cfg.learn_logit_scale)
-
-
+@METHODS.register("siglip")
 class SigLIP(Method):
     """Two encoders phi (x, the probed one) and nu (y), all-pairs sigmoid loss, learnable log t and b."""
 
-    def __init__(self, encoder: Encoder, encoder_y: Encoder, log_t_init: float, bias_init: float, learn: bool):
-        super().__init__(encoder)
-        self.encoder_y = encoder_y
-        self.log_t = nn.Parameter(torch.tensor(float(log_t_init)), requires_grad=learn)
-        self.bias = nn.Parameter(torch.tensor(float(bias_init)), requires_grad=learn)
+    def __init__(self, cfg: SigLIPConfig, make_encoder: MakeEncoder, batch_size: int):
+        super().__init__(cfg, make_encoder, batch_size)
+        self.encoder_y = make_encoder("y")
+        self.log_t = nn.Parameter(torch.tensor(float(cfg.log_t_init)), requires_grad=cfg.learn_t_and_bias)
+        self.bias = nn.Parameter(torch.tensor(float(cfg.bias_init)), requires_grad=cfg.learn_t_and_bias)
 
     def forward(self, x, y):
-        loss, terms = O.siglip_loss(self.encoder(x), self.encoder_y(y), self.log_t, self.bias, return_terms=True)
+        loss, terms = losses.siglip_loss(self.encoder(x), self.encoder_y(y), self.log_t, self.bias,
+                                         return_terms=True)
         return {"loss": loss, **terms, "t": self.log_t.detach().exp(), "bias": self.bias.detach()}
 
 
-@register_objective("siglip")
-def _siglip(cfg, make_encoder, batch_size):
-    return SigLIP(make_encoder(), make_encoder("y"), cfg.log_t_init, cfg.bias_init, cfg.learn_t_and_bias)
+@METHODS.register("spectral_clip")
+class SpectralCLIP(Method):
+    """Two encoders phi (x, the probed one) and nu (y) with the spectral loss across them: phi(x)^T nu(y)
+    fits p(x, y) / (p(x) p(y)), rows in the ball of radius sqrt(mu); no temperature, nothing learned
+    besides the towers. nested: coordinate k -> the k-th pair of singular functions."""
+
+    def __init__(self, cfg: SpectralCLIPConfig, make_encoder: MakeEncoder, batch_size: int):
+        super().__init__(cfg, make_encoder, batch_size)
+        self.encoder_y = make_encoder("y")
+        self.mu, self.nested = cfg.mu, cfg.nested
+
+    def forward(self, x, y):
+        return _with_loss(*losses.spectral_clip_loss(self.encoder(x), self.encoder_y(y), self.mu,
+                                                     nested=self.nested, return_terms=True))
 
 
+@METHODS.register("byol")
 class BYOL(Method):
     """Online encoder + predictor vs an EMA target; the momentum follows a cosine schedule to 1."""
 
-    def __init__(self, encoder: Encoder, base_momentum: float, predictor_hidden_dim: int):
-        super().__init__(encoder)
-        self.base_momentum = base_momentum
-        self.predictor = projector(encoder.out_dim, predictor_hidden_dim, encoder.out_dim, 2)
-        self.target = EMATarget(encoder)
+    def __init__(self, cfg: BYOLConfig, make_encoder: MakeEncoder, batch_size: int):
+        super().__init__(cfg, make_encoder, batch_size)
+        self.base_momentum = cfg.target_momentum
+        d = self.encoder.out_dim
+        self.predictor = projector(d, cfg.predictor_hidden_dim, d, 2)
+        self.target = EMATarget(self.encoder)
 
     def forward(self, view_a, view_b):
         z_a, z_b = self.embed_pair(view_a, view_b)
         p_a, p_b = self.predictor(torch.cat([z_a, z_b])).chunk(2)
         t_a, t_b = self.target(torch.cat([view_a, view_b])).chunk(2)
-        return {"loss": O.byol_loss(p_a, t_b) + O.byol_loss(p_b, t_a)}
+        return {"loss": losses.byol_loss(p_a, t_b) + losses.byol_loss(p_b, t_a)}
 
     @torch.no_grad()
     def after_step(self, progress):
@@ -347,39 +347,26 @@ class BYOL(Method):
         self.target.update(self.encoder, m)
 
 
-@register_objective("byol")
-def _byol(cfg, make_encoder, batch_size):
-    return BYOL(make_encoder(), cfg.target_momentum, cfg.predictor_hidden_dim)
-
-
+@METHODS.register("barlow_twins")
 class BarlowTwins(Method):
     """Barlow Twins' loss times scale_loss (solo-learn's recipes scale it; the terms are scaled too)."""
 
-    def __init__(self, encoder: Encoder, lam: float, scale_loss: float = 1.0):
-        super().__init__(encoder)
-        self.lam, self.scale_loss = lam, scale_loss
+    def __init__(self, cfg: BarlowTwinsConfig, make_encoder: MakeEncoder, batch_size: int):
+        super().__init__(cfg, make_encoder, batch_size)
+        self.lam, self.scale_loss = cfg.lam, cfg.scale_loss
 
     def forward(self, view_a, view_b):
         z_a, z_b = self.embed_pair(view_a, view_b)
-        loss, terms = O.barlow_twins_loss(z_a, z_b, self.lam, return_terms=True)
+        loss, terms = losses.barlow_twins_loss(z_a, z_b, self.lam, return_terms=True)
         return _with_loss(self.scale_loss * loss, {k: self.scale_loss * v for k, v in terms.items()})
 
 
-@register_objective("barlow_twins")
-def _barlow_twins(cfg, make_encoder, batch_size):
-    return BarlowTwins(make_encoder(), cfg.lam, cfg.scale_loss)
-
-
+@METHODS.register("vicreg")
 class VICReg(Method):
-    def __init__(self, encoder: Encoder, sim: float, var: float, cov: float):
-        super().__init__(encoder)
-        self.weights = (sim, var, cov)
+    def __init__(self, cfg: VICRegConfig, make_encoder: MakeEncoder, batch_size: int):
+        super().__init__(cfg, make_encoder, batch_size)
+        self.weights = (cfg.sim, cfg.var, cfg.cov)
 
     def forward(self, view_a, view_b):
         z_a, z_b = self.embed_pair(view_a, view_b)
-        return _with_loss(*O.vicreg_loss(z_a, z_b, *self.weights, return_terms=True))
-
-
-@register_objective("vicreg")
-def _vicreg(cfg, make_encoder, batch_size):
-    return VICReg(make_encoder(), cfg.sim, cfg.var, cfg.cov)
+        return _with_loss(*losses.vicreg_loss(z_a, z_b, *self.weights, return_terms=True))

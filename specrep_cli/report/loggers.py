@@ -29,8 +29,9 @@ import numpy as np
 import yaml
 from PIL import Image
 
-from ..config import REPORT_METRICS, TrainConfig, flatten, to_dict
+from ..config import TrainConfig, flatten, to_dict
 from ..errors import ConfigError, ReportError, TrainingError
+from ..figures import REPORT_METRICS
 from .metrics import MetricsLog, read_records
 from .report import metric
 
@@ -59,7 +60,7 @@ def record_scalars(record: Dict[str, Any]) -> Tuple[int, Scalars]:
 
 
 def report_scalars(report: Dict[str, Any]) -> Scalars:
-    """The report's figures (config.REPORT_METRICS that it has) as `report/<dotted key>`."""
+    """The report's figures (figures.REPORT_METRICS that it has) as `report/<dotted key>`."""
     found = {key: metric(report, key.split(".")) for key in REPORT_METRICS}
     return {f"report/{k}": v for k, v in found.items() if v is not None}
 
@@ -116,7 +117,7 @@ class TensorBoardLogger:
     def hparams(self, config: Dict[str, Any], figures: Scalars) -> None:
         """The config as text and, in the HParams tab, against the report's figures (the scalars
         logged under the same tags)."""
-        from torch.utils.tensorboard import summary   # optional: it needs tensorboard
+        from torch.utils.tensorboard import summary  # optional: it needs tensorboard
         flat = {k: v if isinstance(v, (int, float, str, bool)) else json.dumps(v)
                 for k, v in flatten(config).items()}
         self.writer.add_text("config", "```\n" + yaml.safe_dump(config, sort_keys=False) + "```")

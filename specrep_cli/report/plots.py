@@ -1,6 +1,6 @@
 """Plots for people, as PNG files drawn on matplotlib's Agg canvas (headless: no display, no pyplot state).
 
-    write_run_plots(run_dir, report)    # run_dir/plots/{loss,lr,monitor,spectrum,graph}.png, those with data
+    write_run_plots(run_dir, report)    # run_dir/plots/{loss,lr,monitor,spectrum,graph,ritz}.png, those with data
     write_bar_plot(path, labels, bars)  # grouped horizontal bars with error bars (specrep report)
 
 Inputs are plain data: the records of metrics.jsonl (metrics.py) and the report dict (report.py).
@@ -62,22 +62,25 @@ def plot_lr(records: Sequence[Dict[str, Any]], path: Path) -> Path | None:
 
 
 def monitor_subset(monitor_images: int | None) -> str:
-    """Which images the monitor's kNN is on, and why its figure is not the final kNN's."""
-    train = f"{monitor_images}" if monitor_images else "eval.monitor_images"
-    test = f"{max(1, monitor_images // 2)}" if monitor_images else "half as many"
-    return (f"kNN on a fixed subset (eval.monitor_images): up to {train} train and {test} test images, so fewer "
-            "neighbours\nand test images than the final kNN on the full splits, whose figure differs")
+    """Which images the monitor's kNN is on (validation images carved from the train split, never the
+    test split), and why its figure is not the final kNN's."""
+    bank = f"{monitor_images}" if monitor_images else "eval.monitor_images"
+    val = f"{max(1, monitor_images // 2)}" if monitor_images else "half as many"
+    return (f"validation kNN on fixed parts of the train split (eval.monitor_images): up to {val} validation images "
+            f"against up to {bank} others,\nso fewer neighbours and other images than the final kNN on the full "
+            "splits, whose figure differs")
 
 
 def plot_monitor(history: Sequence[Dict[str, Any]], path: Path, random_init: Dict[str, Any] | None = None,
                  monitor_images: int | None = None) -> Path | None:
-    """kNN top-1 (monitoring subset) and the effective rank of h and z against the epoch; the final
-    report's random-init figures (full splits) as horizontal reference lines."""
+    """The validation kNN top-1 (monitoring subset) and the effective rank of h and z against the epoch;
+    the final report's random-init figures (full splits) as horizontal reference lines."""
     if not history:
         return None
     epochs = [h["epoch"] for h in history]
     fig, (top, bottom) = _figure(7, 5.0, rows=2)
-    top.plot(epochs, [h["knn_top1"] for h in history], marker="o", label="trained encoder, monitoring subset")
+    top.plot(epochs, [h["knn_top1"] for h in history], marker="o",
+             label="trained encoder, validation (monitoring subset)")
     for key, style, name in (("knn_top1", "--", "kNN"), ("linear_probe_top1", ":", "linear probe")):
         value = (random_init or {}).get(key)
         if isinstance(value, (int, float)) and math.isfinite(value):
@@ -126,6 +129,9 @@ def plot_graph(graph: Dict[str, Any], path: Path) -> Path | None:
     k = range(1, graph["d"] + 1)
     top.plot(k, graph["true_spectrum"], "o-", label="true (top-d of D^-1/2 A D^-1/2)")
     top.plot(k, graph["learned_spectrum"], "s--", label="learned (of sum_x p(x) phi phi^T)")
+    ritz = graph.get("ritz_spectrum") or []   # eval.ritz: the Ritz values of h
+    if ritz:
+        top.plot(range(1, len(ritz) + 1), ritz, "^:", label="Ritz values of h")
     top.set(title=f"spectrum: subspace alignment {graph['subspace_alignment']:.3f}", ylabel="eigenvalue")
     top.legend()
     for i, space in enumerate(graph.get("eigenspaces", [])):   # a degenerate group: only its span is defined
@@ -137,6 +143,30 @@ def plot_graph(graph: Dict[str, Any], path: Path) -> Path | None:
     bottom.legend(loc="upper center", ncol=2, fontsize="small")
     bottom.xaxis.set_major_locator(MaxNLocator(integer=True))
     for ax in (top, bottom):
+        ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_ritz(ritz: Dict[str, Any], path: Path) -> Path | None:
+    """Rayleigh-Ritz: the Ritz values against their index, and (labelled data) the prefix curve, the
+    probe's and the kNN's top-1 on the first k Ritz-ordered functions against k (log scale)."""
+    values = ritz.get("values") or []
+    if not values:
+        return None
+    prefix = ritz.get("prefix") or []
+    fig, axes = _figure(7, 5.4 if prefix else 3.0, rows=2 if prefix else 1, sharex=False)
+    axes[0].plot(range(1, len(values) + 1), values, "o-", markersize=3)
+    axes[0].set(title=f"Ritz values ({ritz.get('kind')} pairs; effective dimension {ritz['effective_dim']:.1f})",
+                xlabel="k (Ritz order)", ylabel="Ritz value")
+    if prefix:
+        ks = [p["k"] for p in prefix]
+        axes[1].plot(ks, [p["probe_top1"] for p in prefix], "o-", label="linear probe (fast)")
+        axes[1].plot(ks, [p["knn_top1"] for p in prefix], "s--", label="kNN")
+        axes[1].set_xscale("log", base=2)
+        axes[1].set_xticks(ks, [str(k) for k in ks])
+        axes[1].set(title="test top-1 on the first k Ritz-ordered functions", xlabel="k", ylabel="top-1 (%)")
+        axes[1].legend()
+    for ax in axes:
         ax.grid(alpha=0.3)
     return _save(fig, path)
 
@@ -165,7 +195,9 @@ def write_run_plots(run_dir: Path, report: Dict[str, Any]) -> List[Tuple[str, st
              ("covariance spectrum of the representation and the projection", plot_spectrum,
               report.get("spectrum") or {}, "spectrum.png"),
              ("a graph's learned vs true spectrum and per-coordinate alignment", plot_graph,
-              report.get("graph") or {}, "graph.png")]
+              report.get("graph") or {}, "graph.png"),
+             ("Ritz values and the probe and kNN on the first k Ritz-ordered functions", plot_ritz,
+              report.get("ritz") or {}, "ritz.png")]
     drawn = []
     for caption, draw, data, name in plots:
         try:

@@ -2,7 +2,7 @@
 
 The report is a plain dict:
     {"run": {...settings...},
-     "linear_probe": {"top1", "top5", "protocol", ...}, "knn": {"top1", "k", "temperature"},
+     "linear_probe": {"top1", "top5", "val_top1", "protocol", ...}, "knn": {"top1", "val_top1", "k", "temperature"},
      "random_init": {"linear_probe_top1", "knn_top1"},
      "spectrum": {"representation" | "projection": {"eigenvalues", "effective_rank",
                                                       "top_variance_share": {"1", "10", "100"},
@@ -10,8 +10,12 @@ The report is a plain dict:
      "alignment": {"representation", "projection"}, "uniformity": {"representation", "projection"},
      "graph": {"subspace_alignment", "learned_spectrum", "true_spectrum", "eigenvalue_error", "eigengap",
                "eckart_young": {"relative_error", "best", "excess"}, "per_coordinate", "eigenspaces",
-               "warnings"}   (dataset=graph: phi against the top eigenvectors; eval/graph_truth.py),
-     "history": [{"epoch", "knn_top1", "effective_rank_representation", ...}, ...],
+               "warnings", with eval.ritz also "ritz_spectrum", "ritz_true_spectrum", "ritz_eigenspaces"}
+              (dataset=graph: phi against the top eigenvectors; eval/graph_truth.py),
+     "ritz": {"values", "effective_dim", "condition", "warnings", "prefix": [{"k", "probe_top1", "knn_top1"}, ...],
+              "kind", "pairs", "seconds", ...}   (eval.ritz: Rayleigh-Ritz on h; eval/ritz_report.py),
+     "history": [{"epoch", "knn_top1" (validation), "effective_rank_representation", ...}, ...],
+     "objective": {"metric", "from", "split", "value"}   (what a search reads: objective_section),
      "timing": {"train_seconds", "train_images_per_second", "eval_seconds"}}
 Accuracies and variance shares are percentages in the tables, accuracies percentages in the json
 (0 to 100); every key but run, linear_probe and knn may be absent.
@@ -29,8 +33,8 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from ..config import REPORT_SECTIONS
 from ..errors import ReportError
+from ..figures import REPORT_SECTIONS, figure_split, selection_figure
 from ..storage import atomic_write_text, reason
 from .plots import write_run_plots
 
@@ -47,20 +51,63 @@ def metric(report: Dict[str, Any], where: Sequence[str]) -> float | None:
     return float(node) if isinstance(node, (int, float)) and not isinstance(node, bool) else None
 
 
+SPLIT_WORDS = {"validation": "the validation split (a held-out part of the train split)",
+               "train": "the train split, without labels", "nodes": "every node, without labels", "none": "no split"}
+
+
+def objective_section(report: Dict[str, Any], key: str, held_out: bool) -> Dict[str, Any]:
+    """report.json's "objective": the figure a search reads for eval.objective_metric=`key`
+    (figures.selection_figure: never the test split's), which it is ("from"), its split and value
+    (None, with "why", when the run has none). `held_out`: dataset.holdout made the test split
+    held-out train images."""
+    source = selection_figure(key, held_out)
+    split = "validation" if held_out and figure_split(key) == "test" else figure_split(source or key)
+    section = {"metric": key, "from": source, "split": split,
+               "value": metric(report, source.split(".")) if source else None}
+    if source is None:
+        section["why"] = (f"{key} is scored on the test split and has no validation figure: set dataset.holdout "
+                          "to score it on held-out train images")
+    elif section["value"] is None:
+        section["why"] = f"this run's report has no {source}"
+    return section
+
+
+def objective_line(section: Dict[str, Any]) -> str:
+    """report.md's line on what a search reads from this run."""
+    key, source, value = section["metric"], section["from"], section["value"]
+    if value is None:
+        return f"A search on eval.objective_metric={key} gets NaN from this run: {section['why']}."
+    where = SPLIT_WORDS.get(section["split"], section["split"])
+    tail = "the test split's figures are final scores, not used to select"
+    if source == key and section["split"] == "validation" and figure_split(key) == "test":   # dataset.holdout
+        where, tail = "dataset.holdout's held-out train images", "this run does not read the test split"
+    return f"A search on eval.objective_metric={key} reads {source} = {value:.4g}, scored on {where}; {tail}."
+
+
+def selected(report: Dict[str, Any], key: str) -> Dict[str, Any]:
+    """The report's "objective" for eval.objective_metric=`key`; objective_section without
+    dataset.holdout when it has none for that key (an older report, another key)."""
+    section = report.get("objective")
+    if isinstance(section, dict) and section.get("metric") == key:
+        return section
+    return objective_section(report, key, held_out=False)
+
+
 def objective_value(report: Dict[str, Any] | None, key: str, run_dir: Path) -> float:
-    """The figure at the dotted `key` of the run's report (eval.objective_metric), what `specrep train`
-    returns to Hydra's sweepers; read from run_dir/report.json when the report was written by a spawned
-    rank. NaN, with a warning naming the key, when the report has no such number (Optuna records
-    such a trial as failed and goes on)."""
+    """The figure a search reads for eval.objective_metric=`key`, never the test split's (selected),
+    what `specrep train` returns to Hydra's sweepers; read from run_dir/report.json when the report was
+    written by a spawned rank. NaN, with a warning naming the key, when there is no such figure
+    (Optuna records such a trial as failed and goes on)."""
     if report is None and (Path(run_dir) / "report.json").is_file():
         report = json.loads((Path(run_dir) / "report.json").read_text())
-    value = metric(report or {}, key.split("."))
-    if value is None:
+    report = report or {}
+    section = selected(report, key)
+    if section["value"] is None:
         logging.getLogger("specrep").warning(
-            f"eval.objective_metric={key} is not a number in this run's report.json "
-            f"(it has {', '.join(k for k in REPORT_SECTIONS if k in (report or {}))}): returning NaN to Hydra")
+            f"eval.objective_metric={key}: {section['why']} (the report has "
+            f"{', '.join(k for k in REPORT_SECTIONS if k in report)}): returning NaN to Hydra")
         return math.nan
-    return value
+    return float(section["value"])
 
 
 def _rows(report: Dict[str, Any]) -> List[Tuple[str, str]]:
@@ -105,7 +152,7 @@ def _diagnostic_rows(report: Dict[str, Any]) -> List[Tuple[str, str, str]]:
             ("effective rank", *both(lambda s: f"{s['effective_rank']:.1f}"))]
     for top in spectra[SIDES[0]]["top_variance_share"]:
         rows.append((f"variance in the top {top} direction{'s' if top != '1' else ''}",
-                     *both(lambda s: f"{100 * s['top_variance_share'][top]:.1f} %")))
+                     *both(lambda s, top=top: f"{100 * s['top_variance_share'][top]:.1f} %")))
     rows.append(("orthonormality error", *both(lambda s: f"{s['orthonormality_error']:.3g}")))
     for key, text in (("alignment", "alignment (lower: views closer)"),
                       ("uniformity", "uniformity (lower: more uniform)")):
@@ -134,7 +181,33 @@ def graph_lines(graph: Dict[str, Any]) -> List[str]:
     lines += ["", "| eigenspace (coordinates) | eigenvalue | alignment |", "| --- | --- | --- |"]
     lines += [f"| {s['coordinates'][0] + 1}..{s['coordinates'][1]} | {s['eigenvalue']:.4f} | {s['alignment']:.3f} |"
               for s in graph["eigenspaces"]]
+    if graph.get("ritz_eigenspaces"):   # eval.ritz
+        ritz = graph["ritz_spectrum"]
+        lines += ["", "The Ritz-ordered functions of h (Rayleigh-Ritz) in the same positions:", "",
+                  "| eigenspace (positions) | true eigenvalue | Ritz values | alignment |", "| --- | --- | --- | --- |"]
+        lines += [f"| {a + 1}..{b} | {s['eigenvalue']:.4f} | {', '.join(f'{v:.4f}' for v in ritz[a:b])} | "
+                  f"{s['alignment']:.3f} |" for s in graph["ritz_eigenspaces"] for a, b in [s["coordinates"]]]
     lines += [f"\n**Warning:** {w}" for w in graph.get("warnings", [])]
+    return lines
+
+
+def ritz_lines(ritz: Dict[str, Any], shown: int = 16) -> List[str]:
+    """report.md's section on Rayleigh-Ritz: the Ritz values (the first `shown`), their effective
+    dimension, and the prefix curve (probe and kNN on the first k Ritz-ordered functions)."""
+    values = ritz["values"]
+    condition = "infinite" if ritz.get("condition") is None else f"{ritz['condition']:.3g}"
+    lines = ["", "## Rayleigh-Ritz", "",
+             f"The operator of the run's pairs ({ritz['kind']}, {ritz['pairs']} pairs of the train split) within the "
+             f"span of h: {len(values)} Ritz values, largest first; effective dimension {ritz['effective_dim']:.2f}, "
+             f"condition number of C {condition}.", "",
+             " ".join(f"{v:.4f}" for v in values[:shown]) + (" ..." if len(values) > shown else "")]
+    if ritz.get("prefix"):
+        lines += ["", "The fast probe and the kNN on the first k Ritz-ordered functions h @ v_1..v_k:", "",
+                  "| k | probe top-1 | kNN top-1 |", "| --- | --- | --- |"]
+        lines += [f"| {p['k']} | {p['probe_top1']:.2f} % | {p['knn_top1']:.2f} % |" for p in ritz["prefix"]]
+    elif ritz.get("prefix_skipped"):
+        lines += ["", f"No prefix curve: {ritz['prefix_skipped']}."]
+    lines += [f"\n**Warning:** {w}" for w in ritz.get("warnings", [])]
     return lines
 
 
@@ -166,6 +239,8 @@ def write_report(run_dir: Path, report: Dict[str, Any]) -> None:
     lines = ["# specrep report", "", "Made by:", "", "```bash", reproduce_command(run_dir, report), "```", "",
              "| metric | value |", "| --- | --- |"]
     lines += [f"| {k} | {v} |" for k, v in _rows(report)]
+    if "objective" in report:
+        lines += ["", objective_line(report["objective"])]
     diagnostics = _diagnostic_rows(report)
     if diagnostics:
         lines += ["", "## Spectral diagnostics", "",
@@ -175,6 +250,8 @@ def write_report(run_dir: Path, report: Dict[str, Any]) -> None:
         lines += [f"| {name} | {rep} | {proj} |" for name, rep, proj in diagnostics]
     if "graph" in report:
         lines += graph_lines(report["graph"])
+    if "ritz" in report:
+        lines += ritz_lines(report["ritz"])
     if plots:
         lines += ["", "## Plots", ""]
         lines += [f"![{caption}]({path})\n" for caption, path in plots]
@@ -199,6 +276,8 @@ def print_report(report: Dict[str, Any], console: Console | None = None) -> None
     for k, v in _rows(report):
         table.add_row(k, v)
     console.print(table)
+    if "objective" in report:
+        console.print(objective_line(report["objective"]), soft_wrap=True)
     diagnostics = _diagnostic_rows(report)
     if diagnostics:
         table = Table(title="spectral diagnostics", show_header=True, header_style="bold")

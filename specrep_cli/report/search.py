@@ -1,5 +1,6 @@
 """`specrep report` on a sweep that searched (`hydra/sweeper=optuna`): its trials, best first, by the
-figure they were scored on (eval.objective_metric), and the best configuration as a command.
+figure they were scored on (eval.objective_metric's, as report.json's "objective" gives it: never a
+test-split figure), and the best configuration as a command.
 
     search = read_search(sweep_dir, runs)   # None unless sweep_dir holds optimization_results.yaml
     print_search(search); write_search(sweep_dir / "search.md", search)
@@ -12,15 +13,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Sequence
+from typing import Any, List, Sequence
 
 import yaml
 from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from ..errors import ReportError
-from .report import metric
+from ..errors import ConfigError, ReportError
+from ..overrides import parse
+from .report import selected
 
 RESULTS = "optimization_results.yaml"
 
@@ -28,7 +30,8 @@ RESULTS = "optimization_results.yaml"
 @dataclass
 class Trial:
     path: Path
-    value: float | None            # the figure eval.objective_metric names; None when the run has none
+    value: float | None            # what the search read for eval.objective_metric (report.json's objective,
+                                   # never a test-split figure); None when the run has none
     overrides: List[str]           # the job's command-line overrides (hydra.* left out)
 
 
@@ -63,20 +66,25 @@ def read_search(sweep_dir: Path, runs: Sequence[Any]) -> Search | None:
     direction = ((hydra or {}).get("hydra", {}).get("sweeper", {}) or {}).get("direction", "minimize")
     direction = str(direction[0] if isinstance(direction, list) else direction)
     key = str(runs[0].config.get("eval.objective_metric", "linear_probe.top1"))
-    trials = []
-    for run in runs:
-        overrides = run.path / ".hydra" / "overrides.yaml"
-        listed = _yaml(overrides) if overrides.is_file() else []
-        trials.append(Trial(run.path, metric(run.report, key.split(".")),
-                            [str(o) for o in listed or [] if not str(o).startswith("hydra")]))
+    trials = [Trial(run.path, selected(run.report, key)["value"], _task_overrides(run.path)) for run in runs]
     sign = -1.0 if direction == "maximize" else 1.0
     trials.sort(key=lambda t: (t.value is None, sign * t.value if t.value is not None else 0.0))
     searched = list((results.get("best_params") or {}).keys())
     return Search(key, direction, searched, trials)
 
 
+def _task_overrides(run_dir: Path) -> List[str]:
+    """A trial's command-line overrides (.hydra/overrides.yaml), Hydra's own (hydra.*, hydra/...) left out."""
+    path = run_dir / ".hydra" / "overrides.yaml"
+    listed = [str(o) for o in (_yaml(path) if path.is_file() else None) or []]
+    try:
+        return [o.input_line for o in parse(listed) if not o.is_hydra_override()]
+    except ConfigError as err:
+        raise ReportError(f"{path}: {err}") from None
+
+
 def _settings(trial: Trial, searched: Sequence[str]) -> str:
-    chosen = [o for o in trial.overrides if o.split("=", 1)[0].lstrip("+~") in searched]
+    chosen = [o.input_line for o in parse(trial.overrides) if o.key_or_group in searched]
     return " ".join(chosen) if chosen else " ".join(trial.overrides)
 
 
@@ -107,7 +115,9 @@ def write_search(path: Path, search: Search) -> Path:
     """search.md: the trials table and the best configuration's command."""
     path = Path(path)
     lines = ["# specrep search", "", f"{len(search.trials)} trials, scored by `{search.metric}` "
-             f"({search.direction}), best first.", "", f"| # | trial | {search.metric} | settings |",
+             f"({search.direction}), best first; each trial's figure is the one the search read, its report.json's "
+             "`objective` (a validation figure, never the test split's).", "",
+             f"| # | trial | {search.metric} | settings |",
              "| --- | --- | --- | --- |"]
     lines += ["| " + " | ".join(row) + " |" for row in _rows(search, path.parent)]
     lines += ["", "The best configuration:", "", "```bash", best_command(search), "```"]

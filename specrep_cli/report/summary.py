@@ -275,7 +275,8 @@ def write_summary(out_dir: Path, groups: Sequence[Group], unreported: Sequence[U
     stats = [group_stats(g) for g in groups]
     try:
         write_bar_plot(png_path, [g.label for g in groups],
-                       {"linear probe top-1": ([s["probe_top1"][0] for s in stats], [s["probe_top1"][1] for s in stats]),
+                       {"linear probe top-1": ([s["probe_top1"][0] for s in stats],
+                                               [s["probe_top1"][1] for s in stats]),
                         "kNN top-1": ([s["knn_top1"][0] for s in stats], [s["knn_top1"][1] for s in stats])},
                        references={"linear probe top-1": [random_init(g, "linear_probe_top1") for g in groups],
                                    "kNN top-1": [random_init(g, "knn_top1") for g in groups]},

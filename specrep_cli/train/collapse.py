@@ -3,7 +3,7 @@
     line = collapse_warning(watched, step, cfg.eval, num_train)   # None, or the warning's one line
 
 The monitor (eval.suite.monitor) measures the effective rank of the projection z on a fixed subset of
-min(eval.monitor_images, training split) train images. That figure says collapse only when
+at most eval.monitor_images train images (its memory bank). That figure says collapse only when
 
 - training has run MIN_STEPS optimizer steps: before that z still mirrors the random initialisation,
   whose effective rank is often near 1 (ReLU features share one dominant direction) and rises as the
@@ -24,7 +24,7 @@ MIN_STEPS = 200   # optimizer steps before the effective rank of z is judged
 
 def collapse_warning(watched: Dict[str, float], step: int, cfg: EvalConfig, num_train: int) -> str | None:
     """The warning for a monitoring pass `watched` (monitor()'s figures) taken after `step` optimizer
-    steps of a run with `num_train` training-split images; None when there is nothing to say."""
+    steps, whose subset has min(eval.monitor_images, `num_train`) images; None when there is nothing to say."""
     if step < MIN_STEPS or cfg.collapse_fraction <= 0:
         return None
     rank, dim = watched["effective_rank_projection"], int(watched["projection_dim"])

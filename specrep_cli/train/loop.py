@@ -16,6 +16,7 @@ import math
 import signal
 import time
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any, Dict, Iterator, Tuple
 
@@ -25,20 +26,19 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import Tensor, nn
 
 from .. import __version__
-from ..checkpoint import Position, payload, rng_state
+from ..checkpoint import Position, payload, rng_state, save_checkpoint
 from ..config import TrainConfig
 from ..data.batches import batches
 from ..errors import ReportError, TrainingError
-from ..eval.features import FeatureReader
-from ..eval.suite import Towers, evaluate_run, monitor, norm_cap
-from ..models.encoders import seeded_encoder
+from ..eval.suite import Evaluation, evaluate_run, monitor
+from ..eval.towers import Towers
 from ..report.metrics import read_resume_records
 from ..rundir import held
 from ..runtime import Compute, Ranks
 from .collapse import collapse_warning
+from .pace import log_pace, log_plan
 from .processes import agree, gather_objects, left_at_exit, run_ranks
-from .saving import save_checkpoint
-from .setup import LoopState, Run, build_run, log_run, resume_source, run_dir_for, start_state
+from .setup import LoopState, Run, RunDirs, build_run, log_run, start_state
 from .stop import StopRequest, evaluation_stops, interrupted, resume_command
 
 log = logging.getLogger("specrep")
@@ -47,19 +47,22 @@ Terms = Dict[str, Tensor]
 
 def train(cfg: TrainConfig, job_dir: Path) -> Dict[str, Any] | None:
     """The Hydra job: train `cfg` in one process, or in trainer.devices (or torchrun's) ranks; the run
-    dir (a resumed run's own) locked for it."""
-    with held(run_dir_for(resume_source(cfg, Path(job_dir)), Path(job_dir))):
-        return run_ranks(train_rank, cfg, Path(job_dir))
+    dir (a resumed run's own) and the checkpoint to resume decided once, and the run dir locked."""
+    dirs = RunDirs.of(cfg, Path(job_dir))
+    with held(dirs.run_dir):
+        return run_ranks(partial(train_rank, dirs=dirs), cfg, dirs.job_dir)
 
 
-def train_rank(cfg: TrainConfig, job_dir: Path, ranks: Ranks = Ranks()) -> Dict[str, Any] | None:
-    """Train `cfg` as one rank of the run; rank 0 writes checkpoints, metrics.jsonl and the report into
-    the run dir and returns the report (the other ranks return None)."""
+def train_rank(cfg: TrainConfig, job_dir: Path, ranks: Ranks, dirs: RunDirs) -> Dict[str, Any] | None:
+    """Train `cfg` as one rank of the run in `dirs` (job_dir is dirs.job_dir, as run_ranks hands it
+    on); rank 0 writes checkpoints, metrics.jsonl and the report into the run dir and returns the
+    report (the other ranks return None)."""
     if not ranks.main:
         log.setLevel(logging.WARNING)   # one log: rank 0's
-    run = build_run(cfg, job_dir, ranks)
+    run = build_run(cfg, dirs, ranks)
     log_run(run)
     state = start_state(run)
+    log_plan(run, state)
     run.metrics.start(state.progress)   # the trackers (W&B: the checkpoint's run id, when resuming)
     stop = StopRequest()
     with run.metrics:   # closed however the run ends
@@ -224,7 +227,7 @@ def log_step(run: Run, state: LoopState, meter: Meter, steps_per_second: float) 
     check_finite(shown, step, state)
     run.metrics.write({"step": step, "epoch": state.progress.epoch, "lr": lr, **shown})
     history = state.progress.history
-    watched = (f"  kNN {history[-1]['knn_top1']:.1f} %  rank {history[-1]['effective_rank_representation']:.1f}"
+    watched = (f"  val kNN {history[-1]['knn_top1']:.1f} %  rank {history[-1]['effective_rank_representation']:.1f}"
                if history else "")
     return ("  ".join(f"{k} {v:.4f}" for k, v in shown.items())
             + f"  lr {lr:.3g}  {steps_per_second * run.cfg.trainer.batch_size:.0f} img/s" + watched)
@@ -243,9 +246,8 @@ def checkpoint_now(run: Run, state: LoopState, position: Position | None = None,
     """The checkpoint of the run as it stands (`elapsed`: this epoch's seconds so far, when inside
     it). A collective with several ranks: every rank's RNG state goes in."""
     progress = replace(state.progress, train_seconds=state.progress.train_seconds + elapsed)
-    tokenizer = run.tokenizer.state() if run.tokenizer is not None else None
-    return payload(run.cfg, run.data, run.input, run.method, run.optimizer, progress,
-                   gather_objects(rng_state()), position, tokenizer)
+    return payload(run.cfg, run.trained_on, run.method, run.optimizer, progress, gather_objects(rng_state()),
+                   position)
 
 
 def save_position(run: Run, state: LoopState, position: Position, elapsed: float) -> None:
@@ -253,7 +255,7 @@ def save_position(run: Run, state: LoopState, position: Position, elapsed: float
     ckpt = checkpoint_now(run, state, position, elapsed)
     state.last_checkpoint = run.ckpt_dir / "last.pt"
     if run.ranks.main:
-        save_checkpoint(state.last_checkpoint, ckpt)
+        save_checkpoint(state.last_checkpoint, ckpt, resume_command(run.run_dir))
 
 
 # ------------------------------------------------------------------------------- end of an epoch
@@ -266,6 +268,7 @@ def end_epoch(run: Run, state: LoopState, epoch: Epoch, stop: StopRequest) -> No
                        "images_per_second": throughput, **{f"epoch_{k}": v for k, v in epoch.means.items()}})
     log.info(f"epoch {epoch.number}/{tr.epochs}  " + "  ".join(f"{k} {v:.4f}" for k, v in epoch.means.items())
              + f"  {epoch.seconds:.1f} s  {throughput:.0f} img/s")
+    log_pace(run, state, epoch.images, epoch.seconds)
     watched = monitor_epoch(run, state, epoch.number)
     save_epoch(run, state, epoch.number, watched)
     if agree(stop.signum is not None, run.compute.device):   # the last epoch too: stop, say how to finish
@@ -274,75 +277,78 @@ def end_epoch(run: Run, state: LoopState, epoch: Epoch, stop: StopRequest) -> No
 
 
 def monitor_epoch(run: Run, state: LoopState, epoch: int) -> Dict[str, float]:
-    """Rank 0, every eval.every_n_epochs epochs and at the last: kNN top-1 and effective ranks on the
-    monitoring subset, into the history, metrics.jsonl and train.log (with a warning on collapse)."""
+    """Rank 0, every eval.every_n_epochs epochs and at the last: the validation kNN top-1 (a fixed part
+    of the train split, never the test split: it picks best.pt) and effective ranks on the monitoring
+    subset, into the history, metrics.jsonl and train.log (with a warning on collapse)."""
     cfg = run.cfg.eval
     if not (run.ranks.main and cfg.every_n_epochs
             and (epoch % cfg.every_n_epochs == 0 or epoch == run.cfg.trainer.epochs)):
         return {}
-    watched = monitor(run.method.encoder, run.data, cfg, run.compute)
+    watched = monitor(run.method.encoder, run.data, cfg, run.reader)
     state.progress.history.append({"epoch": epoch, **watched})
     run.metrics.write({"epoch": epoch, "step": state.progress.step, "monitor": watched})
-    log.info(f"epoch {epoch}/{run.cfg.trainer.epochs}  monitor: kNN top-1 {watched['knn_top1']:.2f} %  "
+    log.info(f"epoch {epoch}/{run.cfg.trainer.epochs}  monitor: validation kNN top-1 {watched['knn_top1']:.2f} % "
+             f"({watched['validation_images']} validation images)  "
              f"effective rank {watched['effective_rank_representation']:.1f} (representation), "
              f"{watched['effective_rank_projection']:.1f} / {watched['projection_dim']} (projection)")
-    if warning := collapse_warning(watched, state.progress.step, cfg, run.data.train_images.shape[0]):
+    if warning := collapse_warning(watched, state.progress.step, cfg, watched["memory_bank_images"]):
         log.warning(warning)   # not before collapse.MIN_STEPS steps, and judged against the subset's size
     return watched
 
 
 def save_epoch(run: Run, state: LoopState, epoch: int, watched: Dict[str, float]) -> None:
     """last.pt every epoch; epoch_NNNN.pt every trainer.checkpoint_every_n_epochs and at the last;
-    best.pt at the best monitoring kNN top-1 so far (trainer.keep_best)."""
+    best.pt at the best validation kNN top-1 of the monitor so far (trainer.keep_best)."""
     tr = run.cfg.trainer
     ckpt = checkpoint_now(run, state)   # every rank: the RNG states are gathered
     state.last_checkpoint = run.ckpt_dir / "last.pt"
     if not run.ranks.main:
         return
-    save_checkpoint(state.last_checkpoint, ckpt)
+    resume = resume_command(run.run_dir)   # named if a write fails
+    save_checkpoint(state.last_checkpoint, ckpt, resume)
     if epoch % tr.checkpoint_every_n_epochs == 0 or epoch == tr.epochs:
-        save_checkpoint(run.ckpt_dir / f"epoch_{epoch:04d}.pt", ckpt)
+        save_checkpoint(run.ckpt_dir / f"epoch_{epoch:04d}.pt", ckpt, resume)
     history = state.progress.history
     if tr.keep_best and watched and watched["knn_top1"] >= max(h["knn_top1"] for h in history):
-        save_checkpoint(run.ckpt_dir / "best.pt", ckpt)
+        save_checkpoint(run.ckpt_dir / "best.pt", ckpt, resume)
 
 
 # ------------------------------------------------------------------------------------- the end
 def finish(run: Run, state: LoopState) -> Dict[str, Any]:
     """Rank 0: evaluate_run on the trained towers and their random initialisation (alignment and
     uniformity compare two views drawn with the run's own augmentation); the report."""
-    cfg, data, device = run.cfg, run.data, run.compute.device
-    towers = Towers(run.method.encoder,
-                    lambda: seeded_encoder(cfg.encoder, data.in_channels, cfg.seed, run.input).to(device),
-                    mu=norm_cap(cfg.objective))
-    if run.pairs.kind == "text":   # image-text towers: zero-shot classification and retrieval
-        towers.text, towers.tokenizer = run.method.encoder_y, run.tokenizer
-        towers.context_length = cfg.objective.text.context_length
-    progress, tr = state.progress, cfg.trainer
-    resumes = read_resume_records(run.run_dir / "metrics.jsonl")
-    header = {
-        "run": {"objective": cfg.objective.name, "encoder": cfg.encoder.name,
-                "augmentation": cfg.augmentation.name, "dataset": cfg.dataset.name,
-                "epochs": tr.epochs, "batch_size": tr.batch_size, "seed": cfg.seed,
-                "device": str(device), "precision": run.compute.precision, "lr": run.lr,
-                "git_sha": run.sha, "specrep_version": __version__, "torch_version": torch.__version__,
-                **({"changed_on_resume": resumes} if resumes else {})},   # what every resume changed
-        "history": progress.history,
-        "timing": {"train_seconds": progress.train_seconds,
-                   "train_images_per_second": run.total_steps * tr.batch_size / max(progress.train_seconds, 1e-9),
-                   **({"compile_seconds": state.compile_seconds} if state.compile_seconds is not None else {})},
-    }
-    reader = FeatureReader(run.compute, data.mean, data.std, cfg.eval.batch_size)
+    cfg = run.cfg
+    towers = Towers.from_run(cfg, run.method, run.data.in_channels, run.input, run.tokenizer, run.compute.device)
+    evaluation = Evaluation(towers=towers, data=run.data, cfg=cfg.eval, reader=run.reader, seed=cfg.seed,
+                            run_dir=run.run_dir, views=cfg.augmentation, console=run.console)
     log.info(f"final evaluation: {cfg.eval.probe.protocol} probe, kNN, spectra (training is complete)")
     try:
-        report = evaluate_run(towers, data, cfg.eval, reader, cfg.seed, cfg.augmentation, run.run_dir, header,
-                              run.console)
+        report = evaluate_run(evaluation, report_header(run, state))
     except ReportError as err:   # a full disk: the checkpoints are complete, rerunning writes the report
         raise ReportError(f"{err}; training is complete (checkpoint {state.last_checkpoint}): finish it "
                           f"with: {resume_command(run.run_dir)}") from None
     run.metrics.finish(report, run.run_dir)   # the trackers get the figures, the plots and the config
     log.info(f"report: {run.run_dir / 'report.md'}")
     return report
+
+
+def report_header(run: Run, state: LoopState) -> Dict[str, Any]:
+    """The report's "run" (the settings, and what every resume changed), "history" and "timing"."""
+    cfg, tr, progress = run.cfg, run.cfg.trainer, state.progress
+    resumes = read_resume_records(run.run_dir / "metrics.jsonl")
+    return {
+        "run": {"objective": cfg.objective.name, "encoder": cfg.encoder.name,
+                "augmentation": cfg.augmentation.name, "dataset": cfg.dataset.name,
+                "epochs": tr.epochs, "batch_size": tr.batch_size, "seed": cfg.seed,
+                "device": str(run.compute.device), "precision": run.compute.precision, "lr": run.lr,
+                "git_sha": run.sha, "specrep_version": __version__, "torch_version": torch.__version__,
+                **({"parent_checkpoint": str(run.dirs.parent.absolute())} if run.dirs.parent else {}),
+                **({"changed_on_resume": resumes} if resumes else {})},
+        "history": progress.history,
+        "timing": {"train_seconds": progress.train_seconds,
+                   "train_images_per_second": run.total_steps * tr.batch_size / max(progress.train_seconds, 1e-9),
+                   **({"compile_seconds": state.compile_seconds} if state.compile_seconds is not None else {})},
+    }
 
 
 def _progress_bar(console: Console, epoch: int, epochs: int) -> Progress:

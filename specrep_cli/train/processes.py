@@ -25,6 +25,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from hydra.core.hydra_config import HydraConfig
+
 from ..config import TrainConfig
 from ..errors import SpecrepError
 from ..runtime import Ranks, from_torchrun, use_threads

@@ -1,7 +1,8 @@
-"""Everything a training run is made of, built once from the config: `build_run(cfg, job_dir) -> Run`;
+"""Everything a training run is made of, built once from the config: `build_run(cfg, dirs) -> Run`;
 and where it starts: `start_state(run) -> LoopState`, fresh or restored from a checkpoint.
 
-    run = build_run(cfg, job_dir, ranks)   # device, data, the step's pairs, method, optimizer, schedule
+    dirs = RunDirs.of(cfg, job_dir)        # the run dir and the checkpoint to resume, decided once
+    run = build_run(cfg, dirs, ranks)      # device, data, the step's pairs, method, optimizer, schedule
     state = start_state(run)               # epoch and step to start from; weights restored when resuming
 
 The order of the random draws is fixed (torch.manual_seed(seed) right before the method builds its
@@ -14,22 +15,31 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List
 
 import torch
 from rich.console import Console
 from torch import nn
 
 from .. import __version__
+from ..checkpoint import (
+    Position,
+    Progress,
+    TrainedOn,
+    check_resumable,
+    load_checkpoint,
+    reached,
+    resolve_checkpoint_path,
+    restore,
+)
 from ..config import ObjectiveConfig, TrainConfig, TwoTowerConfig
-from ..checkpoint import Position, Progress, check_resumable, load_checkpoint, resolve_checkpoint_path, restore
 from ..data.datasets import load_dataset
 from ..data.files import ImageFiles
 from ..data.graphs import GraphData
 from ..data.pairs import EdgePairs, TextPairs, ViewPairs
 from ..data.splits import ImageData
 from ..data.tokenizer import Tokenizer
-from ..errors import DatasetError, TrainingError
+from ..errors import DatasetError, RunDirError, TrainingError
+from ..eval.features import FeatureReader
 from ..eval.zeroshot import zero_shot_names
 from ..models.encoders import build_encoder, param_count, uses_channels_last
 from ..models.text import text_encoder
@@ -38,29 +48,84 @@ from ..objectives.methods import Method, build_method
 from ..report.loggers import Loggers, open_loggers
 from ..rundir import run_dir_of
 from ..runtime import Compute, Ranks, git_sha, resolve_bf16, resolve_device
-from .optimizers import applied_lr, build_optimizer, lr_schedule
+from .optimizers import Schedule, applied_lr, build_optimizer, lr_schedule
 from .processes import join
 
 log = logging.getLogger("specrep")
 
 
-@dataclass
-class Run:
-    """What a training run is made of; the loop's stages read it and change only the modules' state."""
-    cfg: TrainConfig
-    ranks: Ranks
-    compute: Compute
+@dataclass(frozen=True)
+class RunDirs:
+    """Where a run's files go, decided once per job (before its run dir is locked)."""
     job_dir: Path                # this invocation's Hydra output dir (its train.log)
     run_dir: Path                # the run's own dir: checkpoints, metrics.jsonl, the report (resumed: the first's)
     resume_from: Path | None     # the checkpoint this invocation continues
-    data: ImageData
-    pairs: ViewPairs | TextPairs | EdgePairs  # batch -> (x, y): two views, an image and a caption, an edge's ends
+    parent: Path | None = None   # a run continued from an older checkpoint of another run: that checkpoint
+
+    @classmethod
+    def of(cls, cfg: TrainConfig, job_dir: Path) -> RunDirs:
+        """The checkpoint to continue: cfg.resume's, or checkpoints/last.pt already in the job's dir (a
+        requeued SLURM job runs the same command again: it is resumed, never overwritten); the run dir:
+        the resumed checkpoint's (<run>/checkpoints/x.pt), else the job's own (a fresh run, or a
+        checkpoint from outside any run dir: ~/Downloads/model.pt).
+
+        A checkpoint that is not its run's latest (the run went on past it) starts a new run in the
+        job's dir, with that checkpoint as its parent, and leaves the run it came from as it is
+        (RunDirError when the job's dir is that run's)."""
+        job_dir = Path(job_dir)
+        if cfg.resume is None and (job_dir / "checkpoints" / "last.pt").is_file():
+            resume_from = resolve_checkpoint_path(job_dir)
+        else:
+            resume_from = resolve_checkpoint_path(cfg.resume) if cfg.resume else None
+        run_dir = run_dir_of(resume_from)
+        later = beyond(resume_from, run_dir) if resume_from and run_dir else None
+        if run_dir is None or later is None:
+            return cls(job_dir, run_dir or job_dir, resume_from)
+        if run_dir.resolve() == job_dir.resolve():
+            raise RunDirError(f"{resume_from} is not the latest of its run ({later}): continuing from it is a new "
+                              f"run, which would overwrite {run_dir}'s later epochs; leave hydra.run.dir out or "
+                              "choose an empty one")
+        own = job_dir / "checkpoints" / "last.pt"   # the new run's own progress (a requeued job): go on from it
+        log.info(f"{resume_from} is not the latest of its run ({later}): continuing from it as a new run in "
+                 f"{job_dir}; {run_dir} is left as it is")
+        return cls(job_dir, job_dir, own if own.is_file() else resume_from, parent=resume_from)
+
+
+def beyond(checkpoint: Path, run_dir: Path) -> str | None:
+    """What `run_dir` holds past `checkpoint`, one of its checkpoints ("checkpoints/last.pt is at step 80,
+    this one at step 40"); None when it is the run's latest (or cannot be read: start_state says why)."""
+    here = reached(checkpoint)
+    if here is None:
+        return None
+    last = run_dir / "checkpoints" / "last.pt"
+    if last.is_file() and not last.samefile(checkpoint):
+        there = reached(last)
+        if there is None:
+            return "its checkpoints/last.pt cannot be read"
+        if there[0] > here[0]:
+            return f"checkpoints/last.pt is at step {there[0]}, this one at step {here[0]}"
+    if (run_dir / "report.json").is_file() and not here[1]:
+        return f"report.json holds the finished run, this checkpoint is at step {here[0]}"
+    return None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Run:
+    """What a training run is made of, built once by build_run; the loop's stages read it and change
+    only the state of its modules and optimizer."""
+    cfg: TrainConfig
+    ranks: Ranks
+    compute: Compute
+    dirs: RunDirs
+    data: ImageData              # as loaded: nothing is written into it
+    pairs: ViewPairs | TextPairs | EdgePairs  # batch -> (x, y): two views, an image and a caption, an edge's ends;
+                                              # their mean and std are the run's normalisation (graphs: none)
     tokenizer: Tokenizer | None  # image-text pairs: the text tower's tokenizer
     method: Method
     model: nn.Module             # method, or its DistributedDataParallel wrapper: what a step calls
     optimizer: torch.optim.Optimizer
     lr: float                    # the peak learning rate (after the linear scaling rule)
-    lrs: List[float]             # the learning rate of every step
+    lrs: Schedule                # the learning rate of every step (lrs[step])
     steps_per_epoch: int
     channels_last: bool
     metrics: Loggers             # metrics.jsonl and the trackers of trainer.loggers (rank 0)
@@ -82,8 +147,25 @@ class Run:
         return tower_input(self.cfg.augmentation.lab_split)
 
     @property
+    def run_dir(self) -> Path:
+        return self.dirs.run_dir
+
+    @property
     def ckpt_dir(self) -> Path:
         return self.run_dir / "checkpoints"
+
+    @property
+    def reader(self) -> FeatureReader:
+        """How the monitoring and the final evaluation take features: normalised as the pairs are."""
+        return FeatureReader(self.compute, self.pairs.mean, self.pairs.std, self.cfg.eval.batch_size)
+
+    @property
+    def trained_on(self) -> TrainedOn:
+        """What the towers read, as the checkpoints record it and a resume checks it."""
+        return TrainedOn(in_channels=self.data.in_channels, image_size=self.data.image_size,
+                         classes=list(self.data.classes), input=self.input, num_train=self.data.ssl_images.shape[0],
+                         mean=self.pairs.mean, std=self.pairs.std,
+                         tokenizer=self.tokenizer.state() if self.tokenizer is not None else None)
 
     @property
     def perm_device(self) -> torch.device:
@@ -100,6 +182,7 @@ class LoopState:
     last_checkpoint: Path | None = None
     bad_steps: int = 0                     # steps skipped for a non-finite loss (trainer.max_bad_steps)
     compile_seconds: float | None = None   # this invocation's first step under trainer.compile
+    paced: bool = False                    # this invocation's pace logged (after its first epoch)
 
     @property
     def start_epoch(self) -> int:
@@ -132,16 +215,17 @@ def build_pairs(cfg: TrainConfig, data: ImageData,
                 device: torch.device) -> tuple[ViewPairs | TextPairs | EdgePairs, Tokenizer | None]:
     """What a step's two inputs are: two augmented views, an augmented image and one of its captions
     (then also the tokenizer built from the training captions), or a graph's edges drawn by weight
-    (no augmentation: augmentation.* is not used). With augmentation=lab_split
-    the views stay RGB in [0, 1] (no normalisation) and the towers take their L or ab channels
-    themselves (models.lab.LabInput)."""
-    if pairs_kind(cfg.objective, data) == "edges":
-        return EdgePairs(data.graph, data.inputs, device), None
+    (no augmentation: augmentation.* is not used). The pairs own the normalisation: the training
+    images' per-channel mean and std; with augmentation=lab_split none (mean 0, std 1: the views
+    stay RGB in [0, 1] and the towers take their L or ab channels themselves, models.lab.LabInput)."""
     lab = cfg.augmentation.lab_split
-    if lab:
-        data.mean, data.std = torch.zeros_like(data.mean), torch.ones_like(data.std)
+    kind = pairs_kind(cfg.objective, data, lab)
+    if kind == "edges":
+        return EdgePairs(data.graph, data.inputs, device), None
     mean, std = data.mean.to(device), data.std.to(device)
-    if pairs_kind(cfg.objective, data, lab) == "views":
+    if lab:
+        mean, std = torch.zeros_like(mean), torch.ones_like(std)
+    if kind == "views":
         return ViewPairs(cfg.augmentation, mean, std), None
     if cfg.encoder.projector_layers == 0:
         raise TrainingError("image-text pairs need encoder.projector_layers >= 1, so that the image and "
@@ -181,20 +265,6 @@ def build_model(cfg: TrainConfig, data: ImageData, tokenizer: Tokenizer | None, 
     return method, model, channels_last
 
 
-def resume_source(cfg: TrainConfig, job_dir: Path) -> Path | None:
-    """The checkpoint to continue: cfg.resume's, or checkpoints/last.pt already in the job's dir (a
-    requeued SLURM job runs the same command again: it is resumed, never overwritten)."""
-    if cfg.resume is None and (job_dir / "checkpoints" / "last.pt").is_file():
-        return resolve_checkpoint_path(job_dir)
-    return resolve_checkpoint_path(cfg.resume) if cfg.resume else None
-
-
-def run_dir_for(resume_from: Path | None, job_dir: Path) -> Path:
-    """Where the run's files go: the resumed checkpoint's run dir (<run>/checkpoints/x.pt), else the
-    job's own dir (a fresh run, or a checkpoint from outside any run dir: ~/Downloads/model.pt)."""
-    return run_dir_of(resume_from) or Path(job_dir)
-
-
 def _join(cfg: TrainConfig, ranks: Ranks) -> torch.device:
     """This rank's device, once the global batch is known to split over the ranks."""
     tr = cfg.trainer
@@ -220,9 +290,9 @@ def set_determinism(deterministic: bool) -> None:
         torch.use_deterministic_algorithms(deterministic, warn_only=True)   # seconds, for nothing when off
 
 
-def build_run(cfg: TrainConfig, job_dir: Path, ranks: Ranks = Ranks(), data: ImageData | None = None) -> Run:
-    """The run `cfg` describes, as rank `ranks` of it (joining the process group); `data` replaces
-    the configured dataset (benchmarks and tests hand in ready-made images)."""
+def build_run(cfg: TrainConfig, dirs: RunDirs, ranks: Ranks = Ranks(), data: ImageData | None = None) -> Run:
+    """The run `cfg` describes, in `dirs`, as rank `ranks` of it (joining the process group); `data`
+    replaces the configured dataset (benchmarks and tests hand in ready-made images)."""
     device = _join(cfg, ranks)
     compute = Compute(device, resolve_bf16(cfg.trainer.precision, device))
     set_determinism(cfg.trainer.deterministic)
@@ -243,35 +313,34 @@ def build_run(cfg: TrainConfig, job_dir: Path, ranks: Ranks = Ranks(), data: Ima
                       round(cfg.optim.warmup_epochs * steps_per_epoch), cfg.optim.min_lr_ratio)
     optimizer = build_optimizer(method, cfg.optim, lr)
     torch.manual_seed(cfg.seed + 1_000_003 * ranks.rank)   # augmentations: each rank its own draws
-    job_dir = Path(job_dir)
-    resume_from = resume_source(cfg, job_dir)
-    run_dir = run_dir_for(resume_from, job_dir)
-    return Run(cfg, ranks, compute, job_dir, run_dir, resume_from, data, pairs, tokenizer, method, model,
-               optimizer, lr, lrs, steps_per_epoch, channels_last,
-               open_loggers(cfg, run_dir, ranks.main), Console(quiet=not ranks.main), git_sha())
+    return Run(cfg=cfg, ranks=ranks, compute=compute, dirs=dirs, data=data, pairs=pairs, tokenizer=tokenizer,
+               method=method, model=model, optimizer=optimizer, lr=lr, lrs=lrs, steps_per_epoch=steps_per_epoch,
+               channels_last=channels_last, metrics=open_loggers(cfg, dirs.run_dir, ranks.main),
+               console=Console(quiet=not ranks.main), sha=git_sha())
 
 
 def start_state(run: Run) -> LoopState:
     """A fresh LoopState, or (resuming) the checkpoint's, with its weights, optimizer and RNG restored."""
-    if run.resume_from is None:
+    source, job_dir = run.dirs.resume_from, run.dirs.job_dir
+    if source is None:
         return LoopState()
     if run.cfg.resume is None:
-        log.info(f"{run.job_dir} already holds checkpoints/last.pt: resuming it instead of overwriting it "
+        log.info(f"{job_dir} already holds checkpoints/last.pt: resuming it instead of overwriting it "
                  "(choose another hydra.run.dir to start afresh)")
-    ckpt = load_checkpoint(run.resume_from)
-    changes = check_resumable(ckpt, run.cfg, run.data.in_channels, run.input,
-                              run.tokenizer.state() if run.tokenizer is not None else None, run.resume_from,
-                              run.data.ssl_images.shape[0])
-    progress, position = restore(ckpt, run.method, run.optimizer, run.ranks, run.resume_from)
+    ckpt = load_checkpoint(source)
+    changes = check_resumable(ckpt, run.cfg, run.trained_on, source)
+    progress, position = restore(ckpt, run.method, run.optimizer, run.ranks, source)
+    if source == run.dirs.parent:   # a new run: its own trackers' runs (W&B), not its parent's
+        progress.logger_ids.clear()
     if changes:   # in this invocation's log, and in metrics.jsonl, where the report finds every resume's
         log.info(f"resuming with changed settings: {'; '.join(changes)}")
-        run.metrics.write({"step": progress.step, "epoch": progress.epoch, "resumed_from": str(run.resume_from),
+        run.metrics.write({"step": progress.step, "epoch": progress.epoch, "resumed_from": str(source),
                            "changed": changes})
     if position is not None:
         position = (position[0].to(run.perm_device), position[1])
-    state = LoopState(progress, position, run.resume_from)
-    log.info(f"resuming {run.resume_from} at epoch {state.start_epoch}, step {progress.step}; this "
-             f"invocation logs to {run.job_dir / 'train.log'}")
+    state = LoopState(progress, position, source)
+    log.info(f"resuming {source} at epoch {state.start_epoch}, step {progress.step}; this "
+             f"invocation logs to {job_dir / 'train.log'}")
     return state
 
 
@@ -296,7 +365,7 @@ def log_run(run: Run) -> None:
     """The run's settings, at the top of train.log."""
     cfg, tr = run.cfg, run.cfg.trainer
     log.info(f"specrep {__version__} (git {run.sha or 'n/a'}), torch {torch.__version__}")
-    log.info(f"run dir: {run.job_dir}")
+    log.info(f"run dir: {run.dirs.job_dir}")
     log.info(f"device: {run.compute.device}, precision: {'bf16 autocast' if run.compute.bf16 else 'fp32'}, "
              f"channels_last: {run.channels_last}")
     log.info(_data_line(run))

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import run_cli
 
 pytest.importorskip("timm", reason="encoder=timm is an extra: pip install 'specrep[timm]'")

@@ -85,7 +85,8 @@ def test_cross_ritz_gives_the_singular_values_of_the_cross_kernel():
     truth = torch.linalg.svdvals(joint / (px[:, None] * py[None, :]).sqrt())
     draws = torch.multinomial(joint.flatten(), 400_000, replacement=True, generator=g)
     x, y = draws // 4, draws % 4
-    mix_x, mix_y = torch.randn(5, 5, generator=g, dtype=torch.float64), torch.randn(4, 4, generator=g, dtype=torch.float64)
+    mix_x = torch.randn(5, 5, generator=g, dtype=torch.float64)
+    mix_y = torch.randn(4, 4, generator=g, dtype=torch.float64)
     result = cross_ritz(torch.eye(5, dtype=torch.float64)[x] @ mix_x, torch.eye(4, dtype=torch.float64)[y] @ mix_y)
     assert torch.allclose(result.values, truth, atol=1e-2) and result.values[0] == pytest.approx(1.0, abs=1e-6)
     assert result.vectors.shape == (5, 4) and result.vectors_y.shape == (4, 4)

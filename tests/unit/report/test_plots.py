@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from specrep_cli.report import plots, report as reports
+from specrep_cli.report import plots
+from specrep_cli.report import report as reports
 
 HISTORY = [{"epoch": e, "knn_top1": 20.0 + e, "effective_rank_representation": 5.0 + e,
             "effective_rank_projection": 3.0 + e, "projection_dim": 32} for e in (1, 2, 3)]
@@ -35,7 +36,7 @@ def test_monitor_shows_the_random_init_lines_and_its_subset(figures, tmp_path: P
     flat = {line.get_ydata()[0] for line in top.get_lines() if len(set(line.get_ydata())) == 1}
     assert {12.25, 14.5} <= flat
     title = top.get_title()
-    assert "2000 train and 1000 test images" in title and "final kNN on the full splits" in title
+    assert "1000 validation images against up to 2000 others" in title and "final kNN on the full splits" in title
     labels = [t.get_text() for t in top.get_legend().get_texts()]
     assert any("random init, final kNN top-1 (full splits): 12.2" in t for t in labels)
 

@@ -1,0 +1,193 @@
+"""Rayleigh-Ritz in the evaluation: report.json's "ritz" section and a graph's "ritz_eigenspaces".
+
+    f_a, f_b = view_pairs(encoder, data.train_images, reader, views, count)    # h of two views of each image
+    f_x, g_y = caption_pairs(encoder, text, data, reader, views, count)        # h of an image view, of a caption
+    f_a, f_b = edge_pairs(graph, nodes.h, count)                               # h at both ends of drawn edges
+    result = solve(f_a, f_b, cross=False)                                      # ritz.Ritz, from the pairs' moments
+    section = ritz_section(result, kind, scorer, seconds)                      # report.json's "ritz"
+    extra = graph_ritz(graph, nodes.h, result, budget_s)                       # ritz_eigenspaces and the spectra
+
+The pairs are drawn from the train split as the run's own pairs are (two augmented views, an augmented
+image and one of its captions, or an edge by weight), with fixed generators (seed RITZ_SEED), and the
+features are the representation h the probe reads. The prefix curve scores the first k Ritz-ordered
+functions h @ vectors[:, :k] of the split features already extracted with the fast probe and the kNN;
+its probes take one L2 strength (the main fast probe's choice) and at most PREFIX_STEPS L-BFGS
+iterations per fit, to keep the curve within about a tenth of an evaluation's time.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, replace
+from typing import Any, Dict, List, Tuple
+
+import torch
+from torch import Tensor, nn
+
+from ..config import AugmentationConfig, FastProbeConfig, KNNConfig
+from ..data.augment import augment
+from ..data.batches import batches
+from ..data.graphs import Graph
+from ..data.splits import ImageData, Images
+from ..progress import phase
+from . import eigensolvers
+from .features import FeatureReader, encode, frozen
+from .graph_truth import eigenspaces, kernel, subspace_alignment
+from .probes import knn_top1, linear_probe
+from .ritz import ILL_CONDITIONED, Ritz, cross_ritz, effective_dim, pair_moments, prefix_sizes, ritz
+from .towers import TextTower
+
+log = logging.getLogger("specrep")
+RITZ_SEED = 0        # the pairs' draws: the same at the end of training and in `specrep eval`
+PREFIX_STEPS = 10    # L-BFGS iterations per fit of a prefix probe (at most; the main probe: eval.probe.fast.steps)
+
+
+def pair_order(n: int, count: int, seed: int = RITZ_SEED) -> Tensor:
+    """`count` indices into n items, fixed by `seed`: whole random permutations laid end to end, so
+    that every item is drawn as evenly as count allows (count <= n: a random subset)."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.cat([torch.randperm(n, generator=g) for _ in range(math.ceil(count / n))])[:count]
+
+
+def view_pairs(encoder: nn.Module, images: Images, reader: FeatureReader, views: AugmentationConfig,
+               count: int) -> Tuple[Tensor, Tensor]:
+    """h of two augmented views (views.view_a, views.view_b) of `count` train images (pair_order), (count, D) each."""
+    order = pair_order(images.shape[0], count)
+    (h_a, _), (h_b, _) = reader.view_features(encoder, images, order, views, seed=RITZ_SEED)
+    return h_a, h_b
+
+
+def pick_captions(owner: Tensor, images: Tensor, generator: torch.Generator) -> Tensor:
+    """For each of `images` (indices), one of its captions (owner: each caption's image), drawn uniformly."""
+    order = torch.argsort(owner, stable=True)                              # captions grouped by image
+    count = torch.bincount(owner, minlength=int(images.max()) + 1)
+    first = torch.cumsum(count, 0) - count
+    draw = (torch.rand(images.shape[0], generator=generator, dtype=torch.float64) * count[images]).long()
+    return order[first[images] + draw]
+
+
+@torch.no_grad()
+def caption_pairs(encoder: nn.Module, text: TextTower, data: ImageData, reader: FeatureReader,
+                  views: AugmentationConfig, count: int) -> Tuple[Tensor, Tensor]:
+    """An image-text run's pairs: h of a view (views.view_a) of `count` captioned train images
+    (pair_order) and the text tower's representation (its backbone's output) of one of each image's
+    captions, drawn uniformly."""
+    owner = data.train_captions.image_index
+    captioned = torch.bincount(owner, minlength=data.train_images.shape[0]).nonzero().squeeze(1)
+    order = captioned[pair_order(captioned.numel(), count)]   # the images with a caption
+    g = torch.Generator().manual_seed(RITZ_SEED)
+    caption = pick_captions(owner, order, g)
+    ids, _ = text.tokenizer.encode([data.train_captions.texts[j] for j in caption.tolist()], text.context_length)
+    device = reader.compute.device
+    mean, std = reader.mean.to(device), reader.std.to(device)
+    f, gy = [], []
+    was_training = text.encoder.training
+    text.encoder.eval()
+    try:
+        with frozen(encoder) as channels_last, phase("encoding image-caption pairs", count, "pairs") as shown:
+            for start, batch in zip(range(0, count, reader.batch_size),
+                                    batches(data.train_images, order, reader.batch_size, device)):
+                view = augment(batch, views.view_a, mean, std, generator=g)
+                f.append(encode(encoder, view, reader.compute, channels_last, project=False)[0])
+                gy.append(text.encoder.backbone(ids[start:start + reader.batch_size].to(device)).float())
+                shown.advance(batch.shape[0])
+    finally:
+        text.encoder.train(was_training)
+    return torch.cat(f), torch.cat(gy)
+
+
+def edge_pairs(graph: Graph, nodes_h: Tensor, count: int) -> Tuple[Tensor, Tensor]:
+    """h at both ends of `count` directed edges drawn by weight (p(x, x') = A / sum(A), as the run's
+    pairs), rows of the node features already extracted: no forward pass."""
+    cdf = torch.cumsum(graph.weight, 0)
+    u = torch.rand(count, generator=torch.Generator().manual_seed(RITZ_SEED), dtype=torch.float64) * cdf[-1]
+    e = torch.searchsorted(cdf, u, right=True).clamp_max(cdf.shape[0] - 1)
+    return nodes_h[graph.src[e].to(nodes_h.device)], nodes_h[graph.dst[e].to(nodes_h.device)]
+
+
+def solve(f_a: Tensor, f_b: Tensor, cross: bool) -> Ritz:
+    """Rayleigh-Ritz on the pairs' features (on the host, float64): ritz(pair_moments) for one tower,
+    cross_ritz for two (f_a the image tower's, f_b the other's)."""
+    f_a, f_b = f_a.double().cpu(), f_b.double().cpu()
+    return cross_ritz(f_a, f_b) if cross else ritz(*pair_moments(f_a, f_b))
+
+
+@dataclass(frozen=True)
+class Scorer:
+    """What the prefix curve scores with: h of the train and test splits (extracted once) with their
+    labels on the same device, the classes, the prefix probes' settings and the kNN's, the probe's seed."""
+    train_h: Tensor
+    train_y: Tensor
+    test_h: Tensor
+    test_y: Tensor
+    num_classes: int
+    probe: FastProbeConfig
+    knn: KNNConfig
+    seed: int = 0
+
+
+def prefix_probe(cfg: FastProbeConfig, weight_decay: float | None) -> FastProbeConfig:
+    """The prefix probes' settings: the fast probe's, with the main probe's chosen L2 strength alone
+    (all of cfg's when None: the main probe was not the fast one) and at most PREFIX_STEPS iterations."""
+    decays = cfg.weight_decays if weight_decay is None else [weight_decay]
+    return replace(cfg, weight_decays=list(decays), steps=min(cfg.steps, PREFIX_STEPS))
+
+
+def prefix_curve(result: Ritz, scorer: Scorer) -> List[Dict[str, float]]:
+    """{"k", "probe_top1", "knn_top1"} for k in prefix_sizes: the fast probe and the kNN on the first k
+    Ritz-ordered functions h @ vectors[:, :k] of the train and test splits."""
+    vectors = result.vectors.to(scorer.train_h.device)
+    train, test = scorer.train_h.double() @ vectors, scorer.test_h.double() @ vectors
+    curve = []
+    for k in prefix_sizes(vectors.shape[1]):
+        tr, te = train[:, :k].float(), test[:, :k].float()
+        probe = linear_probe(tr, scorer.train_y, te, scorer.test_y, scorer.num_classes, scorer.probe, scorer.seed)
+        knn = knn_top1(tr, scorer.train_y, te, scorer.test_y, scorer.num_classes, scorer.knn)
+        curve.append({"k": k, "probe_top1": probe["top1"], "knn_top1": knn})
+    return curve
+
+
+def ritz_warnings(result: Ritz) -> List[str]:
+    """A line when C (the second moment of h over the pairs) is ill-conditioned."""
+    if not result.ill_conditioned:
+        return []
+    return [f"the second moment C of h is ill-conditioned (condition number {result.condition:.3g} >= "
+            f"{ILL_CONDITIONED:.0e}): h has nearly dependent coordinates, and the Ritz values of its "
+            "smallest directions are noise"]
+
+
+def ritz_section(result: Ritz, kind: str, pairs: int, scorer: Scorer | None, why_not: str = "") -> Dict[str, Any]:
+    """report.json's "ritz": the Ritz values (descending), their effective dimension, C's condition
+    number (null when infinite) and warnings, and the prefix curve (none without a scorer: `why_not`)."""
+    condition = result.condition if math.isfinite(result.condition) else None
+    section = {"features": "representation h", "pairs": pairs, "kind": kind, "values": result.values.tolist(),
+               "effective_dim": effective_dim(result.values), "condition": condition,
+               "warnings": ritz_warnings(result)}
+    if scorer is None:
+        section.update(prefix=[], prefix_skipped=why_not)
+    else:
+        section.update(prefix=prefix_curve(result, scorer),
+                       prefix_probe={"steps": scorer.probe.steps, "weight_decays": list(scorer.probe.weight_decays)})
+    for line in section["warnings"]:
+        log.warning(line)
+    return section
+
+
+def graph_ritz(graph: Graph, nodes_h: Tensor, result: Ritz, budget_s: float) -> Dict[str, Any]:
+    """The graph section's Ritz part: ritz_eigenspaces (for each group of equal true eigenvalues, the
+    alignment of the Ritz-ordered functions in the same positions with it, computed as graph_truth's
+    per-eigenspace alignment: rows weighted sqrt(p(x))), and the Ritz values beside the true top r
+    (r: the ordered functions); ritz_skipped, saying why, when the truth is out of reach."""
+    n, r = graph.num_nodes, result.vectors.shape[1]
+    if r >= n:
+        return {"ritz_skipped": f"h has {r} Ritz functions for {n} nodes: nothing to compare"}
+    found = eigensolvers.top_eigenpairs(kernel(graph), min(r + 1, n - 1), budget_s)
+    if isinstance(found, str):
+        return {"ritz_skipped": found}
+    values, vectors = found.values[:r], found.vectors[:, :r]
+    u = graph.node_weights().sqrt()[:, None] * result.ordered(nodes_h.cpu())   # (n, r)
+    spaces = [{"coordinates": [s, e], "eigenvalue": float(values[s:e].mean()),
+               "alignment": subspace_alignment(u[:, s:e], vectors[:, s:e])}
+              for s, e in eigenspaces(values)]
+    return {"ritz_spectrum": result.values.tolist(), "ritz_true_spectrum": values.tolist(),
+            "ritz_eigenspaces": spaces}

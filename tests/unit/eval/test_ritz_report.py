@@ -1,0 +1,129 @@
+"""Rayleigh-Ritz in the report, on a ring whose eigenfunctions are known: features that are an arbitrary
+mix of its top Fourier modes give back its top eigenvalues, in order, and a prefix curve that rises
+once the modes that tell its arcs apart are in; the section's keys and shapes; the pairs' draws."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from specrep_cli.config import FastProbeConfig, KNNConfig
+from specrep_cli.data.graphs import ring
+from specrep_cli.eval.graph_truth import top_eigenpairs
+from specrep_cli.eval.ritz import prefix_sizes, ritz
+from specrep_cli.eval.ritz_report import (
+    Scorer,
+    edge_pairs,
+    graph_ritz,
+    pair_order,
+    pick_captions,
+    prefix_probe,
+    ritz_section,
+    solve,
+)
+
+N, HOPS = 200, 10
+
+
+def modes(n: int, count: int) -> torch.Tensor:
+    """The ring's top eigenfunctions: 1, then cos and sin of 2 pi k x / n for k = 1..count, in that order."""
+    x = torch.arange(n, dtype=torch.float64)[:, None]
+    cols = [torch.ones(n, 1, dtype=torch.float64)]
+    for k in range(1, count + 1):
+        cols += [torch.cos(2 * math.pi * k * x / n), torch.sin(2 * math.pi * k * x / n)]
+    return torch.cat(cols, dim=1)
+
+
+def mixed(d_modes: int = 3, seed: int = 0) -> torch.Tensor:
+    """Node features h (n, 2 d_modes + 1): the top 2 d_modes + 1 eigenfunctions under a random invertible mix."""
+    top = modes(N, d_modes)
+    mix = torch.randn(top.shape[1], top.shape[1], generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    return top @ mix
+
+
+def exact(graph, f: torch.Tensor):
+    """Ritz from the exact moments of the graph's kernel (no sampling)."""
+    joint, p = graph.dense(), graph.node_weights()
+    return ritz(f.T @ joint @ f, f.T @ (p[:, None] * f))
+
+
+def test_a_mix_of_the_top_eigenfunctions_gives_the_top_eigenvalues_and_each_eigenspace_in_order():
+    graph, h = ring(N, HOPS), mixed()
+    result = exact(graph, h)
+    truth, _ = top_eigenpairs(graph, h.shape[1])
+    assert torch.allclose(result.values, truth, rtol=0, atol=1e-6)   # up to C's ridge
+    extra = graph_ritz(graph, h, result, budget_s=60)
+    assert extra["ritz_spectrum"] == pytest.approx(truth.tolist(), abs=1e-6)
+    assert extra["ritz_true_spectrum"] == pytest.approx(truth.tolist(), abs=1e-12)
+    spaces = extra["ritz_eigenspaces"]
+    assert [s["coordinates"] for s in spaces] == [[0, 1], [1, 3], [3, 5], [5, 7]]   # 1, then pairs cos/sin
+    assert all(s["alignment"] == pytest.approx(1.0, abs=1e-6) for s in spaces)
+
+
+def test_sampled_edges_give_the_ring_spectrum_and_its_eigenspaces_closely():
+    graph, h = ring(N, HOPS), mixed()
+    f_a, f_b = edge_pairs(graph, h.float(), 200_000)
+    result = solve(f_a, f_b, cross=False)
+    truth, _ = top_eigenpairs(graph, h.shape[1])
+    assert torch.allclose(result.values, truth, atol=2e-2)
+    assert all(s["alignment"] > 0.97 for s in graph_ritz(graph, h, result, 60)["ritz_eigenspaces"])
+
+
+def scorer(h: torch.Tensor, labels: torch.Tensor, steps: int = 50) -> Scorer:
+    """Every other node trains the prefix probes, the rest is their test split."""
+    train, test = torch.arange(0, N, 2), torch.arange(1, N, 2)
+    return Scorer(h[train].float(), labels[train], h[test].float(), labels[test], int(labels.max()) + 1,
+                  FastProbeConfig(weight_decays=[1e-4], steps=steps), KNNConfig(k=10), seed=0)
+
+
+def test_the_prefix_curve_rises_once_the_modes_that_tell_the_arcs_apart_are_in():
+    graph, h = ring(N, HOPS), mixed()
+    section = ritz_section(exact(graph, h), "edges", 1000, scorer(h, graph.labels))
+    curve = {p["k"]: p for p in section["prefix"]}
+    assert list(curve) == prefix_sizes(7) == [1, 2, 4, 7]
+    assert curve[1]["knn_top1"] <= 40   # the constant alone: every neighbour as close, chance among 4 arcs
+    assert curve[4]["probe_top1"] >= 90 and curve[4]["knn_top1"] >= 90   # 1, cos 1, sin 1 and one of mode 2
+    assert curve[1]["probe_top1"] < curve[2]["probe_top1"] < curve[4]["probe_top1"]
+
+
+def test_the_section_keys_shapes_and_a_warning_for_dependent_coordinates():
+    graph, h = ring(N, HOPS), mixed()
+    section = ritz_section(exact(graph, h), "edges", 1000, None, why_not="no labels")
+    assert {"features", "pairs", "kind", "values", "effective_dim", "condition", "warnings", "prefix",
+            "prefix_skipped"} <= set(section)
+    assert len(section["values"]) == 7 and section["values"] == sorted(section["values"], reverse=True)
+    assert 1 < section["effective_dim"] <= 7 and section["prefix"] == [] and section["warnings"] == []
+    twice = torch.cat([h, h[:, :1] * 2], dim=1)   # the eighth coordinate is twice the first
+    dependent = ritz_section(solve(*edge_pairs(graph, twice, 5000), cross=False), "edges", 5000, None, "")
+    assert dependent["warnings"] and "ill-conditioned" in dependent["warnings"][0]
+    assert dependent["condition"] is None or dependent["condition"] >= 1e8
+
+
+def test_the_prefix_probes_take_the_main_probes_strength_and_fewer_steps():
+    cfg = FastProbeConfig(weight_decays=[0.0, 1e-3], steps=300)
+    assert prefix_probe(cfg, 1e-3).weight_decays == [1e-3] and prefix_probe(cfg, 1e-3).steps == 10
+    assert prefix_probe(cfg, None).weight_decays == [0.0, 1e-3]
+    assert prefix_probe(FastProbeConfig(steps=5), None).steps == 5
+
+
+def test_the_draws_are_fixed_balanced_and_of_the_run_s_kind():
+    order = pair_order(10, 25)
+    assert torch.equal(order, pair_order(10, 25)) and torch.bincount(order).tolist().count(2) == 5
+    assert pair_order(10, 4).unique().numel() == 4
+    graph = ring(N, HOPS)
+    f_a, f_b = edge_pairs(graph, torch.arange(N)[:, None], 500)   # the features: the node ids
+    edges = set(zip(graph.src.tolist(), graph.dst.tolist()))
+    assert all((a, b) in edges for a, b in zip(f_a[:, 0].tolist(), f_b[:, 0].tolist()))
+    owner = torch.tensor([0, 2, 2, 1, 2])   # captions of images 0, 2, 2, 1, 2
+    picks = pick_captions(owner, torch.tensor([2, 0, 1] * 300), torch.Generator().manual_seed(0))
+    assert torch.equal(owner[picks], torch.tensor([2, 0, 1] * 300))
+    assert set(picks[::3].tolist()) == {1, 2, 4}   # image 2's three captions are all drawn
+
+
+def test_the_cross_form_gives_a_vector_map_for_each_tower():
+    g = torch.Generator().manual_seed(3)
+    f, other = torch.randn(500, 6, generator=g), torch.randn(500, 4, generator=g)
+    result = solve(f, other + f[:, :4], cross=True)
+    assert result.values.shape == (4,) and result.vectors.shape == (6, 4) and result.vectors_y.shape == (4, 4)
+    assert len(ritz_section(result, "image-text", 500, None, "")["values"]) == 4
