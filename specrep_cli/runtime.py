@@ -25,10 +25,10 @@ THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")   # what child processes rea
 ENV_THREADS = os.environ.get("OMP_NUM_THREADS", "")    # the user's, before use_threads exports its own
 
 
-def resolve_device(name: str) -> torch.device:
-    """cpu, cuda, or auto (cuda when visible)."""
+def resolve_device(name: str, key: str = "trainer.device") -> torch.device:
+    """cpu, cuda, or auto (cuda when visible); `key` names the setting in the error."""
     if name == "cuda" and not torch.cuda.is_available():
-        raise SpecrepError("trainer.device=cuda but no CUDA device is visible: use device=auto or cpu")
+        raise SpecrepError(f"{key}=cuda but no CUDA device is visible: use {key}=auto or {key}=cpu")
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(name)
@@ -71,8 +71,8 @@ class Compute:
             torch.cuda.synchronize(self.device)
 
 
-def resolve_compute(device: str, precision: str) -> Compute:
-    resolved = resolve_device(device)
+def resolve_compute(device: str, precision: str, key: str = "device") -> Compute:
+    resolved = resolve_device(device, key)
     return Compute(resolved, resolve_bf16(precision, resolved))
 
 
@@ -110,8 +110,9 @@ def resolve_threads(setting: int | str, processes: int = 1) -> int:
 
 
 def busy_cores(threads: int, load: float | None = None, cpus: int | None = None,
-               machine: int | None = None, key: str = "trainer.threads") -> str | None:
-    """One line when the cores are already busy with other work, else None.
+               machine: int | None = None, key: str = "trainer.threads", auto: bool = False) -> str | None:
+    """One line when the cores are already busy with other work, else None; `auto`: the line says
+    that auto takes one thread instead of `threads`, else that `key`=1 would run faster.
 
     The 1-minute load average counts the runnable processes of the whole machine (`machine` CPUs); the
     share on the `cpus` this process may use is load x cpus / machine. Busy means that share exceeds
@@ -128,26 +129,34 @@ def busy_cores(threads: int, load: float | None = None, cpus: int | None = None,
     machine = max(cpus, os.cpu_count() or cpus) if machine is None else machine
     if load * cpus / machine <= cpus - 0.5:
         return None
-    return (f"the CPUs are busy with other work (load average {load:.1f} on {machine} CPUs, {cpus} of them "
-            f"this process's): {threads} threads will wait on each other; {key}=1 runs faster here")
+    where = (f"the CPUs are busy with other work (load average {load:.1f} on {machine} CPUs, {cpus} of them "
+             "this process's)")
+    if auto:
+        return f"{where}: {key}=auto takes 1 thread, which runs faster here ({key}={threads} uses {threads})"
+    return f"{where}: {threads} threads will wait on each other; {key}=1 runs faster here"
 
 
 def use_threads(setting: int | str, processes: int = 1, announce: bool = True,
                 key: str = "trainer.threads") -> int:
     """Resolve `setting` (resolve_threads), set torch's intra-op threads to it and export it to child
     processes (OMP_NUM_THREADS, MKL_NUM_THREADS: spawned ranks, DataLoader workers); with `announce`,
-    log the count and, when busy_cores says so, the busy line naming `key`. The thread count."""
+    log the count and, when busy_cores says so, the busy line naming `key`. auto on cores already busy
+    with other work (busy_cores) takes one thread: more would wait on each other. The thread count."""
     from_env = setting == "auto" and ENV_THREADS.isdigit() and int(ENV_THREADS) > 0
     threads = resolve_threads(setting, processes)
+    adapts = setting == "auto" and not from_env
+    busy = busy_cores(threads, key=key, auto=adapts)
+    if busy and adapts:
+        threads = 1
     torch.set_num_threads(threads)
     for name in THREAD_ENV:
         os.environ[name] = str(threads)
     if announce:
         why = ""
         if setting == "auto":
-            why = " (auto: OMP_NUM_THREADS)" if from_env else " (auto: the physical cores this process may use)"
+            why = (" (auto: OMP_NUM_THREADS)" if from_env else " (auto: one, the cores being busy)" if busy
+                   else " (auto: the physical cores this process may use)")
         log.info(f"CPU threads: {threads}{why}")
-        busy = busy_cores(threads, key=key)
         if busy:
             log.warning(busy)
     return threads

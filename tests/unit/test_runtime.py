@@ -60,7 +60,7 @@ def test_busy_cores_name_the_load_and_the_fix():
 
 
 def test_use_threads_sets_torch_and_the_children_environment(restore_threads, monkeypatch, caplog):
-    monkeypatch.setattr(runtime, "busy_cores", lambda threads, key: f"busy, {key}=1 runs faster here")
+    monkeypatch.setattr(runtime, "busy_cores", lambda threads, key, auto: f"busy, {key}=1 runs faster here")
     with caplog.at_level(logging.INFO, logger="specrep"):
         assert runtime.use_threads(1) == 1
     assert torch.get_num_threads() == 1
@@ -108,3 +108,17 @@ def test_streamed_decoders_compute_on_one_thread(tmp_path: Path):
 
     loader = torch.utils.data.DataLoader(Probe([tmp_path / "a.png"] * 2, 8, 1), batch_size=2, num_workers=1)
     assert next(iter(loader)).tolist() == [1, 1]
+
+
+def test_auto_takes_one_thread_on_busy_cores_and_an_int_is_kept(restore_threads, monkeypatch, caplog):
+    monkeypatch.setattr(runtime, "ENV_THREADS", "")
+    monkeypatch.setattr(runtime, "physical_cores", lambda: 2)
+    monkeypatch.setattr(runtime.os, "getloadavg", lambda: (6.0, 6.0, 6.0))
+    monkeypatch.setattr(runtime, "allowed_cpus", lambda: {0, 1})
+    monkeypatch.setattr(runtime.os, "cpu_count", lambda: 2)
+    with caplog.at_level(logging.INFO, logger="specrep"):
+        assert runtime.use_threads("auto") == 1
+    assert "trainer.threads=auto takes 1 thread" in caplog.text and "trainer.threads=2 uses 2" in caplog.text
+    assert runtime.use_threads(2) == 2   # asked for: kept, with the line that 1 runs faster
+    monkeypatch.setattr(runtime.os, "getloadavg", lambda: (0.3, 0.3, 0.3))
+    assert runtime.use_threads("auto") == 2   # quiet: the physical cores
