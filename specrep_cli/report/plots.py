@@ -138,8 +138,12 @@ def plot_graph(graph: Dict[str, Any], path: Path) -> Path | None:
         start, end = space["coordinates"]
         bottom.bar([c + 1 for c in range(start, end)], [space["alignment"]] * (end - start), width=0.9,
                    color="tab:green", alpha=0.6, label="eigenspace alignment (its coordinates)" if i == 0 else None)
+    for i, space in enumerate(graph.get("ritz_eigenspaces", [])):   # eval.ritz: the Ritz order's
+        start, end = space["coordinates"]
+        bottom.hlines(space["alignment"], start + 0.55, end + 0.45, colors="tab:red", linewidth=2.5,
+                      label="eigenspace alignment (Ritz-ordered h)" if i == 0 else None)
     bottom.plot(k, graph["per_coordinate"], "kD", label="cos^2(coordinate k, eigenvector k)")
-    bottom.set(xlabel="k", ylabel="alignment", ylim=(0, 1.3))
+    bottom.set(xlabel="k", ylabel="alignment", ylim=(0, 1.45 if graph.get("ritz_eigenspaces") else 1.3))
     bottom.legend(loc="upper center", ncol=2, fontsize="small")
     bottom.xaxis.set_major_locator(MaxNLocator(integer=True))
     for ax in (top, bottom):

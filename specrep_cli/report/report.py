@@ -197,8 +197,8 @@ def ritz_lines(ritz: Dict[str, Any], shown: int = 16) -> List[str]:
     values = ritz["values"]
     condition = "infinite" if ritz.get("condition") is None else f"{ritz['condition']:.3g}"
     lines = ["", "## Rayleigh-Ritz", "",
-             f"The operator of the run's pairs ({ritz['kind']}, {ritz['pairs']} pairs of the train split) within the "
-             f"span of h: {len(values)} Ritz values, largest first; effective dimension {ritz['effective_dim']:.2f}, "
+             f"The operator of the run's pairs ({ritz['pairs']} pairs: {ritz['kind']}) within the span of h: "
+             f"{len(values)} Ritz values, largest first; effective dimension {ritz['effective_dim']:.2f}, "
              f"condition number of C {condition}.", "",
              " ".join(f"{v:.4f}" for v in values[:shown]) + (" ..." if len(values) > shown else "")]
     if ritz.get("prefix"):

@@ -16,6 +16,7 @@ from specrep_cli.eval.towers import Towers
 from specrep_cli.train.setup import RunDirs, build_run
 
 BATCH = 100   # eval.batch_size: the splits take several batches
+RITZ = 64     # eval.ritz_pairs: the pairs Rayleigh-Ritz encodes
 
 
 class Counted:
@@ -37,11 +38,12 @@ class Counted:
 def evaluate(tmp_path, overrides: list[str]):
     """evaluate_run on the towers of a freshly built run, counting phi's, its baseline's and the text
     tower's forward passes; (report, run, phi, baseline, text)."""
-    cfg = config.compose_config("train", [*overrides, f"eval.batch_size={BATCH}", "eval.random_init=true"])
+    cfg = config.compose_config("train", [*overrides, f"eval.batch_size={BATCH}", "eval.random_init=true",
+                                          f"eval.ritz_pairs={RITZ}"])
     run = build_run(cfg, RunDirs.of(cfg, tmp_path))
     towers = Towers.from_run(cfg, run.method, run.data.in_channels, run.input, run.tokenizer, run.compute.device)
     phi = Counted(towers.encoder.backbone)
-    text = Counted(towers.text.encoder) if towers.text is not None else None
+    text = Counted(towers.text.encoder.backbone) if towers.text is not None else None
     fresh: list[nn.Module] = []
 
     def counted_fresh() -> nn.Module:
@@ -60,7 +62,8 @@ def test_an_image_run_encodes_train_and_test_once_and_its_baseline_once(tmp_path
     report, run, phi, baseline, _ = evaluate(tmp_path, [*TINY, "eval.probe.protocol=fast", "eval.alignment_images=10"])
     n_train, n_test = run.data.train_images.shape[0], run.data.test_images.shape[0]
     assert (n_train, n_test) == (256, 128)
-    phi.expect(n_train, n_test, 10, 10)   # the splits once; the two augmented views of 10 test images
+    # the splits once; the two augmented views of 10 test images; Rayleigh-Ritz's two views of RITZ train images
+    phi.expect(n_train, n_test, 10, 10, RITZ, RITZ)
     baseline.expect(n_train, n_test)
     assert {"linear_probe", "knn", "spectrum", "alignment", "random_init"} <= set(report)
 
@@ -68,9 +71,10 @@ def test_an_image_run_encodes_train_and_test_once_and_its_baseline_once(tmp_path
 def test_a_two_tower_run_encodes_the_test_images_once_and_each_prompt_and_caption_once(tmp_path):
     report, run, phi, baseline, text = evaluate(tmp_path, [*TINY, "objective=clip", "eval.alignment_images=0"])
     data, cfg = run.data, run.cfg.eval
-    phi.expect(data.train_images.shape[0], data.test_images.shape[0])   # zero-shot and retrieval read the test z
+    # zero-shot and retrieval read the test z; Rayleigh-Ritz's cross form one view of RITZ train images
+    phi.expect(data.train_images.shape[0], data.test_images.shape[0], RITZ)
     baseline.expect(data.train_images.shape[0], data.test_images.shape[0])
-    text.expect(len(data.classes) * len(cfg.zero_shot_templates), len(data.test_captions.texts))
+    text.expect(len(data.classes) * len(cfg.zero_shot_templates), len(data.test_captions.texts), RITZ)
     assert "zero_shot" in report and "retrieval" in report
 
 

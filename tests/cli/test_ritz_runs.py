@@ -49,3 +49,11 @@ def test_a_graph_run_has_the_ritz_eigenspaces(tmp_path: Path):
     assert [s["coordinates"][0] for s in graph["ritz_eigenspaces"]][0] == 0
     assert all(0 <= s["alignment"] <= 1 + 1e-9 for s in graph["ritz_eigenspaces"])
     assert report["ritz"]["kind"] == "edges" and "Ritz-ordered functions" in (run / "report.md").read_text()
+
+
+def test_rayleigh_ritz_puts_un_nested_spectral_s_ring_eigenspaces_in_order(tmp_path: Path):
+    report, _ = train(tmp_path, "experiment=spectral_graph", "dataset.source=ring", "encoder.dim=7")
+    graph = report["graph"]
+    assert graph["subspace_alignment"] >= 0.99   # the span is found ...
+    assert min(s["alignment"] for s in graph["eigenspaces"]) < 0.5   # ... not the order of the coordinates ...
+    assert all(s["alignment"] >= 0.95 for s in graph["ritz_eigenspaces"])   # ... which Rayleigh-Ritz recovers
