@@ -10,14 +10,16 @@ OMP_NUM_THREADS unset so that auto means the physical cores this process may use
 processes that spin on the CPU, started before the loaded runs and stopped after them (each also ends
 by itself after --max-load-seconds). Printed: the machine, then per condition and thread setting the
 load average at the start, the wall time (start-up, data, training, evaluation), the training time,
-and the ratio of auto's time to threads=1's. The load average counts every process of the machine:
-on a shared machine "quiet" is the load it already has, printed beside each run.
+and the ratio of auto's time to threads=1's. The thread count each run used is read from its
+train.log (auto takes one thread when the cores are already busy). The load average counts every
+process of the machine: on a shared machine "quiet" is the load it already has, printed beside each run.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -59,8 +61,10 @@ def train(threads: str, epochs: int | None, overrides: list[str]) -> dict:
         if proc.returncode != 0:
             raise SystemExit(f"specrep train {' '.join(args)} failed:\n{proc.stderr[-2000:]}")
         report = json.loads((Path(work) / "run" / "report.json").read_text())
-        busy = "trainer.threads=1 runs faster" in (Path(work) / "run" / "train.log").read_text()
-    return {"load": load, "wall": wall, "train": report["timing"]["train_seconds"], "busy_line": busy}
+        log = (Path(work) / "run" / "train.log").read_text()
+        used = re.search(r"CPU threads: (\d+)", log)
+    return {"load": load, "wall": wall, "train": report["timing"]["train_seconds"],
+            "busy_line": "runs faster here" in log, "threads": used.group(1) if used else "?"}
 
 
 def main() -> None:
@@ -74,7 +78,7 @@ def main() -> None:
     console = Console()
     auto = resolve_threads("auto")
     machine = (f"{cpu_name()}: {os.cpu_count()} CPUs, {len(allowed_cpus())} of them this process's, "
-               f"{physical_cores()} physical cores; trainer.threads=auto is {auto}")
+               f"{physical_cores()} physical cores; trainer.threads=auto is {auto} on a quiet machine")
     console.print(machine)
     rows = []
     for condition in ("as it is", f"+{args.load} busy loops"):
@@ -87,7 +91,7 @@ def main() -> None:
             stop_load(load)
         for t, r in results.items():
             ratio = r["wall"] / results["1"]["wall"]
-            rows.append((condition, f"{t} ({auto if t == 'auto' else 1})", f"{r['load']:.1f}", f"{r['wall']:.1f}",
+            rows.append((condition, f"{t} ({r['threads']})", f"{r['load']:.1f}", f"{r['wall']:.1f}",
                          f"{r['train']:.1f}", f"{ratio:.2f}", "yes" if r["busy_line"] else "no"))
     command = "python benchmarks/threads.py " + " ".join(sys.argv[1:])
     table = Table(title=f"specrep train, trainer.threads=auto vs 1 ({command.strip()})")
