@@ -82,6 +82,9 @@ def resolve_checkpoint_path(path: str | os.PathLike | None) -> Path:
     if not p.exists():
         raise CheckpointError(f"checkpoint {path} does not exist: check the path "
                               "(run directories are under outputs/<date>/<time>)")
+    if not p.is_file():   # a FIFO or a device would be read forever
+        raise CheckpointError(f"checkpoint {path} is not a regular file (a pipe, socket or device): pass a "
+                              ".pt file or a run directory")
     return p
 
 
@@ -96,6 +99,9 @@ def load_checkpoint(path: str | os.PathLike | None, map_location: Any = "cpu") -
                                   "loaded, and specrep only loads plain tensors and data") from None
         raise CheckpointError(f"{p} is not a readable checkpoint (UnpicklingError): "
                               "it may be truncated or corrupt; use another checkpoint") from None
+    except PermissionError as err:
+        raise CheckpointError(f"cannot read {p} ({reason(err)}): give this user read access to it "
+                              "(chmod u+r), or use another checkpoint") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(f"{p} is not a readable checkpoint ({first}): "

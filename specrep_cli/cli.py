@@ -36,7 +36,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from . import config, hydra_errors, overrides
-from .errors import ConfigError, ReportError, SpecrepError, error_status, exit_with
+from .errors import ConfigError, ReportError, SpecrepError, as_specrep_error, error_status, exit_with
 from .rundir import printed_into, run_job, unwritable_output_dir
 from .sweeps import optuna_direction, representative_overrides, searches, selects_on_test
 
@@ -48,6 +48,7 @@ config.register()
 WORK = {"train": ("specrep_cli.train.loop", "train"),
         "score": ("specrep_cli.report.report", "objective_value"),
         "eval": ("specrep_cli.eval.command", "evaluate_checkpoint"),
+        "resumed_run": ("specrep_cli.train.setup", "resumed_run"),
         "eval_args": ("specrep_cli.eval.command", "eval_args"),
         "report": ("specrep_cli.report.summary", "summarize"),
         "tensorboard": ("specrep_cli.report.loggers", "tensorboard_from_metrics"),
@@ -76,8 +77,8 @@ def _run(cfg: DictConfig, fn: Callable[[Any, Path], Any]) -> Any:
     try:
         return run_job(job_dir, job, hydra_cfg.mode == RunMode.MULTIRUN, list(hydra_cfg.overrides.task),
                        hydra_cfg.job.get("num"))
-    except SpecrepError as err:
-        exit_with(err)
+    except (SpecrepError, MemoryError, RuntimeError) as err:   # RuntimeError: torch's allocators' out of memory
+        exit_with(as_specrep_error(err))
 
 
 def train_and_score(cfg: config.TrainConfig, job_dir: Path) -> float:
@@ -118,11 +119,26 @@ def hydra_command(name: str) -> Callable[[List[str]], int]:
             raise ConfigError(problem)
         args = overrides.in_hydra_order(args)
         if name == "train":
-            args = with_optuna_direction(args)
+            args = with_resumed_run_dir(with_optuna_direction(args))
         sys.argv = ["specrep", *args]   # Hydra reads the overrides from sys.argv
         APPS[name]()
         return 0
     return run
+
+
+def with_resumed_run_dir(args: List[str]) -> List[str]:
+    """args (in_hydra_order), with hydra.run.dir=RUN after them when resume= names RUN's latest
+    checkpoint (or RUN) and no run dir is given: the run goes on in its own dir, its train.log whole,
+    with no new outputs/<date>/<time> left behind."""
+    line = overrides.command_line(args)
+    if line is None or line.multirun:
+        return args
+    parsed = overrides.parse(line.overrides)
+    resume = overrides.chosen(parsed, "resume")
+    if not isinstance(resume, str) or overrides.last(parsed, "hydra.run.dir") is not None:
+        return args
+    run = work("resumed_run")(resume)
+    return [*args, overrides.assignment("hydra.run.dir", str(run))] if run else args
 
 
 def with_optuna_direction(args: List[str]) -> List[str]:
@@ -237,10 +253,10 @@ def renamed(parsed: List[Override]) -> str | None:
 
 
 def writes_nothing(line: argparse.Namespace) -> bool:
-    """--help, --cfg, --info and the like write no run, and -cn/-cp/-cd choose another config tree:
-    Hydra checks those command lines itself."""
-    return any((line.help, line.hydra_help, line.cfg, line.info is not None, line.resolve, line.shell_completion,
-                line.config_name, line.config_path, line.config_dir, line.experimental_rerun))
+    """--help and the like write no run, and -cn/-cp/-cd choose another config tree: Hydra checks those
+    command lines itself (--cfg, --info and --resolve write none either: preflight checks all but the output dir)."""
+    return any((line.help, line.hydra_help, line.shell_completion, line.config_name, line.config_path,
+                line.config_dir, line.experimental_rerun))
 
 
 def preflight(command: str, args: List[str]) -> str | None:
@@ -265,7 +281,8 @@ def preflight(command: str, args: List[str]) -> str | None:
                 return problem
     except SpecrepError as err:
         return str(err)
-    return unwritable_output_dir(parsed, line.multirun)
+    return None if line.cfg or line.info is not None or line.resolve else unwritable_output_dir(
+        parsed, line.multirun, config.specrep_folders())   # --cfg and the like write no output dir
 
 
 @dataclass(frozen=True)
@@ -297,16 +314,6 @@ def run_command(name: str, args: List[str]) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-
-
-def report_command(args: List[str]) -> int:
-    """`specrep report ARGS` in this process (run_command)."""
-    return run_command("report", args)
-
-
-def export_command(args: List[str]) -> int:
-    """`specrep export ARGS` in this process (run_command)."""
-    return run_command("export", args)
 
 
 def usage() -> str:

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import math
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
 
 from hydra import compose, initialize_config_module
@@ -49,12 +51,30 @@ def installed(module: str) -> bool:
         return False
 
 
+def specrep_folders() -> List[Path]:
+    """The folders of specrep's own code and configs: no place for a run (a run dir named conf/ there
+    would hide the configs)."""
+    spec = importlib.util.find_spec("specrep_cli.conf")
+    return [Path(__file__).parent, *map(Path, spec.submodule_search_locations or [])]
+
+
 def _require_installed(module: str, chosen: str, extra: str) -> None:
     _require(installed(module), f"{chosen}, which needs: pip install 'specrep[{extra}]'")
 
 
 def _check_probability(name: str, p: float) -> None:
     _require(0.0 <= p <= 1.0, f"{name} must be a probability in [0, 1], got {p}")
+
+
+MAX_SEED = 2**32 - 1   # what every generator takes (torch's, numpy's, CUDA's), with room for per-rank offsets
+
+
+def _check_seed(name: str, seed: int) -> None:
+    _require(0 <= seed <= MAX_SEED, f"{name} must be in 0..{MAX_SEED:,}, got {seed}")
+
+
+def _check_momentum(momentum: float) -> None:
+    _require(0 <= momentum < 1, f"optim.momentum must be in [0, 1), got {momentum}")
 
 
 # --------------------------------------------------------------------------------------- encoder
@@ -401,6 +421,7 @@ class ShapesConfig(ImageDatasetConfig):
         super().__post_init__()
         _require(self.num_train > 0 and self.num_test > 0, "dataset.num_train and num_test must be > 0")
         _check_image_size(self.image_size)
+        _check_seed("dataset.seed", self.seed)
 
 
 @dataclass
@@ -465,6 +486,7 @@ class ImageTextConfig(ImageDatasetConfig):
         super().__post_init__()
         _check_image_size(self.image_size)
         _require(0 < self.test_fraction < 1, "dataset.test_fraction must be in (0, 1)")
+        _check_seed("dataset.split_seed", self.split_seed)
         _require(len(self.csv_separator) == 1,
                  f"dataset.csv_separator must be one character, got {self.csv_separator!r}")
 
@@ -493,6 +515,7 @@ class GraphConfig(DatasetConfig):
     def __post_init__(self) -> None:
         _require(self.source in GRAPH_SOURCES,
                  f"dataset.source must be {', '.join(GRAPH_SOURCES)}, got {self.source!r}")
+        _check_seed("dataset.seed", self.seed)
         _require(self.blocks >= 1 and self.block_size >= 2, "dataset.blocks must be >= 1, dataset.block_size >= 2")
         _check_probability("dataset.p_in", self.p_in)
         _check_probability("dataset.p_out", self.p_out)
@@ -534,11 +557,21 @@ class SGDConfig(OptimConfig):
     momentum: float = 0.9
     nesterov: bool = False
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_momentum(self.momentum)
+        _require(not self.nesterov or self.momentum > 0, "optim.nesterov=true needs optim.momentum > 0")
+
 
 @dataclass
 class AdamWConfig(OptimConfig):
     name: str = "adamw"
     betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _require(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),
+                 f"optim.betas must be two values in [0, 1) (e.g. [0.9, 0.999]), got {list(self.betas)}")
 
 
 @dataclass
@@ -551,6 +584,7 @@ class LARSConfig(OptimConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         _require(self.eta > 0, "optim.eta must be > 0")
+        _check_momentum(self.momentum)
 
 
 OPTIM_SCHEMAS = {"sgd": SGDConfig, "adamw": AdamWConfig, "lars": LARSConfig}
@@ -573,9 +607,13 @@ class WandbConfig:
                  f"trainer.wandb.mode must be online, offline or disabled, got {self.mode!r}")
 
 
+MAX_THREADS = 1024   # more is a typo: the OpenMP runtime cannot start that many threads (a crash, not an error)
+
+
 def _check_threads(key: str, threads: Union[int, str]) -> None:
-    _require(threads == "auto" or (isinstance(threads, int) and threads >= 1),
-             f"{key} must be auto (the physical cores this process may use) or an int >= 1, got {threads!r}")
+    _require(threads == "auto" or (isinstance(threads, int) and 1 <= threads <= MAX_THREADS),
+             f"{key} must be auto (the physical cores this process may use) or an int in 1..{MAX_THREADS}, "
+             f"got {threads!r}")
 
 
 @dataclass
@@ -738,6 +776,7 @@ class TrainConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
     def __post_init__(self) -> None:
+        _check_seed("seed", self.seed)
         graph, node_encoder = self.dataset.name == "graph", self.encoder.name in GRAPH_ENCODERS
         _require(graph == node_encoder, f"dataset=graph takes encoder={' or encoder='.join(GRAPH_ENCODERS)} (node "
                  f"ids or features, not images), and those encoders take dataset=graph; got dataset="
@@ -769,6 +808,7 @@ class EvalAppConfig:
     optim: Any = None
 
     def __post_init__(self) -> None:
+        _check_seed("seed", self.seed)
         _check_threads("threads", self.threads)
         _require(self.device in ("auto", "cpu", "cuda"), f"device must be auto, cpu or cuda, got {self.device!r}")
         _require(self.precision in ("auto", "fp32", "bf16"),
@@ -896,9 +936,34 @@ def validate(cfg: DictConfig) -> "TrainConfig | EvalAppConfig | ExportAppConfig"
         raise ConfigError(f"unknown config key {unknown[0]!r}: check its spelling "
                           f"(`specrep train --cfg job` shows every key)")
     try:
-        return OmegaConf.to_object(cfg)
+        typed = OmegaConf.to_object(cfg)
     except ConfigError:
         raise
     except Exception as err:  # omegaconf's MissingMandatoryValue, ValidationError...
         msg = str(err).splitlines()[0]
         raise ConfigError(f"invalid config: {msg}") from None
+    _check_values(typed)
+    return typed
+
+
+def _leaves(node: Any, key: str = "") -> List[tuple]:
+    """(dotted key, value) of every value in a typed config: dataclass fields, dict and list items."""
+    if is_dataclass(node):
+        children = [(f.name, getattr(node, f.name)) for f in fields(node)]
+    elif isinstance(node, dict):
+        children = [(str(k), v) for k, v in node.items()]
+    elif isinstance(node, list):
+        return [leaf for i, v in enumerate(node) for leaf in _leaves(v, f"{key}[{i}]")]
+    else:
+        return [(key, node)]
+    return [leaf for name, v in children for leaf in _leaves(v, f"{key}.{name}" if key else name)]
+
+
+def _check_values(typed: Any) -> None:
+    """What every value must be, whatever its key: a number finite (nan and inf pass `> 0` checks, then
+    wreck a run or a figure), a text not empty (`resume=$RUN` with RUN unset would start a new run)."""
+    for key, value in _leaves(typed):
+        _require(not isinstance(value, float) or math.isfinite(value),
+                 f"{key}={value} is not a finite number: give a finite value")
+        _require(value != "", f"{key} is empty ({key}=''; an unset shell variable?): give it a value, or leave "
+                              f"it out for its default")

@@ -61,6 +61,25 @@ class RunDirError(SpecrepError):
     """The run directory is in use by another run, or is not one this command may write into."""
 
 
+class ResourceError(SpecrepError):
+    """The machine cannot give what the run asks for (memory); the message says what to lower."""
+
+
+OUT_OF_MEMORY = ("out of memory", "can't allocate memory", "Unable to allocate")   # torch's CUDA and CPU, numpy's
+
+
+def as_specrep_error(err: Exception) -> SpecrepError:
+    """err when it is a SpecrepError, running out of memory (numpy's MemoryError, the RuntimeError of
+    torch's allocators) as a ResourceError saying what to lower; any other error raised on as it is."""
+    if isinstance(err, SpecrepError):
+        return err
+    text = (str(err).strip() or type(err).__name__).splitlines()[0][:300]
+    if isinstance(err, MemoryError) or any(words in text for words in OUT_OF_MEMORY):
+        return ResourceError(f"out of memory ({text}): lower trainer.batch_size (eval.batch_size for specrep eval) "
+                             "or dataset.image_size, or stream the images with dataset.in_memory=false")
+    raise err
+
+
 def error_status(err: SpecrepError) -> int:
     """A command's SpecrepError as its line on stderr; the exit status to give (the traceback instead
     with HYDRA_FULL_ERROR=1)."""

@@ -130,6 +130,8 @@ def export_paths(out: str | None, path: Path, fmt: str) -> Tuple[Path, Path]:
     weights = default_out(path, fmt)
     if out:
         given = Path(out).expanduser()
+        if given.exists() and not (given.is_dir() or given.is_file()):
+            raise ConfigError(f"out={out} is a device, pipe or socket: out names the weights file (or a folder for it)")
         if out.endswith(("/", os.sep)) or given.is_dir():
             weights = given / weights.name
         elif given.suffix.lower() == ".json":
@@ -138,6 +140,9 @@ def export_paths(out: str | None, path: Path, fmt: str) -> Tuple[Path, Path]:
         else:
             weights = given if given.suffix else given.with_name(given.name + weights.suffix)
     meta = weights.with_suffix(".json")
+    folder = next(p for p in weights.absolute().parents if p.exists())
+    if not folder.is_dir():
+        raise ConfigError(f"{folder} is a file, not a folder: pass an out=PATH inside a folder")
     for existing in (weights, meta):
         if existing.exists() or existing.is_symlink():
             raise ConfigError(f"{existing} exists: pass out=PATH for another file, or remove it")

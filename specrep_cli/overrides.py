@@ -38,8 +38,17 @@ def parse(overrides: Sequence[str], loader: Any = None) -> list[Override]:
         try:
             parsed += parser.parse_overrides([line])
         except HydraException as err:
-            raise ConfigError(f"cannot read the override '{line}': {parse_reason(err)}") from None
+            reason = parse_reason(err)
+            quote = ("; a value with spaces, quotes or non-ASCII letters goes in quotes (key='a b', key=\"it's\")"
+                     if reason.startswith("no token of") else "")
+            raise ConfigError(f"cannot read the override '{shown(line)}': {shown(reason)}{quote}") from None
     return parsed
+
+
+def shown(text: str, limit: int = 300) -> str:
+    """text for a one-line message: control characters escaped (a newline as \\n), cut at `limit`."""
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
 
 
 def value_text(override: Override) -> str | None:
@@ -89,3 +98,12 @@ def in_hydra_order(args: Sequence[str]) -> list[str]:
     for override in line.overrides:
         flags.remove(override)
     return [*flags, *line.overrides]
+
+
+def assignment(key: str, value: str) -> str:
+    """`key=value` as Hydra's grammar reads back the string `value` (quoted when it holds anything
+    but letters, digits and _-./:+@~)."""
+    if value and all(ch.isalnum() or ch in "_-./:+@~" for ch in value):
+        return f"{key}={value}"
+    escaped = value.replace("'", "\\'")   # Hydra's quoted strings: only a quote needs its backslash
+    return f"{key}='{escaped}'"

@@ -139,12 +139,23 @@ def is_training_run(d: Path) -> bool:
 
 # ---------------------------------------------------------------------------- a dir that holds a run
 RUN_FILES = (".hydra/config.yaml", "report.json", "metrics.jsonl", "checkpoints")   # any of them: a run is there
+WRITTEN = ("report.json", "report.md", "plots")   # what a new run writes whole, over a file of that name
 _KEPT: set[Path] = set()   # job dirs whose run this job continues: their .hydra/ and failed.json stay that run's
 
 
 def holds_run(d: Path) -> bool:
     """Whether d holds a run already (its record, metrics, checkpoints or report)."""
     return any((Path(d) / name).exists() for name in RUN_FILES)
+
+
+def refuse_new_run(dirs: List[Path], sweep: bool) -> None:
+    """RunDirError when a new run (a sweep: its jobs) would overwrite a report or plots in `dirs` (a sweep: a run)."""
+    names = (*RUN_FILES, *WRITTEN) if sweep else WRITTEN
+    found = next(((d, name) for d in dirs for name in names if (Path(d) / name).exists()), None)
+    if found:
+        what = "sweep" if sweep else "run"
+        raise RunDirError(f"{found[0]} already holds {found[1]}: a new {what} there would overwrite it; choose "
+                          f"another hydra.{what}.dir (resume=<run dir> continues a run)")
 
 
 def _names(d: Path, resume: str) -> bool:
@@ -266,7 +277,7 @@ def sweep_failures(sweep_dir: Path, since: float = 0.0) -> List[Tuple[Path, str]
     return found
 
 
-def unwritable_output_dir(parsed: List[Override], multirun: bool) -> str | None:
+def unwritable_output_dir(parsed: List[Override], multirun: bool, own: List[Path] = ()) -> str | None:
     """Why the run's output directory cannot be created, or None if it can.
 
     The directory given by hydra.run.dir (hydra.sweep.dir with --multirun or hydra.mode=MULTIRUN), up
@@ -277,6 +288,8 @@ def unwritable_output_dir(parsed: List[Override], multirun: bool) -> str | None:
     value = chosen(parsed, key)
     target = (value if isinstance(value, str) else "outputs").split("${")[0] or "."
     existing = Path(target).absolute()
+    if any(Path(o).resolve() in (existing.resolve(), *existing.resolve().parents) for o in own):   # specrep's files
+        return f"cannot use {target} as the output directory: it is inside specrep's own files; set {key}=PATH"
     while not existing.exists():
         existing = existing.parent
     try:
@@ -352,6 +365,8 @@ class RunDirGuard(Callback):
             if command == "train" and continues(run_dir, config.get("resume"), list(config.hydra.overrides.task)):
                 config.hydra.output_subdir = None   # Hydra leaves the run's .hydra/ as it is
                 _KEPT.add(run_dir.absolute())
+            else:
+                refuse_new_run([run_dir], sweep=False)
         except SpecrepError as err:
             exit_with(err)
 
@@ -359,7 +374,7 @@ class RunDirGuard(Callback):
         self.started = time.time()
         FAILED.clear()
         sweep_dir = Path(str(config.hydra.sweep.dir))
-        self._guard(sweep_dir, config.hydra.job.name, sorted(sweep_dir.glob("*/")) if sweep_dir.is_dir() else [])
+        self._guard(sweep_dir, config.hydra.job.name, sorted(sweep_dir.glob("*/")) if sweep_dir.is_dir() else [], True)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(str(config.hydra.sweep.dir))
@@ -372,11 +387,13 @@ class RunDirGuard(Callback):
             raise SystemExit(1)
 
     @staticmethod
-    def _guard(d: Path, command: str, children: List[Path]) -> None:
+    def _guard(d: Path, command: str, children: List[Path], sweep: bool = False) -> None:
         try:
             if command == "eval" and any(is_training_run(c) for c in [d, *children]):
                 raise RunDirError(f"{d} holds a training run: `specrep eval` would overwrite its .hydra/, report "
                                   "and plots; choose another hydra.run.dir (or none: outputs/eval/...)")
+            if sweep or command == "eval":
+                refuse_new_run([d, *children], sweep)
             lock(d, command)
         except SpecrepError as err:
             exit_with(err)

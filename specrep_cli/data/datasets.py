@@ -8,6 +8,7 @@ total size fits the memory budget.
 """
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import replace
 from typing import Tuple
@@ -22,6 +23,8 @@ from .graphs import load_graph
 from .loaders import LOADERS, subset_indices
 from .splits import ImageData, Images, take
 from .unlabelled import load_unlabelled, unlabelled_only
+
+log = logging.getLogger("specrep")
 
 
 def channel_stats(images: Images, chunk: int = 4096, sample: int = 10000) -> Tuple[Tensor, Tensor]:
@@ -118,6 +121,9 @@ def load_dataset(cfg: DatasetConfig, device: torch.device = torch.device("cpu"))
             raise DatasetError(f"dataset {cfg.name}: the {split} split has {images.shape[0]} images but "
                                f"{labels.shape[0]} labels, or labels outside 0..{len(data.classes) - 1}; "
                                "its files are damaged: delete them and download again")
+    if len(data.classes) == 1:
+        log.warning(f"dataset {cfg.name} has one class ({data.classes[0]}): the probe's and kNN's top-1 are 100 % "
+                    "whatever was learnt; give two or more class folders to score the representation")
     data.mean, data.std = channel_stats(data.ssl_images)
     splits = ("train_images", "test_images", "unlabelled_images")
     tensors = [getattr(data, s) for s in splits if isinstance(getattr(data, s), Tensor)]

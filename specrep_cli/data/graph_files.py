@@ -63,8 +63,9 @@ def _rows(path: str | Path, what: str) -> List[Tuple[int, List[str]]]:
     not: without_header) included."""
     path = Path(path)
     if not path.is_file():
-        raise DatasetError(f"{what} file {path} does not exist: check dataset.{what}_path" if what != "edge"
-                           else f"edge list {path} does not exist: check dataset.path")
+        state = "is not a regular file" if path.exists() else "does not exist"   # a folder, a pipe, a device
+        raise DatasetError(f"{what} file {path} {state}: check dataset.{what}_path" if what != "edge"
+                           else f"edge list {path} {state}: check dataset.path")
     lines = [(i + 1, line) for i, line in enumerate(io.StringIO(_text(path), newline=""))
              if line.strip() and not line.lstrip().startswith("#")]
     if not lines:

@@ -223,8 +223,8 @@ def _load_imagefolder(cfg: ImageFolderConfig, fits: Fits) -> ImageData:
     root = data_root(cfg.root)
     test_split = _test_split(root, cfg.test_split)
     if not root.is_dir():
-        raise DatasetError(f"dataset.root={cfg.root} does not exist: point it at a folder with "
-                           f"{cfg.train_split}/<class>/* and {test_split}/<class>/*")
+        raise DatasetError(f"dataset.root={cfg.root} {'is a file' if root.exists() else 'does not exist'}: point it "
+                           f"at a folder with {cfg.train_split}/<class>/* and {test_split}/<class>/*")
     train_files, train_labels, classes = list_image_folder(root / cfg.train_split)
     keep = subset_indices(len(train_files), cfg.subset)
     if keep is not None:

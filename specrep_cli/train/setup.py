@@ -38,7 +38,7 @@ from ..data.graphs import GraphData
 from ..data.pairs import EdgePairs, TextPairs, ViewPairs
 from ..data.splits import ImageData
 from ..data.tokenizer import Tokenizer
-from ..errors import DatasetError, RunDirError, TrainingError
+from ..errors import DatasetError, RunDirError, SpecrepError, TrainingError
 from ..eval.features import FeatureReader
 from ..eval.zeroshot import zero_shot_names
 from ..models.encoders import build_encoder, param_count, uses_channels_last
@@ -89,6 +89,18 @@ class RunDirs:
         log.info(f"{resume_from} is not the latest of its run ({later}): continuing from it as a new run in "
                  f"{job_dir}; {run_dir} is left as it is")
         return cls(job_dir, job_dir, own if own.is_file() else resume_from, parent=resume_from)
+
+
+def resumed_run(resume: str) -> Path | None:
+    """The run dir whose latest checkpoint `resume` names (the run dir itself, or its checkpoints/x.pt
+    with nothing later there): `specrep train resume=RUN` goes on in RUN itself. None for anything
+    else (a checkpoint outside any run, an older epoch, a path that is not there: RunDirs.of says why)."""
+    try:
+        checkpoint = resolve_checkpoint_path(resume)
+    except SpecrepError:
+        return None
+    run_dir = run_dir_of(checkpoint)
+    return run_dir if run_dir is not None and beyond(checkpoint, run_dir) is None else None
 
 
 def beyond(checkpoint: Path, run_dir: Path) -> str | None:

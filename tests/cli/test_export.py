@@ -45,7 +45,7 @@ def test_torchvision_export_loads_with_the_readme_lines_and_gives_the_same_featu
 
 def test_timm_export_of_a_resnet_loads_with_the_readme_lines(resnet_run: Path):
     pytest.importorskip("timm", reason="format=timm needs the extra: pip install 'specrep[timm]'")
-    assert cli.export_command([f"checkpoint={resnet_run / 'checkpoints' / 'last.pt'}", "format=timm",
+    assert cli.run_command("export", [f"checkpoint={resnet_run / 'checkpoints' / 'last.pt'}", "format=timm",
                                f"out={resnet_run / 'timm' / 'last_timm.pt'}"]) == 0   # in this process
     meta = json.loads((resnet_run / "timm" / "last_timm.json").read_text())
     model = readme_load("timm", resnet_run / "timm")
@@ -56,7 +56,7 @@ def test_timm_export_of_a_resnet_loads_with_the_readme_lines(resnet_run: Path):
 
 def export_in_process(capsys, *args: str) -> tuple[int, str]:
     """`specrep export ARGS` in this process: (exit status, stderr)."""
-    code = cli.export_command(list(args))
+    code = cli.run_command("export", list(args))
     return code, capsys.readouterr().err
 
 

@@ -33,7 +33,7 @@ def test_the_backbone_equals_the_safetensors_export(run: Path):
     backbone = load_backbone(run)
     assert isinstance(backbone, torch.nn.Module) and not backbone.training
     assert all(p.device.type == "cpu" for p in backbone.parameters())
-    assert cli.export_command([f"checkpoint={run / 'checkpoints' / 'best.pt'}", "format=safetensors"]) == 0
+    assert cli.run_command("export", [f"checkpoint={run / 'checkpoints' / 'best.pt'}", "format=safetensors"]) == 0
     meta = json.loads((run / "export" / "best.json").read_text())
     fresh = load_backbone(run)   # the exported weights into a zeroed backbone of the same build
     for p in fresh.parameters():

@@ -102,7 +102,7 @@ def test_tensorboard_events_hold_the_steps_epochs_monitoring_report_and_plots(lo
     # the first invocation's report, at step 8 too, was purged with the steps the resumed run redid
     assert scalars["report/linear_probe.top1"][-1] == (8, pytest.approx(report["linear_probe"]["top1"]))
     assert scalars["report/knn.top1"][-1][1] == pytest.approx(report["knn"]["top1"])
-    assert set(acc.Tags()["images"]) == {"plots/loss", "plots/lr", "plots/monitor", "plots/spectrum"}
+    assert set(acc.Tags()["images"]) == {"plots/loss", "plots/lr", "plots/monitor", "plots/spectrum", "plots/ritz"}
     assert "_hparams_/experiment" in acc.PluginTagToContent("hparams")   # the config as hyper-parameters
 
 
@@ -135,7 +135,7 @@ def test_a_resumed_run_logs_into_the_same_wandb_run_and_redoes_no_tensorboard_st
 def test_report_tensorboard_writes_events_from_metrics_jsonl(trained_run: Path, tmp_path: Path, capsys):
     run = tmp_path / "run"
     shutil.copytree(trained_run, run, ignore=shutil.ignore_patterns("*.pt"))
-    assert cli.report_command([str(run), "--tensorboard"]) == 0   # `specrep report RUN --tensorboard`
+    assert cli.run_command("report", [str(run), "--tensorboard"]) == 0   # `specrep report RUN --tensorboard`
     assert f"wrote {run / 'tensorboard'}" in capsys.readouterr().out
     scalars, acc = tensorboard_scalars(run / "tensorboard")
     steps = metrics_steps(run)
@@ -143,9 +143,9 @@ def test_report_tensorboard_writes_events_from_metrics_jsonl(trained_run: Path, 
     report = json.loads((run / "report.json").read_text())
     assert scalars["report/linear_probe.top1"][0][1] == pytest.approx(report["linear_probe"]["top1"])
     assert "plots/loss" in acc.Tags()["images"]
-    assert cli.report_command([str(run), "--tensorboard"]) == 0   # nothing is overwritten
+    assert cli.run_command("report", [str(run), "--tensorboard"]) == 0   # nothing is overwritten
     assert "already holds events" in capsys.readouterr().out
-    assert cli.report_command([str(run), "--tensorbord"]) == 1
+    assert cli.run_command("report", [str(run), "--tensorbord"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--tensorbord" in err
 

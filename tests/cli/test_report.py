@@ -13,7 +13,7 @@ from conftest import TINY, assert_one_line_error, run_cli
 from PIL import Image
 from support import config_of, fake_report, fake_run
 
-from specrep_cli.cli import report_command
+from specrep_cli.cli import run_command
 from specrep_cli.report.metrics import read_step_records
 from specrep_cli.report.report import write_report
 from specrep_cli.report.summary import find_runs, group_runs, mean_std, summarize
@@ -138,7 +138,7 @@ def test_a_repeated_seed_is_named_and_averaged_not_counted_twice(tmp_path: Path,
     assert "seed 0 ran 2 times" in err and "--pool-repeats" in err and len(err.strip().splitlines()) == 1
     assert "seed 0 ran 2 times" in (sweep / "summary.md").read_text()
 
-    assert report_command([str(sweep), "--pool-repeats"]) == 0   # on request: each run one sample
+    assert run_command("report", [str(sweep), "--pool-repeats"]) == 0   # on request: each run one sample
     row = next(csv.DictReader((sweep / "summary.csv").open()))
     assert int(row["n"]) == 3 and row["repeated_seeds"] == "0 (2 runs)"
     assert float(row["probe_top1_std"]) == pytest.approx(statistics.stdev([90.0, 80.0, 92.0]), rel=1e-5)
@@ -166,15 +166,15 @@ def test_two_paths_write_into_their_common_parent_and_the_label_names_every_diff
 ], ids=["empty", "corrupt-json", "not-a-report", "corrupt-yaml"])
 def test_report_bad_input_is_one_line(tmp_path: Path, capsys, setup, needle):
     setup(tmp_path)
-    assert report_command([str(tmp_path)]) == 1
+    assert run_command("report", [str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and needle in err and len(err.strip().splitlines()) == 1
 
 
 def test_report_without_paths_or_with_a_missing_one(tmp_path: Path, capsys):
-    assert report_command([]) == 1 and "needs at least one run or sweep directory" in capsys.readouterr().err
-    assert report_command([str(tmp_path / "nope")]) == 1 and "no such directory" in capsys.readouterr().err
-    assert report_command(["--help"]) == 0 and "usage: specrep report" in capsys.readouterr().out
+    assert run_command("report", []) == 1 and "needs at least one run or sweep directory" in capsys.readouterr().err
+    assert run_command("report", [str(tmp_path / "nope")]) == 1 and "no such directory" in capsys.readouterr().err
+    assert run_command("report", ["--help"]) == 0 and "usage: specrep report" in capsys.readouterr().out
 
 
 def test_specrep_report_over_a_2x2_sweep_with_2_seeds(tmp_path: Path):

@@ -77,6 +77,15 @@ def test_a_resume_into_the_run_dir_keeps_its_hydra_record(finished, tmp_path):
     assert report["run"]["changed_on_resume"][0]["changed"] == ["eval.probe.fast.steps (checkpoint 20, now 10)"]
 
 
+def test_resume_without_a_run_dir_goes_on_in_the_resumed_run_and_leaves_no_other_dir(finished, tmp_path):
+    run_dir = _copy(finished, tmp_path / "with space")   # the run dir given to Hydra, quoted
+    proc = run_cli("train", *TWO_EPOCHS, f"resume={run_dir}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert f"run dir: {run_dir}" in proc.stdout + proc.stderr
+    assert not (tmp_path / "outputs").exists()   # no outputs/<date>/<time> holding half a train.log
+    assert "resuming" in (run_dir / "train.log").read_text()
+
+
 def test_an_older_checkpoint_goes_on_as_a_new_run_and_leaves_its_run_alone(finished, tmp_path):
     run_dir = _copy(finished, tmp_path)
     before = _files(run_dir, lock=True)

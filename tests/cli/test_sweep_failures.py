@@ -8,7 +8,7 @@ from pathlib import Path
 
 from conftest import TINY, assert_one_line_error, run_cli
 
-from specrep_cli.cli import report_command
+from specrep_cli.cli import run_command
 
 # Cheap jobs: no monitoring, no baseline, no alignment.
 QUICK = [o for o in TINY if not o.startswith(("dataset.num_train", "trainer.batch_size"))] + [
@@ -32,7 +32,7 @@ def test_a_failed_job_does_not_stop_the_sweep_and_report_names_failed_and_missin
         assert (sweep / job / "report.json").is_file() and not (sweep / job / "failed.json").exists()
 
     shutil.rmtree(sweep / "2")   # a job that never ran (the sweep was killed before it)
-    assert report_command([str(sweep)]) == 0
+    assert run_command("report", [str(sweep)]) == 0
     err = capsys.readouterr().err
     assert f"failed: {sweep / '0'} (dataset.num_train=100" in err and "larger than the training set" in err
     assert f"missing: {sweep / '2'} (dataset.num_train=300" in err, err

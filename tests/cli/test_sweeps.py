@@ -82,7 +82,7 @@ def test_a_two_trial_optuna_search_and_its_report(tmp_path: Path, capsys):
     assert all(1.0 <= float(next(o for o in v if o.startswith("objective.mu=")).split("=")[1]) <= 8.0
                for v in mus.values())
 
-    assert cli.report_command([str(sweep)]) == 0   # `specrep report SWEEP_DIR`, in this process
+    assert cli.run_command("report", [str(sweep)]) == 0   # `specrep report SWEEP_DIR`, in this process
     assert "2 trials by linear_probe.top1 (maximize), best first" in capsys.readouterr().out
     lines = (sweep / "search.md").read_text().splitlines()
     rows = [line for line in lines if line.startswith("| 1 ") or line.startswith("| 2 ")]

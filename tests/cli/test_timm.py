@@ -30,7 +30,7 @@ def test_a_timm_vit_trains_for_an_epoch_and_exports_to_timm(tmp_path: Path):
     ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
     assert ckpt["encoder"]["backbone.pos_embed"].shape == (1, 65, 192)   # 8 x 8 patches of 4 px + the class token
 
-    assert cli.export_command([f"checkpoint={run}", "format=timm"]) == 0   # `specrep export` in this process
+    assert cli.run_command("export", [f"checkpoint={run}", "format=timm"]) == 0   # `specrep export` in this process
     meta = json.loads((run / "export" / "last_timm.json").read_text())
     assert meta["timm"] == {"model_name": "vit_tiny_patch16_224",
                             "kwargs": {"num_classes": 0, "in_chans": 3, "img_size": 32, "patch_size": 4}}

@@ -103,7 +103,7 @@ def test_training_on_a_folder_with_a_labelled_probe_root_and_on_the_folder_alone
     assert "no probe was possible" in report["linear_probe"]["skipped"] and "top1" not in report["knn"]
     assert report["spectrum"]["representation"]["effective_rank"] >= 1   # the spectra still come
     assert "no probe was possible" in (tmp_path / "alone" / "report.md").read_text()
-    assert cli.report_command([str(tmp_path / "alone"), str(tmp_path / "both")]) == 0   # `specrep report`
+    assert cli.run_command("report", [str(tmp_path / "alone"), str(tmp_path / "both")]) == 0   # `specrep report`
 
 
 # ------------------------------------------------------------------------------ open_clip's CSV

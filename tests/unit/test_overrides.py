@@ -10,7 +10,7 @@ import yaml
 
 from specrep_cli import cli
 from specrep_cli.errors import ConfigError, ReportError
-from specrep_cli.overrides import chosen, command_line, in_hydra_order, last, parse, touches, value_text
+from specrep_cli.overrides import assignment, chosen, command_line, in_hydra_order, last, parse, touches, value_text
 from specrep_cli.report.search import read_search
 from specrep_cli.rundir import unwritable_output_dir
 from specrep_cli.sweeps import optuna_direction, representative_overrides
@@ -111,3 +111,9 @@ def test_flags_among_the_overrides_are_moved_before_them_as_hydra_needs():
     assert in_hydra_order(["a=1", "--multirun", "b=2,3"]) == ["--multirun", "a=1", "b=2,3"]
     assert in_hydra_order(["a=1", "--cfg", "job", "~c"]) == ["--cfg", "job", "a=1", "~c"]
     assert in_hydra_order(["a=1", "--no-such-flag"]) == ["a=1", "--no-such-flag"]   # Hydra says why
+
+
+@pytest.mark.parametrize("value", ["/runs/a-1.2", "/runs/with space", "/runs/it's", "/runs/a\\b", "/runs/x$y"])
+def test_an_assignment_reads_back_as_the_value_given(value):
+    [override] = parse([assignment("hydra.run.dir", value)])
+    assert (override.key_or_group, override.value()) == ("hydra.run.dir", value)
