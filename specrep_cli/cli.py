@@ -214,7 +214,7 @@ into torchvision's resnet18 or timm's model as the JSON sidecar (out with .json)
 example: specrep export checkpoint=outputs/2026-12-01/10-00-00 format=torchvision"""
 
 
-def composed(command: str, args: List[str]) -> Any:
+def composed(command: str, args: List[str]) -> "config.TrainConfig | config.EvalAppConfig | config.ExportAppConfig":
     """The typed config of `specrep COMMAND ARGS` (config.compose_config), an override that does not
     parse named and Hydra's and OmegaConf's errors as one line: ConfigError."""
     overrides.parse(args)

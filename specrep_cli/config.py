@@ -841,7 +841,7 @@ def register() -> None:
             cs.store(group=f"schema/{group}", name=name, node=node)
 
 
-def to_dict(cfg: Any) -> Dict[str, Any]:
+def to_dict(cfg: object) -> Dict[str, Any]:
     """A typed config (a dataclass of this module) as plain dicts and lists: what checkpoints store."""
     return asdict(cfg)
 
@@ -959,7 +959,7 @@ def _leaves(node: Any, key: str = "") -> List[tuple]:
     return [leaf for name, v in children for leaf in _leaves(v, f"{key}.{name}" if key else name)]
 
 
-def _check_values(typed: Any) -> None:
+def _check_values(typed: object) -> None:
     """What every value must be, whatever its key: a number finite (nan and inf pass `> 0` checks, then
     wreck a run or a figure), a text not empty (`resume=$RUN` with RUN unset would start a new run)."""
     for key, value in _leaves(typed):

@@ -15,10 +15,11 @@ A search selects on the figure each job returns, which must not come from the te
 from __future__ import annotations
 
 import importlib.util
-from typing import Any, List
+from typing import List
 
 from hydra.core.override_parser.types import Glob, IntervalSweep, Override
 
+from .config import ImageDatasetConfig, TrainConfig
 from .errors import ConfigError
 from .figures import selection_figure
 from .overrides import chosen, last, value_text
@@ -60,12 +61,13 @@ def searches(parsed: List[Override]) -> bool:
     return (chosen(parsed, "hydra/sweeper") or "basic") != "basic"
 
 
-def selects_on_test(cfg: Any) -> str | None:
+def selects_on_test(cfg: TrainConfig) -> str | None:
     """The refusal of a search (on the composed config.TrainConfig `cfg`) on a figure that only the test
     split would give (figures.selection_figure: a test figure without a validation counterpart, and no
     dataset.holdout): the test split never selects."""
     key = cfg.eval.objective_metric
-    source = selection_figure(key, getattr(cfg.dataset, "holdout", None) is not None)
+    images = isinstance(cfg.dataset, ImageDatasetConfig)   # graphs have no holdout
+    source = selection_figure(key, images and cfg.dataset.holdout is not None)
     if source == "linear_probe.val_top1" and cfg.eval.probe.protocol == "standard":
         what = "the standard probe has no validation figure"
     elif source is None:
@@ -73,7 +75,7 @@ def selects_on_test(cfg: Any) -> str | None:
     else:
         return None
     holdout = "add dataset.holdout=0.1 (held-out train images stand in for the test split), or " \
-        if hasattr(cfg.dataset, "holdout") else ""
+        if images else ""
     return (f"a search must not select on the test split, and eval.objective_metric={key} is scored on it and {what}: "
             f"{holdout}search on eval.objective_metric=knn.top1 (its validation figure: knn.val_top1)")
 

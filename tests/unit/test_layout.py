@@ -22,9 +22,10 @@ LAYERS = [
     {"specrep_cli", "errors", "storage", "registry", "figures", "progress"},
     {"hydra_errors"},   # Hydra's and OmegaConf's error text, read in one place
     {"overrides"},      # the one parser of command-line overrides (Hydra's grammar); its errors name the override
-    # rundir: the run dir's lock and failure record; sweeps: the preflight's view of sweeps
-    {"config", "runtime", "rundir", "sweeps"},
-    {"models", "data", "report", "checkpoint"},
+    # rundir: the run dir's lock and failure record
+    {"config", "runtime", "rundir"},
+    # sweeps: the preflight's view of sweeps, on the composed typed config
+    {"models", "data", "report", "checkpoint", "sweeps"},
     {"objectives", "export"},   # export: the models and the checkpoint meet (specrep export)
     {"eval", "load"},   # load: trained encoders for Python users (load_backbone, load_encoder)
     {"train"},
