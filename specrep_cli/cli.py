@@ -240,7 +240,7 @@ def export(args: List[str]) -> int:
 def chosen_tuned(parsed: List[Override]) -> str | None:
     """The refusal of `tuned=...`: conf/tuned/ is an optional default that Hydra would let a command
     line replace by any name, a typo included, silently (or by another pair's file)."""
-    if overrides.last(parsed, "tuned") is not None:
+    if any(o.key_or_group.split("/")[0] == "tuned" for o in parsed):   # tuned, tuned/graph
         return ("tuned is not an option to choose: conf/tuned/<objective>_<optim>.yaml (and "
                 "conf/tuned/<dataset>/<objective>_<optim>.yaml over it) applies by itself when that objective "
                 "trains with that optimizer; set its keys instead (e.g. optim.lr=0.3)")

@@ -1,7 +1,8 @@
 """The truth on a graph, and how far a trained phi is from it.
 
     values, vectors = top_eigenpairs(graph, k)         # of K = D^-1/2 A D^-1/2 (float64, descending)
-    section = graph_report(graph, phi, mu, budget_s)   # report.json's "graph" section
+    found = truth(graph, k, budget_s)                  # the same, within a time budget, or why not (a str)
+    section = graph_report(graph, phi, mu, found=found)   # report.json's "graph" section
     alignment = subspace_alignment(u, v)               # mean squared cosine of the principal angles
 
 The truth takes at most about budget_s seconds (eval.truth_budget_s; eigensolvers.py): a dense eigh
@@ -25,7 +26,7 @@ from ..config import EvalConfig
 from ..data.graphs import Graph
 from ..errors import DatasetError
 from . import eigensolvers
-from .eigensolvers import Kernel
+from .eigensolvers import Eigenpairs, Kernel
 
 log = logging.getLogger("specrep")
 GROUP_TOL = 1e-3       # true eigenvalues closer than this form one (near-)degenerate eigenspace
@@ -99,14 +100,21 @@ def per_coordinate(u: Tensor, vectors: Tensor, values: Tensor, d: int) -> Tuple[
     return coords, spaces
 
 
+def truth(graph: Graph, k: int, budget_s: float = EvalConfig.truth_budget_s) -> Eigenpairs | str:
+    """K's top min(k, n - 1) eigenpairs within about budget_s seconds (eigensolvers.top_eigenpairs),
+    or why not: computed once per evaluation, read by graph_report and the Ritz comparison."""
+    return eigensolvers.top_eigenpairs(kernel(graph), min(k, graph.num_nodes - 1), budget_s)
+
+
 def graph_report(graph: Graph, phi: Tensor, mu: float | None = None,
-                 budget_s: float = EvalConfig.truth_budget_s) -> Dict[str, Any]:
-    """report.json's "graph" section for phi (n, d), the projection of every node (row order); the
-    truth (K's top d + 1 eigenpairs) within budget_s seconds, else the section says why it was skipped."""
+                 budget_s: float = EvalConfig.truth_budget_s, found: Eigenpairs | str | None = None) -> Dict[str, Any]:
+    """report.json's "graph" section for phi (n, d), the projection of every node (row order), against
+    `found` (truth(): at least K's top d + 1 eigenpairs, or why not), computed here within budget_s
+    seconds when not given; a section saying why it was skipped when the truth is out of reach."""
     n, d = phi.shape
     if d >= n:
         return {"skipped": f"phi has d={d} dimensions for {n} nodes: nothing to compare (lower encoder.dim)"}
-    found = eigensolvers.top_eigenpairs(kernel(graph), min(d + 1, n - 1), budget_s)
+    found = truth(graph, d + 1, budget_s) if found is None else found
     if isinstance(found, str):
         return {"nodes": n, "edges": graph.num_edges, "d": d, "skipped": found}
     values, vectors = found.values, found.vectors

@@ -5,7 +5,7 @@
     f_a, f_b = edge_pairs(graph, nodes.h, count)                               # h at both ends of drawn edges
     result = solve(f_a, f_b, cross=False)                                      # ritz.Ritz, from the pairs' moments
     section = ritz_section(result, kind, count, scorer)                        # report.json's "ritz"
-    extra = graph_ritz(graph, nodes.h, result, budget_s)                       # ritz_eigenspaces and the spectra
+    extra = graph_ritz(graph, nodes.h, result, budget_s, found)                # ritz_eigenspaces and the spectra
 
 The pairs are drawn from the train split as the run's own pairs are (two augmented views, an augmented
 image and one of its captions, or an edge by weight), with fixed generators (seed RITZ_SEED), and the
@@ -30,9 +30,9 @@ from ..data.batches import batches
 from ..data.graphs import Graph
 from ..data.splits import ImageData, Images
 from ..progress import phase
-from . import eigensolvers
+from .eigensolvers import Eigenpairs
 from .features import FeatureReader, encode, frozen
-from .graph_truth import eigenspaces, kernel, subspace_alignment
+from .graph_truth import eigenspaces, subspace_alignment, truth
 from .probes import knn_top1, linear_probe
 from .ritz import ILL_CONDITIONED, Ritz, cross_ritz, effective_dim, pair_moments, prefix_sizes, ritz
 from .towers import TextTower
@@ -173,15 +173,17 @@ def ritz_section(result: Ritz, kind: str, pairs: int, scorer: Scorer | None, why
     return section
 
 
-def graph_ritz(graph: Graph, nodes_h: Tensor, result: Ritz, budget_s: float) -> Dict[str, Any]:
+def graph_ritz(graph: Graph, nodes_h: Tensor, result: Ritz, budget_s: float,
+               found: Eigenpairs | str | None = None) -> Dict[str, Any]:
     """The graph section's Ritz part: ritz_eigenspaces (for each group of equal true eigenvalues, the
     alignment of the Ritz-ordered functions in the same positions with it, computed as graph_truth's
     per-eigenspace alignment: rows weighted sqrt(p(x))), and the Ritz values beside the true top r
-    (r: the ordered functions); ritz_skipped, saying why, when the truth is out of reach."""
+    (r: the ordered functions); ritz_skipped, saying why, when the truth is out of reach. `found`:
+    graph_truth.truth's top r + 1 eigenpairs or more (computed here within budget_s when not given)."""
     n, r = graph.num_nodes, result.vectors.shape[1]
     if r >= n:
         return {"ritz_skipped": f"h has {r} Ritz functions for {n} nodes: nothing to compare"}
-    found = eigensolvers.top_eigenpairs(kernel(graph), min(r + 1, n - 1), budget_s)
+    found = truth(graph, r + 1, budget_s) if found is None else found
     if isinstance(found, str):
         return {"ritz_skipped": found}
     values, vectors = found.values[:r], found.vectors[:, :r]

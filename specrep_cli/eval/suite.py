@@ -8,8 +8,9 @@
         the probe of eval.probe.protocol and the kNN on the representation h, the spectra of h and z,
         zero-shot and retrieval, a graph's truth and embeddings.pt; alignment and uniformity over two
         views; Rayleigh-Ritz on h (eval.ritz: pairs of the train split, then the prefix curve on the
-        split features); the random-init baseline (eval.random_init) from its own features; then
-        report.json, report.md and plots/ in run_dir.
+        split features); a graph run's convergence (the loss trend of header["losses"]); the
+        random-init baseline (eval.random_init) from its own features; then report.json, report.md
+        and plots/ in run_dir.
     watched = monitor(encoder, data, cfg.eval, reader)   # validation kNN top-1 and effective ranks on a subset
 """
 from __future__ import annotations
@@ -19,7 +20,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, List, Tuple
 
 import torch
 from rich.console import Console
@@ -32,8 +33,10 @@ from ..errors import ReportError
 from ..progress import quiet, stages
 from ..report.report import objective_section, print_report, write_report
 from ..storage import atomic_write, reason
+from .convergence import convergence
+from .eigensolvers import Eigenpairs
 from .features import FeatureReader, Features, Split, extract
-from .graph_truth import graph_report
+from .graph_truth import graph_report, truth
 from .probes import knn_top1, linear_probe, probe_split, standard_probe
 from .ritz_report import Scorer, caption_pairs, edge_pairs, graph_ritz, prefix_probe, ritz_section, solve, view_pairs
 from .spectra import alignment, effective_rank, spectrum, uniformity
@@ -125,13 +128,16 @@ def evaluate_encoder(evaluation: Evaluation, encoder: nn.Module, features: Featu
     graph = features.nodes is not None
     every = features.nodes if graph else features.train
     results["spectrum"] = {"representation": spectrum(every.h), "projection": spectrum(every.z)}
-    if graph:
+    found = None
+    if graph:   # the truth once, for phi and for the Ritz-ordered functions of h
+        wanted = max(every.z.shape[1], every.h.shape[1] if evaluation.cfg.ritz else 0) + 1
+        found = truth(evaluation.data.graph, wanted, evaluation.cfg.truth_budget_s)
         results["graph"] = graph_report(evaluation.data.graph, every.z, evaluation.towers.mu,
-                                        evaluation.cfg.truth_budget_s)
+                                        evaluation.cfg.truth_budget_s, found)
     else:
         results.update(view_diagnostics(evaluation, encoder))
     if evaluation.cfg.ritz:
-        ritz_results(evaluation, encoder, features, results)
+        ritz_results(evaluation, encoder, features, results, found)
     return results
 
 
@@ -173,11 +179,13 @@ def view_diagnostics(evaluation: Evaluation, encoder: nn.Module) -> Dict[str, An
                            "projection": (uniformity(z_a) + uniformity(z_b)) / 2}}
 
 
-def ritz_results(evaluation: Evaluation, encoder: nn.Module, features: Features, results: Dict[str, Any]) -> None:
+def ritz_results(evaluation: Evaluation, encoder: nn.Module, features: Features, results: Dict[str, Any],
+                 found: Eigenpairs | str | None = None) -> None:
     """Rayleigh-Ritz on h into `results`: "ritz" (ritz_report.ritz_section, with the seconds it took)
     from cfg.ritz_pairs pairs of the train split of the run's own kind (a graph's edges: rows of the
     node features; an image-text run's image views and captions: the cross form; else two views,
-    encoded here), and a graph section's Ritz part (graph_ritz). Nothing for images without views."""
+    encoded here), and a graph section's Ritz part (graph_ritz, against the truth `found` when
+    given). Nothing for images without views."""
     cfg, data, reader, t0 = evaluation.cfg, evaluation.data, evaluation.reader, time.perf_counter()
     text = evaluation.towers.text
     if features.nodes is not None:
@@ -192,7 +200,7 @@ def ritz_results(evaluation: Evaluation, encoder: nn.Module, features: Features,
     section = ritz_section(result, kind, cfg.ritz_pairs, ritz_scorer(evaluation, features, results), NO_LABELS)
     graph = results.get("graph")
     if graph is not None and "skipped" not in graph:
-        graph.update(graph_ritz(data.graph, features.nodes.h, result, cfg.truth_budget_s))
+        graph.update(graph_ritz(data.graph, features.nodes.h, result, cfg.truth_budget_s, found))
     results["ritz"] = {**section, "seconds": time.perf_counter() - t0}
 
 
@@ -234,6 +242,8 @@ def evaluate_run(evaluation: Evaluation, header: Dict[str, Any]) -> Dict[str, An
         features = extract_towers(evaluation)
         stage("probe, kNN and diagnostics")
         results = evaluate_towers(evaluation, features)
+        if "graph" in results and "skipped" not in results["graph"] and "losses" in header:   # a train run's
+            judge_convergence(results["graph"], header["losses"], header["moving_target"])
         stage("writing the report")
         report = {"run": header["run"], **results, "history": header.get("history", []),
                   "timing": {**header.get("timing", {}), "eval_seconds": time.perf_counter() - t0}}
@@ -245,6 +255,15 @@ def evaluate_run(evaluation: Evaluation, header: Dict[str, Any]) -> Dict[str, An
         write_report(run_dir, report)   # report.json, plots/ (from metrics.jsonl and the report), report.md
     print_report(report, evaluation.console)
     return report
+
+
+def judge_convergence(graph: Dict[str, Any], losses: List[float], moving_target: bool) -> None:
+    """The graph section's "convergence" (eval/convergence.py: the loss trend of the epochs), its
+    warning among the section's warnings and logged."""
+    graph["convergence"] = convergence(losses, moving_target)
+    if warning := graph["convergence"].get("warning"):
+        graph["warnings"].append(warning)
+        log.warning(warning)
 
 
 def write_embeddings(path: Path, data: GraphData, nodes: Split) -> None:

@@ -91,6 +91,13 @@ class Method(nn.Module):
     def after_step(self, progress: float) -> None:
         """Called after every optimizer step; progress = finished steps / total steps."""
 
+    @property
+    def moving_target(self) -> bool:
+        """Whether the loss compares phi with estimates carried over from earlier steps (an EMA target
+        network, a running second moment): then its value is not a fixed function of phi, and its
+        trend says nothing of the distance to an optimum (eval/convergence.py)."""
+        return False
+
 
 class EMATarget(nn.Module):
     """A stop-gradient copy of an encoder, updated as nu <- m nu + (1 - m) phi (m = 0: nu = sg(phi))."""
@@ -223,6 +230,10 @@ class SpectralBYOL(RunningSecondMoment):
         self.lambda_source = cfg.lambda_source
         self.target = EMATarget(self.encoder) if cfg.target_momentum > 0 else None
 
+    @property
+    def moving_target(self) -> bool:
+        return self.target is not None or self.lambda_source == "ema"
+
     def forward(self, view_a, view_b):
         phi_a, phi_b = self.embed_pair(view_a, view_b)
         if self.target is None:
@@ -259,6 +270,10 @@ class PCA(RunningSecondMoment):
         self.lam = cfg.lam
         self.penalty_estimate = cfg.penalty_estimate
         self.nested = cfg.nested   # the nested loss over the prefixes psi_{1:k} (losses.pca_penalty)
+
+    @property
+    def moving_target(self) -> bool:
+        return self.penalty_estimate == "ema"
 
     def forward(self, view_a, view_b):
         psi_a, psi_b = self.embed_pair(view_a, view_b)
@@ -334,6 +349,10 @@ class BYOL(Method):
         d = self.encoder.out_dim
         self.predictor = projector(d, cfg.predictor_hidden_dim, d, 2)
         self.target = EMATarget(self.encoder)
+
+    @property
+    def moving_target(self) -> bool:
+        return True
 
     def forward(self, view_a, view_b):
         z_a, z_b = self.embed_pair(view_a, view_b)

@@ -7,6 +7,7 @@ written by rank 0 as training goes.
     metrics.write({"step": 40, "epoch": 2, "resumed_from": ".../last.pt",    # a resume that changed
                    "changed": ["optim.lr (checkpoint 0.1, now 0.05)"]})       #   safe settings
     resumes = read_resume_records(run_dir / "metrics.jsonl")                 # those, for report.json
+    losses = read_epoch_losses(run_dir / "metrics.jsonl")                    # each epoch's mean loss
 """
 from __future__ import annotations
 
@@ -68,3 +69,13 @@ def read_step_records(metrics_path: Path) -> List[Dict[str, Any]]:
         if "lr" in record and "step" in record:
             by_step[record["step"]] = record
     return [by_step[s] for s in sorted(by_step)]
+
+
+def read_epoch_losses(metrics_path: Path) -> List[float]:
+    """Each epoch's mean training loss (the epoch records' `epoch_loss`), in epoch order; an epoch
+    logged twice (a resumed run redoes the epoch it stopped in) keeps its last record."""
+    by_epoch: Dict[int, float] = {}
+    for record in read_records(metrics_path):
+        if "epoch_seconds" in record and "epoch_loss" in record:
+            by_epoch[int(record["epoch"])] = float(record["epoch_loss"])
+    return [by_epoch[e] for e in sorted(by_epoch)]

@@ -174,6 +174,7 @@ def graph_lines(graph: Dict[str, Any]) -> List[str]:
              f"| eigenvalue error (mean abs, learned vs true) | {graph['eigenvalue_error']:.4f} |",
              f"| eigengap lambda_d - lambda_(d+1) | {graph['eigengap']:.4f} |",
              f"| kernel reconstruction error (relative; best rank-d: {ey['best']:.4f}) | {ey['relative_error']:.4f} |",
+             *convergence_rows(graph.get("convergence")),
              "", "| k | learned eigenvalue | true eigenvalue | coordinate k vs eigenvector k (cos^2) |",
              "| --- | --- | --- | --- |"]
     lines += [f"| {k + 1} | {a:.4f} | {b:.4f} | {c:.3f} |" for k, (a, b, c) in
@@ -189,6 +190,15 @@ def graph_lines(graph: Dict[str, Any]) -> List[str]:
                   f"{s['alignment']:.3f} |" for s in graph["ritz_eigenspaces"] for a, b in [s["coordinates"]]]
     lines += [f"\n**Warning:** {w}" for w in graph.get("warnings", [])]
     return lines
+
+
+def convergence_rows(section: Dict[str, Any] | None) -> List[str]:
+    """The graph table's row on the loss trend (eval/convergence.py): none for `specrep eval`."""
+    if section is None or section["converged"] is None:
+        return []
+    trend = ", ".join(f"{v:.4g} ({k})" for k, v in section["losses"].items())
+    return [f"| converged (the loss over the last quarter of the epochs) | "
+            f"{'yes' if section['converged'] else '**not converged**'}: {trend} |"]
 
 
 def ritz_lines(ritz: Dict[str, Any], shown: int = 16) -> List[str]:

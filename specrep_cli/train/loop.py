@@ -32,7 +32,7 @@ from ..data.batches import batches
 from ..errors import ReportError, TrainingError
 from ..eval.suite import Evaluation, evaluate_run, monitor
 from ..eval.towers import Towers
-from ..report.metrics import read_resume_records
+from ..report.metrics import read_epoch_losses, read_resume_records
 from ..rundir import held
 from ..runtime import Compute, Ranks
 from .collapse import collapse_warning
@@ -333,7 +333,8 @@ def finish(run: Run, state: LoopState) -> Dict[str, Any]:
 
 
 def report_header(run: Run, state: LoopState) -> Dict[str, Any]:
-    """The report's "run" (the settings, and what every resume changed), "history" and "timing"."""
+    """The report's "run" (the settings, and what every resume changed), "history", "timing", and the
+    epochs' mean losses (read from metrics.jsonl: a graph's report judges convergence by them)."""
     cfg, tr, progress = run.cfg, run.cfg.trainer, state.progress
     resumes = read_resume_records(run.run_dir / "metrics.jsonl")
     return {
@@ -345,6 +346,8 @@ def report_header(run: Run, state: LoopState) -> Dict[str, Any]:
                 **({"parent_checkpoint": str(run.dirs.parent.absolute())} if run.dirs.parent else {}),
                 **({"changed_on_resume": resumes} if resumes else {})},
         "history": progress.history,
+        "losses": read_epoch_losses(run.run_dir / "metrics.jsonl"),   # each epoch's mean: a graph's convergence
+        "moving_target": run.method.moving_target,                     # their trend then means nothing
         "timing": {"train_seconds": progress.train_seconds,
                    "train_images_per_second": run.total_steps * tr.batch_size / max(progress.train_seconds, 1e-9),
                    **({"compile_seconds": state.compile_seconds} if state.compile_seconds is not None else {})},

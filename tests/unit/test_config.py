@@ -173,7 +173,7 @@ def test_validate_rejects_force_added_keys_and_bad_ranges():
 
 
 # ---------------------------------------------------------------------------- tuned/: an objective's optimizer settings
-TUNED = sorted(p.stem for p in (CONF / "tuned").glob("*.yaml"))
+TUNED = sorted(p.stem for p in (CONF / "tuned").glob("*.yaml"))   # the pairs' files (every dataset)
 
 
 @pytest.mark.parametrize("pair", TUNED)
@@ -198,8 +198,23 @@ def test_a_dataset_tuned_file_applies_on_that_dataset_only_over_the_pairs_file()
     assert compose_train(["objective=pca"]).optim.lr == 0.3        # no shapes file: the pair's file
 
 
+@pytest.mark.parametrize("objective", ["spectral", "pca", "spectral_byol"])
+def test_the_plain_graph_command_brings_the_graph_schedule_and_the_command_line_wins(objective):
+    # conf/tuned/graph/<objective>_adamw.yaml over conf/tuned/graph/table.yaml
+    cfg = compose_train(["dataset=graph", f"objective={objective}"])
+    assert (cfg.optim.name, cfg.optim.lr, cfg.optim.weight_decay) == ("adamw", 0.03, 0.0)
+    assert (cfg.trainer.batch_size, cfg.trainer.epochs, cfg.dataset.pairs_per_epoch) == (512, 24, 25600)
+    assert objective != "spectral" or cfg.objective.mu == 100.0
+    mine = compose_train(["dataset=graph", f"objective={objective}", "optim.lr=0.5", "trainer.epochs=3"])
+    assert (mine.optim.lr, mine.trainer.epochs) == (0.5, 3)
+    elsewhere = compose_train([f"objective={objective}", "optim=adamw"])     # on images: untouched
+    assert elsewhere.optim.lr == compose_train(["optim=adamw"]).optim.lr and elsewhere.trainer.batch_size != 512
+    other = compose_train(["dataset=graph", "objective=simclr"])               # not tuned on graphs: the plain ones
+    assert (other.optim.lr, other.trainer.batch_size) == (compose_train(["optim=adamw"]).optim.lr, 128)
+
+
 @pytest.mark.parametrize("override", ["tuned=pca_lars", "tuned=pca_lasr", "+tuned=vicreg_lars", "~tuned",
-                                      "tuned@_global_=shapes/pca_lars", "~tuned@_global_"])
+                                      "tuned@_global_=shapes/pca_lars", "~tuned@_global_", "tuned/graph=table"])
 def test_choosing_a_tuned_file_on_the_command_line_is_one_line_not_a_silent_choice(override, tmp_path):
     # Hydra alone would take a missing name (optional) as nothing and another pair's file as given
     from specrep_cli import cli

@@ -78,10 +78,15 @@ def test_a_two_tower_run_encodes_the_test_images_once_and_each_prompt_and_captio
     assert "zero_shot" in report and "retrieval" in report
 
 
-def test_a_graph_run_encodes_every_node_once(tmp_path):
+def test_a_graph_run_encodes_every_node_once_and_solves_the_truth_once(tmp_path, monkeypatch):
+    from specrep_cli.eval import eigensolvers
+    solved, solve = [], eigensolvers.top_eigenpairs
+    monkeypatch.setattr(eigensolvers, "top_eigenpairs", lambda *a, **k: solved.append(a[1]) or solve(*a, **k))
     report, run, phi, baseline, _ = evaluate(tmp_path, ["dataset=graph", "dataset.source=ring", "dataset.num_nodes=200",
                                                         "dataset.hops=5", "encoder.dim=4", "trainer.batch_size=64"])
     phi.expect(200)   # the probe's splits, the spectra, the truth and embeddings.pt: rows of one pass
     baseline.expect(200)
+    assert solved == [5]   # one eigensolve (d + 1 pairs) for phi's section and the Ritz-ordered functions
+    assert "ritz_eigenspaces" in report["graph"]
     embeddings = torch.load(tmp_path / "embeddings.pt", weights_only=True)
     assert embeddings["phi"].shape == (200, 4) and "graph" in report and "linear_probe" in report
