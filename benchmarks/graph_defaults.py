@@ -90,7 +90,8 @@ def row(objective: str, graph: str, report: dict | str, seconds: float, steps: i
         return f"| {objective} | {graph} | {report} | | | | {seconds:.0f} | |"
     g = report["graph"]
     ritz = " / ".join(f"{s['alignment']:.2f}" for s in g.get("ritz_eigenspaces", []))
-    converged = "not converged" if g.get("convergence", {}).get("converged") is False else "yes"
+    verdict = g.get("convergence", {}).get("converged")
+    converged = {True: "yes", False: "not converged", None: "not judged"}[verdict]   # None: a moving target
     return (f"| {objective} | {graph} | {g['subspace_alignment']:.3f} | {ritz} | {g['eigengap']:.3f} | {steps} | "
             f"{seconds:.0f} | {converged} |")
 

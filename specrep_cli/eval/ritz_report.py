@@ -40,6 +40,7 @@ from .towers import TextTower
 log = logging.getLogger("specrep")
 RITZ_SEED = 0        # the pairs' draws: the same at the end of training and in `specrep eval`
 PREFIX_STEPS = 10    # L-BFGS iterations per fit of a prefix probe (at most; the main probe: eval.probe.fast.steps)
+SHARE_OF_FULL = 0.95  # dims_for_95: the fewest ordered functions whose probe reaches this share of all of them
 
 
 def pair_order(n: int, count: int, seed: int = RITZ_SEED) -> Tensor:
@@ -147,6 +148,13 @@ def prefix_curve(result: Ritz, scorer: Scorer) -> List[Dict[str, float]]:
     return curve
 
 
+def dims_for(prefix: List[Dict[str, float]], share: float = SHARE_OF_FULL) -> int:
+    """The fewest Ritz-ordered functions k on the prefix curve whose probe reaches `share` of the probe on
+    all of them (the curve's last point, same probe settings)."""
+    full = prefix[-1]["probe_top1"]
+    return next(p["k"] for p in prefix if p["probe_top1"] >= share * full)
+
+
 def ritz_warnings(result: Ritz) -> List[str]:
     """A line when C (the second moment of h over the pairs) is ill-conditioned."""
     if not result.ill_conditioned:
@@ -158,7 +166,8 @@ def ritz_warnings(result: Ritz) -> List[str]:
 
 def ritz_section(result: Ritz, kind: str, pairs: int, scorer: Scorer | None, why_not: str = "") -> Dict[str, Any]:
     """report.json's "ritz": the Ritz values (descending), their effective dimension, C's condition
-    number (null when infinite) and warnings, and the prefix curve (none without a scorer: `why_not`)."""
+    number (null when infinite) and warnings, the prefix curve and dims_for_95 (dims_for; neither
+    without a scorer: `why_not`)."""
     condition = result.condition if math.isfinite(result.condition) else None
     section = {"features": "representation h", "pairs": pairs, "kind": kind, "values": result.values.tolist(),
                "effective_dim": effective_dim(result.values), "condition": condition,
@@ -166,7 +175,8 @@ def ritz_section(result: Ritz, kind: str, pairs: int, scorer: Scorer | None, why
     if scorer is None:
         section.update(prefix=[], prefix_skipped=why_not)
     else:
-        section.update(prefix=prefix_curve(result, scorer),
+        prefix = prefix_curve(result, scorer)
+        section.update(prefix=prefix, dims_for_95=dims_for(prefix),
                        prefix_probe={"steps": scorer.probe.steps, "weight_decays": list(scorer.probe.weight_decays)})
     for line in section["warnings"]:
         log.warning(line)

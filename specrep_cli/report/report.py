@@ -215,6 +215,9 @@ def ritz_lines(ritz: Dict[str, Any], shown: int = 16) -> List[str]:
         lines += ["", "The fast probe and the kNN on the first k Ritz-ordered functions h @ v_1..v_k:", "",
                   "| k | probe top-1 | kNN top-1 |", "| --- | --- | --- |"]
         lines += [f"| {p['k']} | {p['probe_top1']:.2f} % | {p['knn_top1']:.2f} % |" for p in ritz["prefix"]]
+        if "dims_for_95" in ritz:
+            lines += ["", f"The first {ritz['dims_for_95']} ordered functions reach 95 % of the probe on all "
+                          f"{ritz['prefix'][-1]['k']}."]
     elif ritz.get("prefix_skipped"):
         lines += ["", f"No prefix curve: {ritz['prefix_skipped']}."]
     lines += [f"\n**Warning:** {w}" for w in ritz.get("warnings", [])]

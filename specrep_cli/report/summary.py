@@ -54,15 +54,22 @@ GRAPH_METRICS = (   # dataset=graph runs: phi against the truth; shown when a ru
     ("eigenvalue_error", "eig. error", ("graph", "eigenvalue_error")),
     ("eigengap", "eigengap", ("graph", "eigengap")),
 )
+RITZ_METRICS = (   # eval.ritz with labels: the ordered functions whose probe reaches 95 % of all of them
+    ("ritz_dims_for_95", "Ritz dims for 95 %", ("ritz", "dims_for_95")),
+)
 FORMATS = {"probe_top1": "{:.2f}", "knn_top1": "{:.2f}", "effective_rank": "{:.1f}",
            "images_per_second": "{:.0f}", "train_seconds": "{:.1f}", "subspace_alignment": "{:.4f}",
-           "eigenvalue_error": "{:.4f}", "eigengap": "{:.4f}"}
+           "eigenvalue_error": "{:.4f}", "eigengap": "{:.4f}", "ritz_dims_for_95": "{:g}"}
+ALL_METRICS = METRICS + RITZ_METRICS + GRAPH_METRICS
 
 
 def metrics_of(groups: Sequence["Group"]) -> Tuple[Tuple[str, str, Tuple[str, ...]], ...]:
-    """The columns of these groups' table: METRICS, and GRAPH_METRICS when any run is on a graph."""
-    graph = any("graph" in r.report for g in groups for r in g.runs)
-    return METRICS + GRAPH_METRICS if graph else METRICS
+    """The columns of these groups' table: METRICS, RITZ_METRICS when any run has a prefix curve, and
+    GRAPH_METRICS when any run is on a graph."""
+    runs = [r for g in groups for r in g.runs]
+    ritz = any("dims_for_95" in (r.report.get("ritz") or {}) for r in runs)
+    graph = any("graph" in r.report for r in runs)
+    return METRICS + (RITZ_METRICS if ritz else ()) + (GRAPH_METRICS if graph else ())
 
 
 @dataclass
@@ -222,7 +229,7 @@ def group_stats(group: Group) -> Dict[str, Tuple[float, float, int]]:
     """column -> (mean, std, n) of each metric over the group's samples (samples(): a seed's runs
     averaged into one, or with pool_repeats each run)."""
     parts = samples(group)
-    return {col: mean_std([_sample_mean(s, where) for s in parts]) for col, _, where in METRICS + GRAPH_METRICS}
+    return {col: mean_std([_sample_mean(s, where) for s in parts]) for col, _, where in ALL_METRICS}
 
 
 def random_init(group: Group, key: str) -> float | None:

@@ -125,6 +125,20 @@ def test_runs_differing_only_in_seed_are_pooled(tmp_path: Path):
     assert_png(sweep / "summary.png")
 
 
+def test_the_ritz_dims_for_95_column_appears_when_runs_have_a_prefix_curve(tmp_path: Path):
+    sweep = tmp_path / "sweep"
+    for job, (seed, dims) in enumerate([(0, 4), (1, 8)]):
+        report = {**fake_report(90.0, 80.0, seed), "ritz": {"values": [1.0, 0.5], "dims_for_95": dims}}
+        fake_run(sweep / str(job), config_of("spectral", seed), report)
+    fake_run(tmp_path / "plain" / "0", config_of("simclr", 0), fake_report(85.0, 75.0))
+    summarize([sweep])
+    rows = list(csv.DictReader((sweep / "summary.csv").open()))
+    assert float(rows[0]["ritz_dims_for_95_mean"]) == pytest.approx(6.0)
+    assert "Ritz dims for 95 %" in (sweep / "summary.md").read_text()
+    summarize([tmp_path / "plain"])   # no run with a prefix curve: no column
+    assert "ritz_dims_for_95_mean" not in (tmp_path / "plain" / "summary.csv").read_text()
+
+
 def test_a_repeated_seed_is_named_and_averaged_not_counted_twice(tmp_path: Path, capsys):
     sweep = tmp_path / "sweep"
     for job, (seed, probe) in enumerate([(0, 90.0), (1, 80.0), (0, 92.0)]):

@@ -127,3 +127,14 @@ def test_the_cross_form_gives_a_vector_map_for_each_tower():
     result = solve(f, other + f[:, :4], cross=True)
     assert result.values.shape == (4,) and result.vectors.shape == (6, 4) and result.vectors_y.shape == (4, 4)
     assert len(ritz_section(result, "image-text", 500, None, "")["values"]) == 4
+
+
+def test_dims_for_95_is_the_first_k_within_5_percent_of_the_full_curve():
+    from specrep_cli.eval.ritz_report import dims_for
+    curve = [{"k": 1, "probe_top1": 30.0}, {"k": 2, "probe_top1": 60.0}, {"k": 4, "probe_top1": 76.0},
+             {"k": 8, "probe_top1": 80.0}]
+    assert dims_for(curve) == 4                       # 76 >= 0.95 * 80, 60 is not
+    assert dims_for(curve, share=0.96) == 8
+    assert dims_for(curve[:1]) == 1                   # one function: itself
+    dips = [{"k": 1, "probe_top1": 50.0}, {"k": 2, "probe_top1": 90.0}, {"k": 4, "probe_top1": 85.0}]
+    assert dims_for(dips) == 2                        # the curve need not rise: the first k that reaches it
