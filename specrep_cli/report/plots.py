@@ -151,9 +151,10 @@ def plot_graph(graph: Dict[str, Any], path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def plot_ritz(ritz: Dict[str, Any], path: Path) -> Path | None:
+def plot_ritz(ritz: Dict[str, Any], path: Path, random_init: Dict[str, Any] | None = None) -> Path | None:
     """Rayleigh-Ritz: the Ritz values against their index, and (labelled data) the prefix curve, the
-    probe's and the kNN's top-1 on the first k Ritz-ordered functions against k (log scale)."""
+    probe's and the kNN's top-1 on the first k Ritz-ordered functions against k (log scale), with the
+    random initialisation's probe and kNN on all of h (report.json's random_init) as reference lines."""
     values = ritz.get("values") or []
     if not values:
         return None
@@ -166,6 +167,10 @@ def plot_ritz(ritz: Dict[str, Any], path: Path) -> Path | None:
         ks = [p["k"] for p in prefix]
         axes[1].plot(ks, [p["probe_top1"] for p in prefix], "o-", label="linear probe (fast)")
         axes[1].plot(ks, [p["knn_top1"] for p in prefix], "s--", label="kNN")
+        for key, name, style in (("linear_probe_top1", "probe", ":"), ("knn_top1", "kNN", "-.")):
+            if (value := (random_init or {}).get(key)) is not None:
+                axes[1].axhline(value, color="grey", linestyle=style,
+                                label=f"random init, {name} on all of h: {value:.1f} %")
         axes[1].set_xscale("log", base=2)
         axes[1].set_xticks(ks, [str(k) for k in ks])
         axes[1].set(title="test top-1 on the first k Ritz-ordered functions", xlabel="k", ylabel="top-1 (%)")
@@ -200,7 +205,8 @@ def write_run_plots(run_dir: Path, report: Dict[str, Any]) -> List[Tuple[str, st
               report.get("spectrum") or {}, "spectrum.png"),
              ("a graph's learned vs true spectrum and per-coordinate alignment", plot_graph,
               report.get("graph") or {}, "graph.png"),
-             ("Ritz values and the probe and kNN on the first k Ritz-ordered functions", plot_ritz,
+             ("Ritz values and the probe and kNN on the first k Ritz-ordered functions (grey: the random init)",
+              lambda ritz, path: plot_ritz(ritz, path, report.get("random_init")),
               report.get("ritz") or {}, "ritz.png")]
     drawn = []
     for caption, draw, data, name in plots:

@@ -41,6 +41,19 @@ def test_monitor_shows_the_random_init_lines_and_its_subset(figures, tmp_path: P
     assert any("random init, final kNN top-1 (full splits): 12.2" in t for t in labels)
 
 
+def test_the_prefix_curve_has_the_random_init_beside_it(figures, tmp_path: Path):
+    ritz = {"values": [0.9, 0.5, 0.1], "effective_dim": 2.0, "kind": "views",
+            "prefix": [{"k": 1, "probe_top1": 30.0, "knn_top1": 25.0}, {"k": 2, "probe_top1": 50.0, "knn_top1": 40.0}]}
+    plots.plot_ritz(ritz, tmp_path / "ritz.png", RANDOM)
+    curve = figures[0].axes[1]
+    flat = {line.get_ydata()[0] for line in curve.get_lines() if len(set(line.get_ydata())) == 1}
+    assert {12.25, 14.5} <= flat
+    labels = [t.get_text() for t in curve.get_legend().get_texts()]
+    assert any("random init, probe on all of h: 14.5 %" in t for t in labels)
+    plots.plot_ritz(ritz, tmp_path / "ritz.png")   # no baseline (eval.random_init=false): the curves alone
+    assert len(figures[1].axes[1].get_lines()) == 2
+
+
 def test_bar_plot_claims_no_std_for_single_runs_and_draws_random_init(figures, tmp_path: Path):
     nan = math.nan
     plots.write_bar_plot(tmp_path / "summary.png", ["a", "b"],
