@@ -735,6 +735,7 @@ class EvalConfig:
     truth_budget_s: float = 60.0
     ritz: bool = True
     ritz_pairs: int = 2048
+    ritz_pca_prefix: bool = False
 
     def __post_init__(self) -> None:
         _require(self.ritz_pairs >= 2, "eval.ritz_pairs must be >= 2 (pairs of the train split for Rayleigh-Ritz)")

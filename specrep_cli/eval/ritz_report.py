@@ -125,6 +125,7 @@ class Scorer:
     probe: FastProbeConfig
     knn: KNNConfig
     seed: int = 0
+    pca: bool = False   # eval.ritz_pca_prefix: the probe on h's principal components too
 
 
 def prefix_probe(cfg: FastProbeConfig, weight_decay: float | None) -> FastProbeConfig:
@@ -134,18 +135,29 @@ def prefix_probe(cfg: FastProbeConfig, weight_decay: float | None) -> FastProbeC
     return replace(cfg, weight_decays=list(decays), steps=min(cfg.steps, PREFIX_STEPS))
 
 
-def prefix_curve(result: Ritz, scorer: Scorer) -> List[Dict[str, float]]:
-    """{"k", "probe_top1", "knn_top1"} for k in prefix_sizes: the fast probe and the kNN on the first k
-    Ritz-ordered functions h @ vectors[:, :k] of the train and test splits."""
-    vectors = result.vectors.to(scorer.train_h.device)
+def prefix_curve(vectors: Tensor, scorer: Scorer, knn: bool = True) -> List[Dict[str, float]]:
+    """{"k", "probe_top1", "knn_top1"} for k in prefix_sizes: the fast probe and (with `knn`) the kNN on
+    the first k functions h @ vectors[:, :k] of the train and test splits (vectors: Ritz.vectors, or
+    variance_order's)."""
+    vectors = vectors.to(scorer.train_h.device)
     train, test = scorer.train_h.double() @ vectors, scorer.test_h.double() @ vectors
     curve = []
     for k in prefix_sizes(vectors.shape[1]):
         tr, te = train[:, :k].float(), test[:, :k].float()
         probe = linear_probe(tr, scorer.train_y, te, scorer.test_y, scorer.num_classes, scorer.probe, scorer.seed)
-        knn = knn_top1(tr, scorer.train_y, te, scorer.test_y, scorer.num_classes, scorer.knn)
-        curve.append({"k": k, "probe_top1": probe["top1"], "knn_top1": knn})
+        point = {"k": k, "probe_top1": probe["top1"]}
+        if knn:
+            point["knn_top1"] = knn_top1(tr, scorer.train_y, te, scorer.test_y, scorer.num_classes, scorer.knn)
+        curve.append(point)
     return curve
+
+
+def variance_order(h: Tensor) -> Tensor:
+    """The principal directions of h (D, D), by variance descending (float64): plain PCA of the same
+    features, the order the Ritz order is compared with (eval.ritz_pca_prefix)."""
+    centred = h.double() - h.double().mean(0)
+    _, vectors = torch.linalg.eigh(centred.T @ centred)
+    return vectors.flip(1)
 
 
 def dims_for(prefix: List[Dict[str, float]], share: float = SHARE_OF_FULL) -> int:
@@ -167,7 +179,7 @@ def ritz_warnings(result: Ritz) -> List[str]:
 def ritz_section(result: Ritz, kind: str, pairs: int, scorer: Scorer | None, why_not: str = "") -> Dict[str, Any]:
     """report.json's "ritz": the Ritz values (descending), their effective dimension, C's condition
     number (null when infinite) and warnings, the prefix curve and dims_for_95 (dims_for; neither
-    without a scorer: `why_not`)."""
+    without a scorer: `why_not`), and with scorer.pca the probe's curve on h's principal components."""
     condition = result.condition if math.isfinite(result.condition) else None
     section = {"features": "representation h", "pairs": pairs, "kind": kind, "values": result.values.tolist(),
                "effective_dim": effective_dim(result.values), "condition": condition,
@@ -175,9 +187,12 @@ def ritz_section(result: Ritz, kind: str, pairs: int, scorer: Scorer | None, why
     if scorer is None:
         section.update(prefix=[], prefix_skipped=why_not)
     else:
-        prefix = prefix_curve(result, scorer)
+        prefix = prefix_curve(result.vectors, scorer)
         section.update(prefix=prefix, dims_for_95=dims_for(prefix),
                        prefix_probe={"steps": scorer.probe.steps, "weight_decays": list(scorer.probe.weight_decays)})
+        if scorer.pca:
+            pca = prefix_curve(variance_order(scorer.train_h), scorer, knn=False)
+            section.update(pca_prefix=pca, pca_dims_for_95=dims_for(pca))
     for line in section["warnings"]:
         log.warning(line)
     return section

@@ -213,7 +213,8 @@ def ritz_scorer(evaluation: Evaluation, features: Features, results: Dict[str, A
     probe = results["linear_probe"]
     decay = probe.get("weight_decay") if probe.get("protocol") == "fast" else None
     return Scorer(features.train.h, data.train_labels.to(device), features.test.h, data.test_labels.to(device),
-                  len(data.classes), prefix_probe(cfg.probe.fast, decay), cfg.knn, evaluation.seed)
+                  len(data.classes), prefix_probe(cfg.probe.fast, decay), cfg.knn, evaluation.seed,
+                  pca=cfg.ritz_pca_prefix)
 
 
 def evaluate_towers(evaluation: Evaluation, features: TowerFeatures) -> Dict[str, Any]:

@@ -218,6 +218,10 @@ def ritz_lines(ritz: Dict[str, Any], shown: int = 16) -> List[str]:
         if "dims_for_95" in ritz:
             lines += ["", f"The first {ritz['dims_for_95']} ordered functions reach 95 % of the probe on all "
                           f"{ritz['prefix'][-1]['k']}."]
+        if ritz.get("pca_prefix"):   # eval.ritz_pca_prefix
+            lines += ["", f"By variance instead (h's first k principal components), the probe needs "
+                          f"{ritz['pca_dims_for_95']}: " + ", ".join(f"k = {p['k']}: {p['probe_top1']:.2f} %"
+                                                                    for p in ritz["pca_prefix"]) + "."]
     elif ritz.get("prefix_skipped"):
         lines += ["", f"No prefix curve: {ritz['prefix_skipped']}."]
     lines += [f"\n**Warning:** {w}" for w in ritz.get("warnings", [])]
