@@ -4,6 +4,7 @@ once the modes that tell its arcs apart are in; the section's keys and shapes; t
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -138,3 +139,24 @@ def test_dims_for_95_is_the_first_k_within_5_percent_of_the_full_curve():
     assert dims_for(curve[:1]) == 1                   # one function: itself
     dips = [{"k": 1, "probe_top1": 50.0}, {"k": 2, "probe_top1": 90.0}, {"k": 4, "probe_top1": 85.0}]
     assert dims_for(dips) == 2                        # the curve need not rise: the first k that reaches it
+
+
+def test_variance_order_is_h_s_principal_directions_by_variance():
+    from specrep_cli.eval.ritz_report import variance_order
+    g = torch.Generator().manual_seed(0)
+    rotation, _ = torch.linalg.qr(torch.randn(4, 4, generator=g, dtype=torch.float64))
+    scales = torch.tensor([0.5, 3.0, 1.0, 2.0], dtype=torch.float64)   # the variances, out of order
+    h = 7.0 + (torch.randn(20_000, 4, generator=g, dtype=torch.float64) * scales) @ rotation.T
+    vectors = variance_order(h)
+    expected = rotation[:, [1, 3, 2, 0]]                               # by variance: 3, 2, 1, 0.5
+    assert torch.allclose((vectors.T @ expected).abs(), torch.eye(4, dtype=torch.float64), atol=0.02)
+
+
+def test_the_pca_prefix_rides_along_only_when_asked():
+    graph, h = ring(N, HOPS), mixed()
+    asked = replace(scorer(h, graph.labels), pca=True)
+    section = ritz_section(exact(graph, h), "edges", 1000, asked)
+    assert [p["k"] for p in section["pca_prefix"]] == [p["k"] for p in section["prefix"]]
+    assert all(set(p) == {"k", "probe_top1"} for p in section["pca_prefix"])   # the probe alone: no kNN
+    assert section["pca_dims_for_95"] in prefix_sizes(7)
+    assert "pca_prefix" not in ritz_section(exact(graph, h), "edges", 1000, scorer(h, graph.labels))
