@@ -36,7 +36,7 @@ from ..report.metrics import read_epoch_losses, read_resume_records
 from ..rundir import held
 from ..runtime import Compute, Ranks
 from .collapse import collapse_warning
-from .pace import log_pace, log_plan
+from .pace import StepLines, log_pace, log_plan
 from .processes import agree, gather_objects, left_at_exit, run_ranks
 from .setup import LoopState, Run, RunDirs, build_run, log_run, start_state
 from .stop import StopRequest, evaluation_stops, interrupted, resume_command
@@ -198,6 +198,7 @@ def run_epoch(run: Run, state: LoopState, epoch: int, stop: StopRequest) -> Epoc
     tr, last = run.cfg.trainer, run.steps_per_epoch - 1
     with _progress_bar(run.console, epoch, tr.epochs) as bar:
         task = bar.add_task("train", total=run.steps_per_epoch, completed=first, info="")
+        lines = StepLines(epoch, tr.epochs, run.steps_per_epoch, first)   # no bar drawn: a line now and then
         for i, batch, index in epoch_batches(run, perm, first):
             terms = take_step(run, state, batch, index)
             if terms is not None:
@@ -207,6 +208,7 @@ def run_epoch(run: Run, state: LoopState, epoch: int, stop: StopRequest) -> Epoc
             if log_meter.count and at_log_step:
                 info = log_step(run, state, log_meter, (i + 1 - first) / (time.perf_counter() - t0))
                 bar.update(task, info=info)
+                lines.at_log_step(i + 1, info)
                 log_meter = Meter()
             bar.advance(task)
             if _stopping(run, stop, at_log_step) and i < last:   # a checkpoint inside the epoch

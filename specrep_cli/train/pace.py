@@ -3,11 +3,16 @@ one line each in the console and train.log.
 
     log_plan(run, state)                        # epochs, steps per epoch and in all, batch size, run dir
     log_pace(run, state, images, seconds)       # after this invocation's first epoch: images/s, time left
+    lines = StepLines(epoch, epochs, steps, first)   # inside an epoch, not on a terminal: a line every
+    lines.at_log_step(done, info)                    #   progress.INTERVAL seconds, at logging steps only
 """
 from __future__ import annotations
 
 import logging
+import time
+from dataclasses import dataclass, field
 
+from .. import progress
 from ..progress import hms
 from .setup import LoopState, Run
 
@@ -41,3 +46,27 @@ def log_pace(run: Run, state: LoopState, images: int, seconds: float) -> None:
     epochs = run.cfg.trainer.epochs - state.progress.epoch
     log.info(f"pace: {rate:,.0f} images/s in the first epoch; the other {epochs} epoch{'s' * (epochs > 1)} "
              f"({left:,} steps) should take about {hms(left * run.cfg.trainer.batch_size / rate)}")
+
+
+@dataclass
+class StepLines:
+    """Progress inside an epoch where no bar is drawn (a pipe, a file, a scheduler's log): at a logging
+    step (the losses are on the host then), a line once progress.INTERVAL seconds have passed since the
+    epoch began or the last line: the step, the share of the epoch, when it ends, and the losses."""
+    epoch: int
+    epochs: int
+    steps: int                    # steps in the epoch
+    first: int = 0                # the step it (re)started at
+    plain: bool = field(default_factory=lambda: not progress.on_terminal())
+    started: float = field(default_factory=lambda: time.perf_counter())
+    shown: float = field(default_factory=lambda: time.perf_counter())
+
+    def at_log_step(self, done: int, info: str) -> None:
+        """`done` steps of the epoch taken; `info` the losses, lr and images/s the bar would show."""
+        now = time.perf_counter()
+        if not self.plain or done >= self.steps or now - self.shown < progress.INTERVAL:
+            return
+        self.shown = now
+        left = (now - self.started) * (self.steps - done) / max(done - self.first, 1)
+        log.info(f"epoch {self.epoch}/{self.epochs}  step {done:,}/{self.steps:,} ({100 * done / self.steps:.0f} %), "
+                 f"epoch ends in {hms(left)}  {info.strip()}")
