@@ -1,14 +1,17 @@
 """Forward+backward time and peak memory of every loss in specrep_cli.objectives, as B grows.
 
-    python benchmarks/loss_scaling.py                 # B in {256, 1024, 4096, 16384}, d = 128
+    python benchmarks/loss_scaling.py                 # B in {256, 1024, 4096, 16384, 65536}, d = 128
     python benchmarks/loss_scaling.py --quick         # smoke run, small B
+    python benchmarks/loss_scaling.py --sizes 1024 4096 --only clip siglip spectral_clip   # the two-tower losses
     python benchmarks/loss_scaling.py --device cuda --repeats 10
 
 Time is the median over --repeats runs of forward+backward after one warm-up run. Growth is
 t(B_max) / t(B_1) with B_1 the second size (1024 in the full run): about 16 for a loss linear in B,
 about 256 for a quadratic one. The exponent is the log-log slope of time from B_1 to the largest B
 measured: about 1 for linear, about 2 for quadratic. Quadratic losses whose B x B logits would exceed
---max-gib are skipped and shown as "-". On a shared CPU, --threads 1 gives steadier times.
+--max-gib are skipped and shown as "-". On a shared CPU, --threads 1 gives steadier times. The
+two-tower losses (clip, siglip, spectral_clip) take z_a as the image tower's output and z_b as the
+other tower's: their cost depends on B and d only, not on the towers.
 """
 
 import argparse
@@ -25,7 +28,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from specrep_cli.objectives import losses as obj
 
-FULL_SIZES = [256, 1024, 4096, 16384]
+FULL_SIZES = [256, 1024, 4096, 16384, 65536]
 QUICK_SIZES = [64, 128, 256, 512]
 
 
@@ -35,13 +38,15 @@ def make_losses(d: int, device: torch.device):
     def param(value):
         return torch.tensor(value, device=device, requires_grad=True)
 
-    t, bias, logit_scale = param(0.1), param(-10.0), param(math.log(10))
+    t, bias, logit_scale, log_t = param(0.1), param(-10.0), param(math.log(10)), param(math.log(10))
     lam = torch.eye(d, device=device)
     return {
         "info_nce": (lambda a, b: obj.info_nce(a, b, t), lambda B: 4 * (2 * B) ** 2),
         "binary_nce k=1": (lambda a, b: obj.binary_nce(a, b, t, bias, 1), None),
         "binary_nce k=B-1": (lambda a, b: obj.binary_nce(a, b, t, bias), lambda B: 4 * B**2),
         "clip": (lambda a, b: obj.clip_loss(a, b, logit_scale), lambda B: 4 * B**2),
+        "siglip": (lambda a, b: obj.siglip_loss(a, b, log_t, bias), lambda B: 4 * B**2),
+        "spectral_clip": (lambda a, b: obj.spectral_clip_loss(a, b), None),
         "spectral_contrastive": (lambda a, b: obj.spectral_contrastive(a, b), None),
         "spectral_byol": (lambda a, b: obj.spectral_byol(a, b, lam), None),
         "pca_penalty": (lambda a, b: obj.pca_penalty(a, b, 1.0), None),
@@ -103,6 +108,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help=f"B in {QUICK_SIZES} instead of {FULL_SIZES}")
     parser.add_argument("--dim", type=int, default=128)
+    parser.add_argument("--sizes", type=int, nargs="+", default=None, help="batch sizes B (overrides --quick)")
+    parser.add_argument("--only", nargs="+", default=None, help="these losses only (names as in the table)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--max-gib", type=float, default=None,
                         help="skip quadratic losses whose B x B logits exceed this (default: 2 on CPU, 32 on CUDA)")
@@ -111,7 +118,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     max_bytes = (args.max_gib or (32.0 if device.type == "cuda" else 2.0)) * 2**30
-    sizes = QUICK_SIZES if args.quick else FULL_SIZES
+    sizes = args.sizes or (QUICK_SIZES if args.quick else FULL_SIZES)
     b1, b_max = sizes[1], sizes[-1]
     memory_method = ("torch.cuda.max_memory_allocated" if device.type == "cuda"
                      else "torch.profiler allocation events (CPU allocator), replayed in time order")
@@ -131,6 +138,8 @@ def main() -> None:
     time_table.add_column("exponent", justify="right")
 
     for name, (loss_fn, matrix_bytes) in make_losses(args.dim, device).items():
+        if args.only and name not in args.only:
+            continue
         times, peaks = {}, {}
         for B in sizes:
             if matrix_bytes is not None and matrix_bytes(B) > max_bytes:

@@ -33,6 +33,10 @@ def test_cifar_benchmarks_run(script, args, tmp_path):
 def test_loss_scaling_benchmark_runs(tmp_path):
     proc = run("loss_scaling.py", "--quick", "--repeats", "1", "--dim", "16", tmp_path=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert all(name in proc.stdout for name in ("siglip", "spectral_clip", "info_nce"))
+    only = run("loss_scaling.py", "--sizes", "32", "64", "--only", "clip", "spectral_clip", "--repeats", "1",
+               "--dim", "8", tmp_path=tmp_path)
+    assert only.returncode == 0 and "spectral_clip" in only.stdout and "info_nce" not in only.stdout, only.stdout
 
 
 def test_default_runs_benchmark_runs(tmp_path):
