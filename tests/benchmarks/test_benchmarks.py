@@ -39,6 +39,12 @@ def test_loss_scaling_benchmark_runs(tmp_path):
     assert only.returncode == 0 and "spectral_clip" in only.stdout and "info_nce" not in only.stdout, only.stdout
 
 
+def test_two_tower_step_benchmark_runs(tmp_path):
+    proc = run("two_tower_step.py", "--batch", "64", tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "| clip |" in proc.stdout and "| spectral_clip |" in proc.stdout and "peak memory:" in proc.stdout
+
+
 def test_default_runs_benchmark_runs(tmp_path):
     # clip alone: its image-text columns are default_runs.py's own; a spectral run goes through the
     # same run_table in the real_data.py smoke run below
