@@ -40,9 +40,9 @@ def test_loss_scaling_benchmark_runs(tmp_path):
 
 
 def test_two_tower_step_benchmark_runs(tmp_path):
-    proc = run("two_tower_step.py", "--batch", "64", tmp_path=tmp_path)
+    proc = run("two_tower_step.py", "--batch", "64", "--ranks", "1", "--objectives", "spectral_clip", tmp_path=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "| clip |" in proc.stdout and "| spectral_clip |" in proc.stdout and "peak memory:" in proc.stdout
+    assert "| spectral_clip |" in proc.stdout and "failed" not in proc.stdout
 
 
 def test_default_runs_benchmark_runs(tmp_path):
