@@ -203,7 +203,7 @@ def test_the_plain_graph_command_brings_the_graph_schedule_and_the_command_line_
     # conf/tuned/graph/<objective>_adamw.yaml over conf/tuned/graph/table.yaml
     cfg = compose_train(["dataset=graph", f"objective={objective}"])
     assert (cfg.optim.name, cfg.optim.lr, cfg.optim.weight_decay) == ("adamw", 0.03, 0.0)
-    assert (cfg.trainer.batch_size, cfg.trainer.epochs, cfg.dataset.pairs_per_epoch) == (512, 24, 25600)
+    assert (cfg.trainer.batch_size, cfg.trainer.epochs, cfg.dataset.pairs_per_epoch) == (512, 72, 25600)
     assert objective != "spectral" or cfg.objective.mu == 100.0
     mine = compose_train(["dataset=graph", f"objective={objective}", "optim.lr=0.5", "trainer.epochs=3"])
     assert (mine.optim.lr, mine.trainer.epochs) == (0.5, 3)
