@@ -262,8 +262,61 @@ def test_a_recipe_trains_and_is_scored_with_its_papers_protocol(fake_root, tmp_p
     assert report["linear_probe"]["protocol"] == "standard" and report["run"]["objective"] == "spectral"
 
 
-# checkpoints written by specrep 0.1.0, with the flat eval keys
-LEGACY = Path(__file__).resolve().parents[1] / "data" / "legacy"
+# Checkpoints in the shape specrep 0.1.0 wrote: trained by today's code, then their config rewritten with
+# the flat eval keys (RENAMED_KEYS backwards) and the keys the schemas have since dropped.
+LEGACY_RUNS = {
+    "image_v0": ["trainer.epochs=1", "dataset.subset=256", "dataset.num_train=256", "dataset.num_test=128",
+                 "trainer.batch_size=64", "encoder.width=4", "encoder.projector_hidden_dim=16",
+                 "encoder.projector_out_dim=8", "eval.random_init=false", "eval.every_n_epochs=0",
+                 "trainer.keep_best=false"],
+    "graph_v0": ["dataset=graph", "dataset.source=ring", "dataset.num_nodes=60", "dataset.hops=3", "encoder.dim=4",
+                 "trainer.epochs=1", "trainer.batch_size=64", "eval.random_init=false", "eval.every_n_epochs=0",
+                 "trainer.keep_best=false"],
+}
+DROPPED = {"encoder": {"width": None},   # what upgrade() removes, at the values 0.1.0 wrote for these options
+           "dataset": {"subset": None, "in_memory": "auto", "memory_budget_gib": None, "unlabelled_root": None,
+                       "resize": "shorter_side_center_crop", "holdout": None, "cache_dir": None, "workers": 4}}
+
+
+def as_written_by_0_1_0(tree: dict) -> dict:
+    """A checkpoint config of today in 0.1.0's shape: eval's nested keys flat, the dropped keys back."""
+    flat = config.flatten(tree)
+    for old, new in config.RENAMED_KEYS.items():
+        if new in flat:
+            flat[old] = flat.pop(new)
+    out: dict = {}
+    for key, value in flat.items():
+        *path, leaf = key.split(".")
+        node = out
+        for part in path:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    for group, keys in DROPPED.items():
+        if tree[group]["name"] in ("embedding", "graph"):
+            out[group] = {**keys, **out[group]}
+    return out
+
+
+@pytest.fixture(scope="module")
+def legacy(tmp_path_factory) -> Path:
+    """image_v0.pt and graph_v0.pt in a folder: tiny runs of today's code, saved in 0.1.0's config shape."""
+    from specrep_cli.train.loop import train
+    folder = tmp_path_factory.mktemp("legacy")
+    for name, overrides in LEGACY_RUNS.items():
+        run = folder / name
+        train(config.compose_config("train", [*overrides, "trainer.device=cpu"]), run)
+        ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=False)
+        ckpt["config"] = as_written_by_0_1_0(ckpt["config"])
+        torch.save(ckpt, folder / f"{name}.pt")
+    return folder
+
+
+def test_the_legacy_shape_is_0_1_0_s_and_upgrade_undoes_it(legacy):
+    old = torch.load(legacy / "graph_v0.pt", weights_only=False)["config"]
+    assert old["eval"]["knn_k"] == 200 and old["eval"]["standard_lr"] == 0.03 and "probe" not in old["eval"]
+    assert old["encoder"]["width"] is None and old["dataset"]["in_memory"] == "auto"
+    assert config.upgrade(old) == config.to_dict(config.compose_config("train", [*LEGACY_RUNS["graph_v0"],
+                                                                                 "trainer.device=cpu"]))
 
 
 def test_validate_returns_each_groups_own_typed_schema():
@@ -301,9 +354,9 @@ def test_upgrade_moves_renamed_keys_and_drops_keys_the_option_no_longer_has():
 
 
 @pytest.mark.parametrize("name", ["image_v0", "graph_v0"])
-def test_a_checkpoint_written_before_the_nested_keys_still_evaluates(name, tmp_path):
+def test_a_checkpoint_written_before_the_nested_keys_still_evaluates(name, legacy, tmp_path):
     from specrep_cli.eval.command import evaluate_checkpoint
-    cfg = config.compose_config("eval", [f"checkpoint={LEGACY / f'{name}.pt'}", "device=cpu",
+    cfg = config.compose_config("eval", [f"checkpoint={legacy / f'{name}.pt'}", "device=cpu",
                                          "eval.random_init=false", "eval.probe.fast.steps=10"])
     report = evaluate_checkpoint(cfg, tmp_path)
     assert 0 <= report["linear_probe"]["top1"] <= 100 and (tmp_path / "report.json").is_file()
@@ -311,16 +364,17 @@ def test_a_checkpoint_written_before_the_nested_keys_still_evaluates(name, tmp_p
         assert 0 <= report["graph"]["subspace_alignment"] <= 1
 
 
-def test_a_checkpoint_written_before_the_nested_keys_resumes_without_reporting_renamed_keys(tmp_path):
+def test_a_checkpoint_written_before_the_nested_keys_resumes_without_reporting_renamed_keys(legacy):
     from specrep_cli.checkpoint import TrainedOn, check_resumable, load_checkpoint
-    ckpt = load_checkpoint(LEGACY / "image_v0.pt")
+    ckpt = load_checkpoint(legacy / "image_v0.pt")
     trained_on = TrainedOn(in_channels=3, image_size=32, classes=[], input="rgb", num_train=256, mean=None, std=None,
                            tokenizer=None)
     cfg = config.compose_config("train", ["trainer.epochs=1", "dataset.subset=256", "dataset.num_train=256",
                                           "dataset.num_test=128", "trainer.batch_size=64", "encoder.width=4",
                                           "encoder.projector_hidden_dim=16", "encoder.projector_out_dim=8",
-                                          "eval.random_init=false", "eval.every_n_epochs=0", "trainer.keep_best=false"])
-    changes = check_resumable(ckpt, cfg, trained_on, LEGACY / "image_v0.pt")
+                                          "eval.random_init=false", "eval.every_n_epochs=0", "trainer.keep_best=false",
+                                          "trainer.device=cpu"])
+    changes = check_resumable(ckpt, cfg, trained_on, legacy / "image_v0.pt")
     assert changes == []
 
 
