@@ -1,10 +1,15 @@
-"""What the benchmark scripts share: the machine's name, the real CIFAR-10 images, and a run built
-from the train config by the same build_run that `specrep train` uses."""
+"""What the benchmark scripts share: the machine's name, the real CIFAR-10 images, a run built from
+the train config by the same build_run that `specrep train` uses, and a whole run through its train()
+(train_report)."""
 from __future__ import annotations
 
+import contextlib
+import io
+import json
 import os
 import platform
 import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -13,6 +18,8 @@ from specrep_cli import config
 from specrep_cli.config import ImageFolderConfig
 from specrep_cli.data import load_dataset
 from specrep_cli.data.splits import ImageData
+from specrep_cli.errors import TrainingError
+from specrep_cli.train.loop import train
 from specrep_cli.train.setup import Run, RunDirs, build_run
 
 CIFAR_JPEG = Path(os.environ.get("SPECREP_CIFAR_JPEG",
@@ -47,6 +54,19 @@ def cifar10_train(subset: int | None = None, device: torch.device = torch.device
 def compose_train(overrides: list[str]) -> config.TrainConfig:
     """The `specrep train` config with these overrides, typed and validated as the CLI validates it."""
     return config.compose_config("train", overrides)
+
+
+def train_report(cfg: config.TrainConfig, run_dir: Path) -> tuple[dict | str, float]:
+    """(report.json of `specrep train` with the typed config `cfg` in run_dir, or the first clause of
+    why it stopped: a diverged run is a finding too; seconds of train()). The run's own report table
+    is not printed: the scripts print theirs."""
+    t0 = time.perf_counter()
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            train(cfg, run_dir)
+    except TrainingError as err:
+        return str(err).split(";")[0], time.perf_counter() - t0
+    return json.loads((Path(run_dir) / "report.json").read_text()), time.perf_counter() - t0
 
 
 def build(overrides: list[str], data: ImageData | None = None) -> Run:

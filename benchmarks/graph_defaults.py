@@ -16,22 +16,15 @@ seconds, and whether the report says "not converged".
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
-import json
 import logging
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import compose_train, hardware  # noqa: E402
-
-from specrep_cli.errors import TrainingError  # noqa: E402
-from specrep_cli.train.loop import train  # noqa: E402
+from common import compose_train, hardware, train_report  # noqa: E402
 
 GRAPHS = {   # name -> (its dataset overrides, d at a gap)
     "sbm seed 1 (4 x 250)": (["dataset.source=sbm", "dataset.seed=1"], 4),
@@ -76,14 +69,7 @@ def run_one(objective: str, graph: str, folder: Path) -> tuple[dict | str, float
     cfg = compose_train(["dataset=graph", *overrides, f"encoder.dim={d}", *OBJECTIVES[objective], *QUIET])
     run_dir = folder / "".join(c if c.isalnum() else "_" for c in f"{objective} {graph}")
     steps = cfg.trainer.epochs * (cfg.dataset.pairs_per_epoch // cfg.trainer.batch_size)
-    t0 = time.perf_counter()
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):   # the run's own report table
-            train(cfg, run_dir)
-    except TrainingError as err:   # a diverged run is a finding too
-        return str(err).split(";")[0], time.perf_counter() - t0, steps
-    return json.loads((run_dir / "report.json").read_text()), time.perf_counter() - t0, steps
-
+    return (*train_report(cfg, run_dir), steps)
 
 def row(objective: str, graph: str, report: dict | str, seconds: float, steps: int) -> str:
     if isinstance(report, str):

@@ -14,20 +14,15 @@ OBJECTIVES below (SGD on the embedding table, objective.mu=100 so that mu does n
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import compose_train, hardware  # noqa: E402
-
-from specrep_cli.errors import TrainingError  # noqa: E402
-from specrep_cli.train.loop import train  # noqa: E402
+from common import compose_train, hardware, train_report  # noqa: E402
 
 GRAPHS = {   # the graph, d, and how long to train (pairs per epoch x epochs at batch 512)
     "sbm": ["dataset.source=sbm", "encoder.dim=4", "dataset.pairs_per_epoch=25600", "trainer.epochs=24"],
@@ -64,13 +59,7 @@ def run_one(objective: str, graph: str, tmp: Path, overrides: list[str]) -> tupl
     cfg = compose_train(COMMON + GRAPHS[graph] + OBJECTIVES[objective] + extra + overrides)
     steps = cfg.trainer.epochs * (cfg.dataset.pairs_per_epoch // cfg.trainer.batch_size)
     run_dir = tmp / f"{objective.replace(' ', '_')}_{graph}"
-    t0 = time.perf_counter()
-    try:
-        train(cfg, run_dir)
-    except TrainingError as err:   # a diverged run is a finding too
-        return str(err).split(";")[0], time.perf_counter() - t0, steps
-    return json.loads((run_dir / "report.json").read_text()), time.perf_counter() - t0, steps
-
+    return (*train_report(cfg, run_dir), steps)
 
 def row(objective: str, graph: str, report: dict | str, seconds: float, steps: int) -> str:
     if isinstance(report, str):

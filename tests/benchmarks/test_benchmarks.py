@@ -39,6 +39,13 @@ def test_loss_scaling_benchmark_runs(tmp_path):
     assert only.returncode == 0 and "spectral_clip" in only.stdout and "info_nce" not in only.stdout, only.stdout
 
 
+def test_the_graph_benchmarks_run(tmp_path):
+    truth = run("spectral_truth.py", "--only", "spectral", "--graphs", "sbm", "trainer.epochs=1", tmp_path=tmp_path)
+    assert truth.returncode == 0 and "| spectral | sbm | 0." in truth.stdout, truth.stdout + truth.stderr
+    plain = run("graph_defaults.py", "--only", "spectral", "--graphs", "ring 400 (20 hops)", tmp_path=tmp_path)
+    assert plain.returncode == 0 and "| spectral | ring 400 (20 hops) | 1.000 |" in plain.stdout, plain.stdout
+
+
 def test_two_tower_step_benchmark_runs(tmp_path):
     proc = run("two_tower_step.py", "--batch", "64", "--ranks", "1", "--objectives", "spectral_clip", tmp_path=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
