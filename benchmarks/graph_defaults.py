@@ -71,6 +71,7 @@ def run_one(objective: str, graph: str, folder: Path) -> tuple[dict | str, float
     steps = cfg.trainer.epochs * (cfg.dataset.pairs_per_epoch // cfg.trainer.batch_size)
     return (*train_report(cfg, run_dir), steps)
 
+
 def row(objective: str, graph: str, report: dict | str, seconds: float, steps: int) -> str:
     if isinstance(report, str):
         return f"| {objective} | {graph} | {report} | | | | {seconds:.0f} | |"

@@ -61,6 +61,7 @@ def run_one(objective: str, graph: str, tmp: Path, overrides: list[str]) -> tupl
     run_dir = tmp / f"{objective.replace(' ', '_')}_{graph}"
     return (*train_report(cfg, run_dir), steps)
 
+
 def row(objective: str, graph: str, report: dict | str, seconds: float, steps: int) -> str:
     if isinstance(report, str):
         return f"| {objective} | {graph} | {report} | | | {seconds:.0f} | | | {steps} |"

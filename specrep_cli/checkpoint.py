@@ -44,17 +44,18 @@ ENCODER = "encoder."       # phi's keys in the method's state dict: the probed t
 SECOND_TOWER = "encoder_y."  # nu's keys in a two-tower method's state dict (the text tower, say)
 
 
-def save_checkpoint(path: Path, ckpt: Dict[str, Any], resume: str | None = None) -> None:
+def save_checkpoint(path: Path, ckpt: Dict[str, Any], resume: str | None = None, checked: bool = False) -> None:
     """Write atomically (storage.atomic_write: a temporary file, fsynced, renamed over `path`), never
     a non-finite state (it would replace the last good checkpoint with NaN weights).
 
     A reader never sees a partial file; if writing fails (a full disk), any previous file at `path`
     is untouched, no temporary file is left, and the error is one line saying so, ending with
     `resume` (the command that continues the run) when given. The finiteness check is one host sync
-    (every weight, the objective's state and the optimizer's, on their device).
+    (every weight, the objective's state and the optimizer's, on their device); `checked`: this very
+    ckpt passed it in an earlier save (last.pt, then epoch_NNNN.pt and best.pt of the same epoch).
     """
     path = Path(path)
-    bad = nonfinite(ckpt)
+    bad = [] if checked else nonfinite(ckpt)
     if bad:
         kept = f"{path}, the last good checkpoint, is kept" if path.is_file() else f"nothing written at {path}"
         raise TrainingError(f"the state at step {ckpt.get('step')} is not finite ({', '.join(bad[:3])}): the run "

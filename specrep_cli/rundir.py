@@ -392,7 +392,7 @@ class RunDirGuard(Callback):
             if command == "eval" and any(is_training_run(c) for c in [d, *children]):
                 raise RunDirError(f"{d} holds a training run: `specrep eval` would overwrite its .hydra/, report "
                                   "and plots; choose another hydra.run.dir (or none: outputs/eval/...)")
-            if sweep or command == "eval":
+            if sweep:   # a single run's dir is refused in on_run_start (train may continue a run there)
                 refuse_new_run([d, *children], sweep)
             lock(d, command)
         except SpecrepError as err:

@@ -73,12 +73,16 @@ def store_checkpoint_dataset(parsed: List[Any]) -> None:
                           "checkpoint=PATH (to sweep over checkpoints, choose the dataset too: dataset=NAME ...)")
     path = resolve_checkpoint_path(str(given.value()))
     model = trained(load_checkpoint(path), path)   # its config upgraded to today's shape
+    ConfigStore.instance().store(group="dataset", name=CHECKPOINT_DATASET, node=_checkpoint_dataset(model, path))
+
+
+def _checkpoint_dataset(model: Trained, path: Path) -> DatasetConfig:
+    """The checkpoint's dataset config, typed; CheckpointError when this specrep cannot read it."""
     try:
-        dataset = from_dict(DATASET_SCHEMAS[model.config["dataset"]["name"]], model.config["dataset"])
+        return from_dict(DATASET_SCHEMAS[model.config["dataset"]["name"]], model.config["dataset"])
     except Exception as err:
         raise CheckpointError(f"{path} holds a dataset config this specrep cannot read "
                               f"({str(err).splitlines()[0]})") from None
-    ConfigStore.instance().store(group="dataset", name=CHECKPOINT_DATASET, node=dataset)
 
 
 def _views_config(cfg: EvalAppConfig, config: Dict[str, Any]) -> AugmentationConfig:
@@ -100,14 +104,12 @@ def _configs(cfg: EvalAppConfig, model: Trained,
     try:
         enc_cfg = from_dict(encoder_schema(model.config["encoder"]["name"]), model.config["encoder"])
         objective = from_dict(OBJECTIVE_SCHEMAS[model.config["objective"]["name"]], model.config["objective"])
-        if cfg.dataset is not None:
-            data_cfg = cfg.dataset
-        else:
-            data_cfg = from_dict(DATASET_SCHEMAS[model.config["dataset"]["name"]], model.config["dataset"])
-        return enc_cfg, objective, data_cfg, _views_config(cfg, model.config)
+        views = _views_config(cfg, model.config)
     except Exception as err:
         raise CheckpointError(f"{path} holds a config this specrep cannot read "
                               f"({str(err).splitlines()[0]})") from None
+    data_cfg = cfg.dataset if cfg.dataset is not None else _checkpoint_dataset(model, path)
+    return enc_cfg, objective, data_cfg, views
 
 
 def check_inputs(data: ImageData, taken: int, dataset: str, encoder: str) -> None:

@@ -110,21 +110,18 @@ def monitor(encoder: nn.Module, data: ImageData, cfg: EvalConfig, reader: Featur
             "validation_images": val.numel(), "memory_bank_images": bank.numel()}
 
 
-def evaluate_encoder(evaluation: Evaluation, encoder: nn.Module, features: Features,
-                     diagnostics: bool = True) -> Dict[str, Any]:
+def evaluate_encoder(evaluation: Evaluation, encoder: nn.Module, features: Features) -> Dict[str, Any]:
     """On the representation h of `features` (the encoder's, extracted once): the probe of
-    cfg.probe.protocol and the kNN (a dataset without labels: both marked skipped); with `diagnostics`,
-    the spectrum of h and of the projection z (train split; a graph: every node) and alignment and
-    uniformity over two views (evaluation.views) of a fixed subset of cfg.alignment_images test images;
-    a graph has instead the "graph" section (graph_truth.graph_report: phi against the top
-    eigenvectors); with cfg.ritz, Rayleigh-Ritz (ritz_results). `encoder` itself only encodes augmented
-    inputs: the standard probe's, the views' and the Ritz pairs'."""
+    cfg.probe.protocol and the kNN (a dataset without labels: both marked skipped); the spectrum of h
+    and of the projection z (train split; a graph: every node) and alignment and uniformity over two
+    views (evaluation.views) of a fixed subset of cfg.alignment_images test images; a graph has
+    instead the "graph" section (graph_truth.graph_report: phi against the top eigenvectors); with
+    cfg.ritz, Rayleigh-Ritz (ritz_results). `encoder` itself only encodes augmented inputs: the
+    standard probe's, the views' and the Ritz pairs'."""
     if evaluation.data.labelled:
         results = probe_and_knn(evaluation, encoder, features)
     else:
         results = {"linear_probe": {"skipped": NO_LABELS}, "knn": {"skipped": NO_LABELS}}
-    if not diagnostics:
-        return results
     graph = features.nodes is not None
     every = features.nodes if graph else features.train
     results["spectrum"] = {"representation": spectrum(every.h), "projection": spectrum(every.z)}
@@ -141,7 +138,8 @@ def evaluate_encoder(evaluation: Evaluation, encoder: nn.Module, features: Featu
     return results
 
 
-def probe_and_knn(evaluation: Evaluation, encoder: nn.Module, features: Features) -> Dict[str, Any]:
+def probe_and_knn(evaluation: Evaluation, encoder: nn.Module, features: Features,
+                  validation: bool = True) -> Dict[str, Any]:
     """The probe of cfg.probe.protocol and the kNN on h of the train and test splits (`features`), and
     the kNN's validation figure (val_top1: the fast probe's held-out part of the train split against the
     rest), which a search reads instead of the test split's."""
@@ -158,10 +156,11 @@ def probe_and_knn(evaluation: Evaluation, encoder: nn.Module, features: Features
         probe = linear_probe(train_h, train_y, test_h, test_y, k, cfg.probe.fast, evaluation.seed)
     probe = {**probe, "protocol": cfg.probe.protocol, "seconds": time.perf_counter() - t0}
     knn = knn_top1(train_h, train_y, test_h, test_y, k, cfg.knn)
-    fit, val = (i.to(device) for i in probe_split(len(train_y), cfg.probe.fast.val_fraction, evaluation.seed))
-    val_knn = knn_top1(train_h[fit], train_y[fit], train_h[val], train_y[val], k, cfg.knn)   # for searches
-    return {"linear_probe": probe, "knn": {"top1": knn, "val_top1": val_knn, "k": min(cfg.knn.k, len(train_y)),
-                                           "temperature": cfg.knn.temperature}}
+    knn_section = {"top1": knn, "k": min(cfg.knn.k, len(train_y)), "temperature": cfg.knn.temperature}
+    if validation:   # what a search reads (the random-init baseline needs none)
+        fit, val = (i.to(device) for i in probe_split(len(train_y), cfg.probe.fast.val_fraction, evaluation.seed))
+        knn_section["val_top1"] = knn_top1(train_h[fit], train_y[fit], train_h[val], train_y[val], k, cfg.knn)
+    return {"linear_probe": probe, "knn": knn_section}
 
 
 def view_diagnostics(evaluation: Evaluation, encoder: nn.Module) -> Dict[str, Any]:
@@ -225,7 +224,7 @@ def evaluate_towers(evaluation: Evaluation, features: TowerFeatures) -> Dict[str
     if cfg.random_init and data.labelled:
         log.info("random-init baseline: the same probe and kNN on an untrained encoder's own features")
         fresh = towers.fresh()
-        baseline = probe_and_knn(evaluation, fresh, extract(fresh, data, evaluation.reader))
+        baseline = probe_and_knn(evaluation, fresh, extract(fresh, data, evaluation.reader), validation=False)
         results["random_init"] = {"linear_probe_top1": baseline["linear_probe"]["top1"],
                                   "knn_top1": baseline["knn"]["top1"]}
     if features.text is not None:

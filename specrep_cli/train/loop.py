@@ -309,10 +309,10 @@ def save_epoch(run: Run, state: LoopState, epoch: int, watched: Dict[str, float]
     resume = resume_command(run.run_dir)   # named if a write fails
     save_checkpoint(state.last_checkpoint, ckpt, resume)
     if epoch % tr.checkpoint_every_n_epochs == 0 or epoch == tr.epochs:
-        save_checkpoint(run.ckpt_dir / f"epoch_{epoch:04d}.pt", ckpt, resume)
+        save_checkpoint(run.ckpt_dir / f"epoch_{epoch:04d}.pt", ckpt, resume, checked=True)
     history = state.progress.history
     if tr.keep_best and watched and watched["knn_top1"] >= max(h["knn_top1"] for h in history):
-        save_checkpoint(run.ckpt_dir / "best.pt", ckpt, resume)
+        save_checkpoint(run.ckpt_dir / "best.pt", ckpt, resume, checked=True)   # the same ckpt as last.pt
 
 
 # ------------------------------------------------------------------------------------- the end
