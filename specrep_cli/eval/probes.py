@@ -81,12 +81,35 @@ def _topk_accuracy(logits: Tensor, y: Tensor, k: int) -> float:
     return 100.0 * hits.float().mean().item()
 
 
+def _scores(logits: Tensor, y: Tensor) -> Dict[str, float]:
+    return {"top1": _topk_accuracy(logits, y, 1), "top5": _topk_accuracy(logits, y, 5)}
+
+
 def probe_split(n: int, val_fraction: float, seed: int) -> Tuple[Tensor, Tensor]:
     """Indices (fit, held_out) of the labelled train split for choosing the probe's L2 strength."""
     g = torch.Generator().manual_seed(seed)
     perm = torch.randperm(n, generator=g)
     n_val = max(1, int(round(n * val_fraction)))
     return perm[n_val:], perm[:n_val]
+
+
+def _whitened(train_x: Tensor, test_x: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+    """(train z, test z, M): both splits standardised and whitened with the train split's statistics
+    (unlabelled), z = x P, and the penalty M = P^T P that keeps the fit's minimiser that of x's."""
+    train_x, test_x = _standardize(train_x, test_x)
+    p, m = whitener(train_x)
+    return train_x @ p, test_x @ p, m
+
+
+def fixed_probe(train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tensor, num_classes: int,
+                weight_decay: float, steps: int) -> Dict[str, float]:
+    """linear_probe's model at an L2 strength chosen already (no held-out fits): one fit on the whole
+    train split from zero, at most `steps` L-BFGS iterations; top-1/top-5 (%) on the test split."""
+    train_z, test_z, m = _whitened(train_x, test_x)
+    with phase("fitting the linear probe", 1, "fits") as shown:
+        w, _ = _fit_logistic(train_z, train_y, num_classes, weight_decay, steps, penalty=m)
+        shown.advance()
+    return _scores(_predict(w, test_z), test_y)
 
 
 def linear_probe(train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tensor, num_classes: int,
@@ -103,9 +126,7 @@ def linear_probe(train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tenso
     minimiser (the penalty becomes tr(V^T P^T P V)), but the loss is far better conditioned, so L-BFGS
     converges in tens of iterations instead of stalling for hundreds on correlated features.
     """
-    train_x, test_x = _standardize(train_x, test_x)
-    p, m = whitener(train_x)   # unlabelled statistics of the train split only
-    train_z, test_z = train_x @ p, test_x @ p
+    train_z, test_z, m = _whitened(train_x, test_x)
     fit_idx, val_idx = probe_split(train_z.shape[0], cfg.val_fraction, seed)
     fit_idx, val_idx = fit_idx.to(train_z.device), val_idx.to(train_z.device)
     best_wd, best_acc, best_w, w = cfg.weight_decays[0], -1.0, None, None
@@ -119,8 +140,7 @@ def linear_probe(train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tenso
         w, iterations = _fit_logistic(train_z, train_y, num_classes, best_wd, cfg.steps, init=best_w, penalty=m)
         shown.advance()
     logits = _predict(w, test_z)
-    return {"top1": _topk_accuracy(logits, test_y, 1), "top5": _topk_accuracy(logits, test_y, 5),
-            "weight_decay": best_wd, "val_top1": best_acc, "iterations": iterations}
+    return {**_scores(logits, test_y), "weight_decay": best_wd, "val_top1": best_acc, "iterations": iterations}
 
 
 
@@ -151,10 +171,6 @@ def train_linear_sgd(epoch_batches: Callable[[int], Iterable[Tuple[Tensor, Tenso
                 loss.backward()
                 opt.step()
     return linear.eval()
-
-
-def _scores(logits: Tensor, y: Tensor) -> Dict[str, float]:
-    return {"top1": _topk_accuracy(logits, y, 1), "top5": _topk_accuracy(logits, y, 5)}
 
 
 def standard_probe_on_features(train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tensor,
@@ -254,10 +270,12 @@ def knn_top1(train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tensor, n
     train_u, temperature = F.normalize(train_x, dim=1), cfg.temperature
     k = min(cfg.k, train_u.shape[0])
     correct = 0
-    with phase("classifying by kNN", test_x.shape[0], "images") as shown:
+    buffer = train_u.new_empty(min(chunk, test_x.shape[0]), train_u.shape[0])   # one (b, N) block, reused:
+    with phase("classifying by kNN", test_x.shape[0], "images") as shown:       # no fresh pages per chunk
         for start in range(0, test_x.shape[0], chunk):
-            sim = F.normalize(test_x[start:start + chunk], dim=1) @ train_u.T   # (b, N)
-            top_sim, top_idx = sim.topk(k, dim=1)                               # (b, k)
+            query = F.normalize(test_x[start:start + chunk], dim=1)
+            sim = torch.mm(query, train_u.T, out=buffer[:query.shape[0]])       # (b, N)
+            top_sim, top_idx = sim.topk(k, dim=1, sorted=False)                 # (b, k), any order
             votes = torch.zeros(sim.shape[0], num_classes, device=sim.device)
             votes.scatter_add_(1, train_y[top_idx], (top_sim / temperature).exp())
             correct += (votes.argmax(1) == test_y[start:start + chunk]).sum().item()

@@ -166,7 +166,8 @@ def plot_ritz(ritz: Dict[str, Any], path: Path, random_init: Dict[str, Any] | No
     if prefix:
         ks = [p["k"] for p in prefix]
         axes[1].plot(ks, [p["probe_top1"] for p in prefix], "o-", label="linear probe (fast)")
-        axes[1].plot(ks, [p["knn_top1"] for p in prefix], "s--", label="kNN")
+        knn = [p for p in prefix if p.get("knn_top1") is not None]   # none at k = 1 (a sign)
+        axes[1].plot([p["k"] for p in knn], [p["knn_top1"] for p in knn], "s--", label="kNN")
         for key, name, style in (("linear_probe_top1", "probe", ":"), ("knn_top1", "kNN", "-.")):
             if (value := (random_init or {}).get(key)) is not None:
                 axes[1].axhline(value, color="grey", linestyle=style,

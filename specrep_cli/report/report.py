@@ -201,6 +201,11 @@ def convergence_rows(section: Dict[str, Any] | None) -> List[str]:
             f"{'yes' if section['converged'] else '**not converged**'}: {trend} |"]
 
 
+def _percent(value: float | None) -> str:
+    """A top-1 figure for report.md's tables; "-" where there is none."""
+    return "-" if value is None else f"{value:.2f} %"
+
+
 def ritz_lines(ritz: Dict[str, Any], shown: int = 16) -> List[str]:
     """report.md's section on Rayleigh-Ritz: the Ritz values (the first `shown`), their effective
     dimension, and the prefix curve (probe and kNN on the first k Ritz-ordered functions)."""
@@ -214,7 +219,7 @@ def ritz_lines(ritz: Dict[str, Any], shown: int = 16) -> List[str]:
     if ritz.get("prefix"):
         lines += ["", "The fast probe and the kNN on the first k Ritz-ordered functions h @ v_1..v_k:", "",
                   "| k | probe top-1 | kNN top-1 |", "| --- | --- | --- |"]
-        lines += [f"| {p['k']} | {p['probe_top1']:.2f} % | {p['knn_top1']:.2f} % |" for p in ritz["prefix"]]
+        lines += [f"| {p['k']} | {p['probe_top1']:.2f} % | {_percent(p['knn_top1'])} |" for p in ritz["prefix"]]
         if "dims_for_95" in ritz:
             lines += ["", f"The first {ritz['dims_for_95']} ordered functions reach 95 % of the probe on all "
                           f"{ritz['prefix'][-1]['k']}."]

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from specrep_cli.config import FastProbeConfig, KNNConfig, StandardProbeConfig, from_dict
-from specrep_cli.eval.probes import knn_top1, linear_probe, probe_split, standard_lr, standard_probe_on_features
+from specrep_cli.eval.probes import fixed_probe, knn_top1, linear_probe, probe_split, standard_lr, standard_probe_on_features
 from specrep_cli.eval.spectra import alignment, effective_rank, orthonormality_error, spectrum, uniformity
 
 
@@ -22,6 +22,34 @@ def test_probe_recovers_a_linearly_separable_labelling_and_is_at_chance_on_rando
     noise, noise_test = torch.randint(0, 4, (10000,), generator=g), torch.randint(0, 4, (1000,), generator=g)
     assert abs(linear_probe(x, noise, xt, noise_test, 4,
                             FastProbeConfig(weight_decays=[0.0, 1e-2]))["top1"] - 25.0) < 5.0
+
+
+def test_the_fixed_strength_probe_is_the_penalised_logistic_regression_written_out():
+    """One fit at a given L2 strength: argmin CE(x_s W + b, y) + (wd / 2) ||W||^2 on standardised x_s,
+    solved here directly (float64, plain coordinates, many L-BFGS steps) and compared on the test split."""
+    g = torch.Generator().manual_seed(1)
+    x, xt = torch.randn(600, 5, generator=g) * torch.tensor([1.0, 3, 0.5, 2, 1]), torch.randn(400, 5, generator=g)
+    y, yt = (x[:, :3] + 0.8 * torch.randn(600, 3, generator=g)).argmax(1), (xt[:, :3]).argmax(1)
+    wd = 1e-2
+    mean, std = x.double().mean(0), x.double().std(0)
+    xs, xts = (x.double() - mean) / std, (xt.double() - mean) / std
+    w = torch.zeros(5, 3, dtype=torch.float64, requires_grad=True)
+    b = torch.zeros(3, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], max_iter=500, tolerance_grad=1e-12, tolerance_change=1e-14,
+                            line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(xs @ w + b, y) + 0.5 * wd * w.pow(2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    logits = (xts @ w + b).detach()
+    expected = 100.0 * (logits.argmax(1) == yt).double().mean().item()
+    expected5 = 100.0 * (logits.topk(3, 1).indices == yt[:, None]).any(1).double().mean().item()
+    got = fixed_probe(x, y, xt, yt, 3, wd, steps=200)
+    assert got["top1"] == pytest.approx(expected, abs=0.26) and got["top5"] == pytest.approx(expected5)
 
 
 def test_held_out_split_comes_from_the_train_split_only():
