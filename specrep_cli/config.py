@@ -491,7 +491,7 @@ class ImageTextConfig(ImageDatasetConfig):
                  f"dataset.csv_separator must be one character, got {self.csv_separator!r}")
 
 
-GRAPH_SOURCES = ("sbm", "ring", "file")
+GRAPH_SOURCES = ("sbm", "ring", "file", "shapes_world")
 
 
 @dataclass
@@ -509,8 +509,19 @@ class GraphConfig(DatasetConfig):
     path: Optional[str] = None
     labels_path: Optional[str] = None
     features_path: Optional[str] = None
+    images: Optional[str] = None
+    image_size: int = 32
+    world_classes: int = 4
+    world_grid: int = 2
+    world_class_change: float = 0.375
+    world_move: float = 0.1
     test_fraction: float = 0.5
     pairs_per_epoch: Optional[int] = None
+
+    @property
+    def image_nodes(self) -> bool:
+        """Whether the nodes are images (dataset.images, or the shapes_world's renders)."""
+        return self.source == "shapes_world" or (self.source == "file" and self.images is not None)
 
     def __post_init__(self) -> None:
         _require(self.source in GRAPH_SOURCES,
@@ -527,6 +538,17 @@ class GraphConfig(DatasetConfig):
         _require(0 < self.test_fraction < 1, "dataset.test_fraction must be in (0, 1)")
         _require(self.pairs_per_epoch is None or self.pairs_per_epoch >= 2,
                  "dataset.pairs_per_epoch must be null or >= 2")
+        _require(self.images is None or self.source == "file",
+                 "dataset.images (CSV node,path) gives a file graph's nodes images: use it with dataset.source=file")
+        _require(self.images is None or self.features_path is None,
+                 "a node is an image (dataset.images) or a feature row (dataset.features_path), not both: drop one")
+        _check_image_size(self.image_size)
+        _require(2 <= self.world_classes <= 10 and 1 <= self.world_grid <= 8,
+                 f"dataset.world_classes must be in 2..10 (shapes) and dataset.world_grid in 1..8, got "
+                 f"{self.world_classes} and {self.world_grid}")
+        _require(0 < self.world_class_change < 1 and 0 <= self.world_move <= 0.5,
+                 f"dataset.world_class_change must be in (0, 1) and dataset.world_move in [0, 0.5], got "
+                 f"{self.world_class_change} and {self.world_move}")
 
 
 DATASET_SCHEMAS = {"graph": GraphConfig, "shapes": ShapesConfig, "cifar10": CIFARConfig, "cifar100": CIFARConfig,
@@ -779,9 +801,12 @@ class TrainConfig:
     def __post_init__(self) -> None:
         _check_seed("seed", self.seed)
         graph, node_encoder = self.dataset.name == "graph", self.encoder.name in GRAPH_ENCODERS
-        _require(graph == node_encoder, f"dataset=graph takes encoder={' or encoder='.join(GRAPH_ENCODERS)} (node "
-                 f"ids or features, not images), and those encoders take dataset=graph; got dataset="
-                 f"{self.dataset.name} with encoder={self.encoder.name}")
+        pixels = graph and self.dataset.image_nodes
+        _require(not node_encoder or graph, f"encoder={self.encoder.name} takes graph nodes (ids or features): "
+                 f"use it with dataset=graph, or an image encoder with dataset={self.dataset.name}")
+        _require(not graph or node_encoder or pixels, f"dataset=graph takes encoder="
+                 f"{' or encoder='.join(GRAPH_ENCODERS)} (node ids or features); encoder={self.encoder.name} needs "
+                 "nodes that are images: dataset.source=shapes_world, or dataset.images=NODES.csv (node,path)")
         _require(not graph or self.objective.name not in TWO_TOWER_OBJECTIVES or self.objective.pairs != "text",
                  f"objective={self.objective.name} on a graph trains on edges as two views: use objective.pairs=views")
         _require(not isinstance(self.encoder, MLPEncoderConfig)

@@ -96,10 +96,14 @@ def load_dataset(cfg: DatasetConfig, device: torch.device = torch.device("cpu"))
     dataset.in_memory: `true` keeps every split on the device, `false` leaves tensors on the host
     (batches are gathered there and copied) and streams image folders from their files, `auto` keeps
     them on the device when their total size fits `memory_budget(cfg, device)`. dataset=graph: a
-    GraphData (graphs.load_graph), on the device: its node inputs are small and never normalised.
+    GraphData (graphs.load_graph), on the device: its node inputs are small; ids and feature rows are
+    never normalised, the nodes' images (dataset.images, shapes_world) are.
     """
     if cfg.name == "graph":
-        return load_graph(cfg, device)
+        graph = load_graph(cfg, device)
+        if graph.images:   # nodes that are images: normalised as image datasets are
+            graph.mean, graph.std = channel_stats(graph.inputs)
+        return graph
     LOADERS.get(cfg.name)   # an unknown name: a DatasetError naming the known ones, before any work
     budget = memory_budget(cfg, device)
     in_memory = str(cfg.in_memory).lower()   # YAML's true/false arrive as 'True'/'False'

@@ -3,6 +3,7 @@
     edges = read_edges(path)                         # EdgeList: names, src, dst, weight (as written)
     labels, classes = read_labels(path, index)       # index: node name -> row
     features = read_features(path, index)            # float32 (n, F)
+    files = node_image_files(path, index)            # each node's image file (dataset.images)
 
 Edges: CSV or TSV lines `source,target[,weight]` (the delimiter is the first line's: a tab if it has
 one, else a comma), node names any strings, weight 1 when absent; blank lines and lines starting with
@@ -33,7 +34,9 @@ from torch import Tensor
 
 from ..errors import DatasetError
 
-HEADER_WORDS = {"source", "target", "src", "dst", "from", "to", "u", "v", "node", "id", "label", "weight"}
+HEADER_WORDS = {"source", "target", "src", "dst", "from", "to", "u", "v", "node", "id", "label", "weight",
+                "path", "image", "file"}
+KEYS = {"edge": "path", "labels": "labels_path", "features": "features_path", "images": "images"}   # what -> its key
 
 
 @dataclass
@@ -61,16 +64,16 @@ def _text(path: Path) -> str:
 def _rows(path: str | Path, what: str) -> List[Tuple[int, List[str]]]:
     """(line number, stripped fields) of every non-blank, non-comment line, the first (a header or
     not: without_header) included."""
-    path = Path(path)
+    path, key = Path(path), KEYS[what]
     if not path.is_file():
         state = "is not a regular file" if path.exists() else "does not exist"   # a folder, a pipe, a device
-        raise DatasetError(f"{what} file {path} {state}: check dataset.{what}_path" if what != "edge"
+        raise DatasetError(f"{what} file {path} {state}: check dataset.{key}" if what != "edge"
                            else f"edge list {path} {state}: check dataset.path")
     lines = [(i + 1, line) for i, line in enumerate(io.StringIO(_text(path), newline=""))
              if line.strip() and not line.lstrip().startswith("#")]
     if not lines:
         raise DatasetError(f"{path} is empty: it needs lines source,target[,weight]" if what == "edge"
-                           else f"{path} is empty: drop dataset.{what}_path or fill it")
+                           else f"{path} is empty: drop dataset.{key} or fill it")
     delimiter = "\t" if "\t" in lines[0][1] else ","
     return [(number, [x.strip() for x in next(csv.reader([line], delimiter=delimiter))])
             for number, line in lines]
@@ -161,3 +164,21 @@ def read_features(path: str | Path, index: Dict[str, int]) -> Tensor:
         raise DatasetError(f"{path} has no features for node {missing[0]!r} (and {len(missing) - 1} more): "
                            "every node of the edge list needs a line")
     return torch.tensor([features[i] for i in range(len(index))], dtype=torch.float32)
+
+
+def node_image_files(path: str | Path, index: Dict[str, int]) -> List[Path]:
+    """Each node's image file, in row order, from CSV lines node,path (a path relative to the CSV's
+    folder, or absolute); every node of the edge list needs one line, and one file that exists."""
+    folder, files = Path(path).parent, {}
+    for line, fields in without_header(_rows(path, "images"), index):
+        row = _node(fields, index, path, line, "node,path")
+        file = folder / fields[1].strip()
+        if not file.is_file():
+            raise DatasetError(f"{path}, line {line}: no image file {file} for node {fields[0]!r}: fix the "
+                               "path (relative to the CSV's folder)")
+        files[row] = file
+    missing = [name for name, row in index.items() if row not in files]
+    if missing:
+        raise DatasetError(f"{path} has no image for node {missing[0]!r} (and {len(missing) - 1} more): "
+                           "every node of the edge list needs a line node,path")
+    return [files[i] for i in range(len(index))]

@@ -6,7 +6,9 @@
 A graph is a symmetric non-negative weight matrix A (kept as a coalesced list of directed edges, each
 undirected edge both ways), the names of its nodes, optional labels and node features. Training pairs
 are drawn from p(x, x') = A[x, x'] / sum(A) (pairs.EdgePairs); p(x) = sum_x' p(x, x') is a node's
-weight. What the node encoder sees (the "images" of the splits) is a node's id, or its feature row.
+weight. What the encoder sees (the "images" of the splits) is a node's id, its feature row, or its image
+(dataset.images, or the shapes_world's renders: then any image encoder, the pairs normalised and,
+with an augmentation chosen, augmented on top).
 """
 from __future__ import annotations
 
@@ -20,7 +22,9 @@ from torch import Tensor
 
 from ..config import GraphConfig
 from ..errors import DatasetError
-from .graph_files import read_edges, read_features, read_labels
+from .files import decode_images
+from .graph_files import node_image_files, read_edges, read_features, read_labels
+from .shapes_world import shapes_world
 from .splits import ImageData
 
 log = logging.getLogger("specrep")
@@ -35,6 +39,7 @@ class Graph:
     labels: Tensor | None = None    # int64 (n,): class index, -1 for an unlabelled node; None: no labels
     classes: List[str] | None = None
     features: Tensor | None = None  # float32 (n, F): node features (encoder=mlp)
+    images: Tensor | None = None    # uint8 (n, C, H, W): the nodes' images (image encoders)
 
     @property
     def num_nodes(self) -> int:
@@ -143,12 +148,19 @@ class GraphData(ImageData):
 
     @property
     def in_channels(self) -> int:
-        """What the node encoder is built for: the number of nodes (ids) or of features per node."""
-        return self.inputs.shape[1] if self.inputs.ndim == 2 else self.graph.num_nodes
+        """What the encoder is built for: the number of nodes (ids), of features per node, or of the
+        nodes' image channels."""
+        return self.inputs.shape[1] if self.inputs.ndim in (2, 4) else self.graph.num_nodes
 
     @property
-    def image_size(self) -> None:
-        return None
+    def image_size(self) -> int | None:
+        """The side of the nodes' images; None when the nodes are ids or feature rows."""
+        return self.inputs.shape[-1] if self.images else None
+
+    @property
+    def images(self) -> bool:
+        """Whether the encoder sees the nodes' images (uint8 (n, C, H, W)), normalised by mean and std."""
+        return self.inputs.ndim == 4
 
 
 def node_split(labels: Tensor | None, test_fraction: float, seed: int) -> tuple[Tensor, Tensor]:
@@ -163,17 +175,29 @@ def node_split(labels: Tensor | None, test_fraction: float, seed: int) -> tuple[
     return perm[n_test:].sort().values, perm[:n_test].sort().values
 
 
+def world_graph(cfg: GraphConfig) -> Graph:
+    """dataset.source=shapes_world: A = the world's kernel (shapes_world.py), a node per state, its image."""
+    world = shapes_world(cfg.world_classes, cfg.world_grid, cfg.world_class_change, cfg.world_move,
+                         cfg.image_size, cfg.seed)
+    src, dst = torch.triu(world.kernel > 0).nonzero().T   # each undirected edge once: `undirected` mirrors it
+    src, dst, weight = undirected(src, dst, world.kernel[src, dst], world.kernel.shape[0])
+    return Graph(src, dst, weight, world.names, world.labels, world.classes, images=world.images)
+
+
 def make_graph(cfg: GraphConfig) -> Graph:
     if cfg.source == "sbm":
         return sbm(cfg.blocks, cfg.block_size, cfg.p_in, cfg.p_out, cfg.seed)
     if cfg.source == "ring":
         return ring(cfg.num_nodes, cfg.hops)
+    if cfg.source == "shapes_world":
+        return world_graph(cfg)
     edges = read_edges(cfg.path)
     n, index = len(edges.names), {name: i for i, name in enumerate(edges.names)}
     labels, classes = read_labels(cfg.labels_path, index) if cfg.labels_path else (None, None)
     features = read_features(cfg.features_path, index) if cfg.features_path else None
+    images = decode_images(node_image_files(cfg.images, index), cfg.image_size) if cfg.images else None
     src, dst, weight = undirected(edges.src, edges.dst, edges.weight, n)
-    return Graph(src, dst, weight, edges.names, labels, classes, features)
+    return Graph(src, dst, weight, edges.names, labels, classes, features, images)
 
 
 def load_graph(cfg: GraphConfig, device: torch.device = torch.device("cpu")) -> GraphData:
@@ -184,7 +208,7 @@ def load_graph(cfg: GraphConfig, device: torch.device = torch.device("cpu")) -> 
         log.warning(f"the graph has {parts} connected components: the top eigenvalue 1 of its normalised "
                     f"adjacency is repeated {parts} times (one indicator per component), so d < {parts} "
                     "splits that eigenspace and the alignment is not identifiable there")
-    inputs = graph.features if graph.features is not None else torch.arange(graph.num_nodes)
+    inputs = next(x for x in (graph.images, graph.features, torch.arange(graph.num_nodes)) if x is not None)
     train, test = node_split(graph.labels, cfg.test_fraction, cfg.seed)
     labels = graph.labels if graph.labels is not None else torch.zeros(graph.num_nodes, dtype=torch.long)
     draws = cfg.pairs_per_epoch or graph.num_edges

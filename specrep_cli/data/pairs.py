@@ -6,6 +6,7 @@ the two ends of an edge of a graph.
                                                          # L = min(length, the longest caption's tokens)
     pairs = EdgePairs(graph, inputs, device)                         # x, y: the inputs of both ends of
                                                                      #   B edges drawn by weight (graphs)
+    pairs = EdgePairs(graph, images, device, augmentation, mean, std)   # the nodes are images
     x, y = pairs(batch, index)   # batch: uint8 (B, C, H, W) on the device; index: (B,) its image ids
 
 Everything stays on the device and nothing syncs with the host (index is expected on the device): a
@@ -67,17 +68,22 @@ class TextPairs:
 class EdgePairs:
     """(x, x') drawn from p(x, x') = A[x, x'] / sum(A): B directed edges by weight, by inverse CDF
     (torch.searchsorted on the cumulative edge weights, on the device: no Python loop, no host sync,
-    any number of edges); x and x' are the inputs (ids or feature rows) of the edge's two ends. The
-    batch handed in only numbers the epoch's draws (GraphData.draws): its values are not used."""
+    any number of edges); x and x' are the inputs (ids or feature rows) of the edge's two ends, or
+    their images (uint8 (n, C, H, W)), then augmented (augmentation.view_a, view_b: `none` only
+    normalises) with mean and std. The batch handed in only numbers the epoch's draws
+    (GraphData.draws): its values are not used."""
 
     kind = "edges"
-    mean = std = None   # no normalisation: the node inputs (ids or feature rows) go in as they are
 
-    def __init__(self, graph: Graph, inputs: Tensor, device: torch.device):
+    def __init__(self, graph: Graph, inputs: Tensor, device: torch.device, augmentation: Any = None,
+                 mean: Tensor | None = None, std: Tensor | None = None):
         cdf = torch.cumsum(graph.weight, 0)   # float64 on the host: exact for many edges
         self.cdf = (cdf / cdf[-1]).float().to(device)                            # (E,) ends at 1
         self.src, self.dst = graph.src.to(device), graph.dst.to(device)          # (E,)
-        self.inputs = inputs.to(device)                                          # (n,) or (n, F)
+        self.inputs = inputs.to(device)                                          # (n,), (n, F) or (n, C, H, W)
+        self.augmentation = augmentation if inputs.ndim == 4 else None
+        # no normalisation for ids or feature rows: they go in as they are
+        self.mean, self.std = (mean.to(device), std.to(device)) if self.augmentation is not None else (None, None)
 
     def draw(self, b: int) -> Tensor:
         """(b,) edge indices, edge e with probability weight[e] / sum(weight)."""
@@ -86,4 +92,8 @@ class EdgePairs:
 
     def __call__(self, batch: Tensor, index: Tensor) -> Tuple[Tensor, Tensor]:
         e = self.draw(index.shape[0])
-        return self.inputs[self.src[e]], self.inputs[self.dst[e]]
+        x, y = self.inputs[self.src[e]], self.inputs[self.dst[e]]
+        if self.augmentation is None:
+            return x, y
+        return (augment(x, self.augmentation.view_a, self.mean, self.std),
+                augment(y, self.augmentation.view_b, self.mean, self.std))

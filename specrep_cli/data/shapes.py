@@ -213,6 +213,29 @@ def _texture(n: int, image_size: int, gen: torch.Generator) -> torch.Tensor:
 # --- the dataset ----------------------------------------------------------------------
 
 
+def render(labels: torch.Tensor, x: torch.Tensor, y: torch.Tensor, size: torch.Tensor, rotation: torch.Tensor,
+           fg_rgb: torch.Tensor, bg_rgb: torch.Tensor, gen: torch.Generator, image_size: int) -> torch.Tensor:
+    """uint8 images (N, 3, H, W) of the given factors (each (N,); colours (N, 3) RGB in [0, 1]; as in
+    `generate`), with the texture (lighting ramp, blotches, pixel noise) drawn from `gen`."""
+    num = labels.shape[0]
+    images = torch.empty(num, 3, image_size, image_size, dtype=torch.uint8)
+    for start in range(0, num, CHUNK):
+        sl = slice(start, min(start + CHUNK, num))
+        n = sl.stop - sl.start
+        cov = torch.empty(n, image_size, image_size)
+        lab = labels[sl]
+        for cls in range(len(CLASSES)):
+            idx = (lab == cls).nonzero().squeeze(1)
+            if idx.numel():
+                i = idx + start
+                cov[idx] = _coverage(cls, x[i], y[i], size[i], rotation[i], image_size)
+        cov = cov.unsqueeze(1)  # (n, 1, H, W)
+        img = torch.lerp(bg_rgb[sl, :, None, None], fg_rgb[sl, :, None, None], cov)  # (n, 3, H, W)
+        img += _texture(n, image_size, gen)
+        images[sl] = img.clamp_(0, 1).mul_(255).round_().to(torch.uint8)
+    return images
+
+
 def generate(num: int, seed: int, image_size: int = 32) -> ShapesSplit:
     """Generate `num` labelled images, a pure function of (num, seed, image_size).
 
@@ -233,23 +256,7 @@ def generate(num: int, seed: int, image_size: int = 32) -> ShapesSplit:
     rotation = 2 * math.pi * torch.rand(num, generator=gen)
     fg, bg = _draw_colours(num, gen)
     fg_rgb, bg_rgb = _colours(fg, bg, gen)  # (N, 3) each
-
-    images = torch.empty(num, 3, image_size, image_size, dtype=torch.uint8)
-    for start in range(0, num, CHUNK):
-        sl = slice(start, min(start + CHUNK, num))
-        n = sl.stop - sl.start
-        cov = torch.empty(n, image_size, image_size)
-        lab = labels[sl]
-        for cls in range(len(CLASSES)):
-            idx = (lab == cls).nonzero().squeeze(1)
-            if idx.numel():
-                i = idx + start
-                cov[idx] = _coverage(cls, x[i], y[i], size[i], rotation[i], image_size)
-        cov = cov.unsqueeze(1)  # (n, 1, H, W)
-        img = torch.lerp(bg_rgb[sl, :, None, None], fg_rgb[sl, :, None, None], cov)  # (n, 3, H, W)
-        img += _texture(n, image_size, gen)
-        images[sl] = img.clamp_(0, 1).mul_(255).round_().to(torch.uint8)
-
+    images = render(labels, x, y, size, rotation, fg_rgb, bg_rgb, gen, image_size)
     factors = {
         "shape": labels.clone(), "fg_color": fg, "bg_color": bg,
         "size": size, "x": x, "y": y, "rotation": rotation,

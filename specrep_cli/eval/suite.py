@@ -126,8 +126,8 @@ def evaluate_encoder(evaluation: Evaluation, encoder: nn.Module, features: Featu
     every = features.nodes if graph else features.train
     results["spectrum"] = {"representation": spectrum(every.h), "projection": spectrum(every.z)}
     found = None
-    if graph:   # the truth once, for phi and for the Ritz-ordered functions of h
-        wanted = max(every.z.shape[1], every.h.shape[1] if evaluation.cfg.ritz else 0) + 1
+    if graph:   # the truth once, for phi and for its Ritz-ordered functions
+        wanted = every.z.shape[1] + 1
         found = truth(evaluation.data.graph, wanted, evaluation.cfg.truth_budget_s)
         results["graph"] = graph_report(evaluation.data.graph, every.z, evaluation.towers.mu,
                                         evaluation.cfg.truth_budget_s, found)
@@ -183,8 +183,9 @@ def ritz_results(evaluation: Evaluation, encoder: nn.Module, features: Features,
     """Rayleigh-Ritz on h into `results`: "ritz" (ritz_report.ritz_section, with the seconds it took)
     from cfg.ritz_pairs pairs of the train split of the run's own kind (a graph's edges: rows of the
     node features; an image-text run's image views and captions: the cross form; else two views,
-    encoded here), and a graph section's Ritz part (graph_ritz, against the truth `found` when
-    given). Nothing for images without views."""
+    encoded here), and a graph section's Ritz part (graph_ritz: the Ritz order of phi, the projection
+    the truth scores, from the same edges; phi is h without a projector), against the truth `found`
+    when given. Nothing for images without views."""
     cfg, data, reader, t0 = evaluation.cfg, evaluation.data, evaluation.reader, time.perf_counter()
     text = evaluation.towers.text
     if features.nodes is not None:
@@ -198,8 +199,10 @@ def ritz_results(evaluation: Evaluation, encoder: nn.Module, features: Features,
     result = solve(*pairs, cross=kind == "image-text")
     section = ritz_section(result, kind, cfg.ritz_pairs, ritz_scorer(evaluation, features, results), NO_LABELS)
     graph = results.get("graph")
-    if graph is not None and "skipped" not in graph:
-        graph.update(graph_ritz(data.graph, features.nodes.h, result, cfg.truth_budget_s, found))
+    if graph is not None and "skipped" not in graph:   # phi's own Ritz order, scored against the truth
+        phi = features.nodes.z
+        ordered = result if phi is features.nodes.h else solve(*edge_pairs(data.graph, phi, cfg.ritz_pairs), cross=False)
+        graph.update(graph_ritz(data.graph, phi, ordered, cfg.truth_budget_s, found))
     results["ritz"] = {**section, "seconds": time.perf_counter() - t0}
 
 

@@ -227,13 +227,13 @@ def build_pairs(cfg: TrainConfig, data: ImageData,
                 device: torch.device) -> tuple[ViewPairs | TextPairs | EdgePairs, Tokenizer | None]:
     """What a step's two inputs are: two augmented views, an augmented image and one of its captions
     (then also the tokenizer built from the training captions), or a graph's edges drawn by weight
-    (no augmentation: augmentation.* is not used). The pairs own the normalisation: the training
+    (augmentation.* applies only where the nodes are images). The pairs own the normalisation: the training
     images' per-channel mean and std; with augmentation=lab_split none (mean 0, std 1: the views
     stay RGB in [0, 1] and the towers take their L or ab channels themselves, models.lab.LabInput)."""
     lab = cfg.augmentation.lab_split
     kind = pairs_kind(cfg.objective, data, lab)
-    if kind == "edges":
-        return EdgePairs(data.graph, data.inputs, device), None
+    if kind == "edges":   # the nodes' images (if they are images) augmented with augmentation.*
+        return EdgePairs(data.graph, data.inputs, device, cfg.augmentation, data.mean, data.std), None
     mean, std = data.mean.to(device), data.std.to(device)
     if lab:
         mean, std = torch.zeros_like(mean), torch.ones_like(std)

@@ -83,7 +83,7 @@ def test_every_yaml_opens_with_a_command_that_uses_it():
         assert first.startswith("# specrep "), path
 
 
-GRAPH_OPTIONS = {("dataset", "graph"), ("encoder", "embedding"), ("encoder", "mlp")}   # nodes, not images
+GRAPH_OPTIONS = {("dataset", "graph"), ("dataset", "shapes_world"), ("encoder", "embedding"), ("encoder", "mlp")}
 
 
 def graph_option_trains(option: str, tmp_path: Path) -> None:
@@ -95,13 +95,17 @@ def graph_option_trains(option: str, tmp_path: Path) -> None:
         (tmp_path / "f.csv").write_text("a,1,0\nb,0,1\nc,1,1\nd,0,0\n")
         extra = ["dataset.source=file", f"dataset.path={tmp_path / 'e.csv'}",
                  f"dataset.features_path={tmp_path / 'f.csv'}"]
-    cfg = compose_train(["dataset=graph", f"encoder={'embedding' if option == 'graph' else option}",
-                         "dataset.block_size=4", "encoder.dim=3", "trainer.batch_size=8", *extra])
-    cfg = config.validate(cfg)
+    if option == "shapes_world":   # nodes that are images: its own option, a convnet on the pixels
+        extra = ["dataset=shapes_world", "dataset.world_classes=2", "dataset.world_grid=1", "encoder.width=4"]
+    else:
+        extra = ["dataset=graph", f"encoder={'embedding' if option == 'graph' else option}", "dataset.block_size=4",
+                 "encoder.dim=3", *extra]
+    cfg = config.validate(compose_train([*extra, "trainer.batch_size=8"]))
     assert cfg.augmentation.name == "none" and cfg.optim.name == "adamw"   # what dataset=graph brings
     data = load_dataset(cfg.dataset)
     method = build_method(cfg.objective, lambda tower="x": build_encoder(cfg.encoder, data.in_channels), 8)
-    x, y = EdgePairs(data.graph, data.inputs, torch.device("cpu"))(data.ssl_images[:8], torch.zeros(8))
+    pairs = EdgePairs(data.graph, data.inputs, torch.device("cpu"), cfg.augmentation, data.mean, data.std)
+    x, y = pairs(data.ssl_images[:8], torch.zeros(8))
     terms = method(x, y)
     terms["loss"].backward()
     build_optimizer(method, cfg.optim, 0.01).step()
@@ -109,10 +113,17 @@ def graph_option_trains(option: str, tmp_path: Path) -> None:
 
 
 def test_graph_and_image_options_do_not_mix():
-    with pytest.raises(config.ConfigError, match="dataset=graph takes encoder=embedding or encoder=mlp"):
+    with pytest.raises(config.ConfigError, match="dataset=graph takes encoder=embedding or encoder=mlp .* needs "
+                                                 "nodes that are images: dataset.source=shapes_world, or dataset.images"):
         config.validate(compose_train(["dataset=graph", "encoder=convnet"]))
-    with pytest.raises(config.ConfigError, match="dataset=graph takes"):
+    with pytest.raises(config.ConfigError, match="encoder=embedding takes graph nodes"):
         config.validate(compose_train(["encoder=embedding"]))
+    for images in (["dataset=shapes_world"], ["dataset=graph", "dataset.source=shapes_world", "encoder=resnet18"],
+                   ["dataset=graph", "dataset.source=file", "dataset.path=e.csv", "dataset.images=n.csv",
+                    "encoder=convnet"], ["dataset=shapes_world", "encoder=embedding"]):
+        config.validate(compose_train(images))   # nodes that are images: image encoders (or a table) take them
+    with pytest.raises(config.ConfigError, match="use it with dataset.source=file"):
+        config.validate(compose_train(["dataset=graph", "dataset.images=n.csv", "encoder=convnet"]))
     with pytest.raises(config.ConfigError, match="encoder=mlp runs over node features"):
         config.validate(compose_train(["dataset=graph", "encoder=mlp"]))
     with pytest.raises(config.ConfigError, match="objective.pairs=views"):
