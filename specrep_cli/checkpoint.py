@@ -33,7 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from . import __version__
-from .config import TrainConfig, flatten, to_dict, upgrade
+from .config import GRAPH_ENCODERS, TrainConfig, flatten, to_dict, upgrade
 from .errors import CheckpointError, TrainingError
 from .runtime import Ranks
 from .storage import atomic_write, reason
@@ -269,10 +269,11 @@ def check_resumable(ckpt: Dict[str, Any], cfg: TrainConfig, trained_on: TrainedO
     changed = [k for k in sorted(set(theirs) | set(ours))
                if k != "resume" and k in theirs and theirs.get(k) != ours.get(k)]
     differ = [f"{k} (checkpoint {theirs.get(k)!r}, config {ours.get(k)!r})" for k in changed if _fixed(k)]
-    graph = ours.get("dataset.name") == "graph"   # a graph's encoder takes nodes (ids or features), not images
+    graph = ours.get("dataset.name") == "graph"   # a graph's encoder takes nodes (ids or features) or images
     in_channels, input, num_train = trained_on.in_channels, trained_on.input, trained_on.num_train
     if ckpt["data"]["in_channels"] != in_channels:
-        what = "nodes (or node features) the encoder takes" if graph else "image channels"
+        what = "image channels" if not graph or ours.get("encoder.name") not in ("embedding", "mlp") \
+            else "nodes (or node features) the encoder takes"
         differ.append(f"{what} (checkpoint {ckpt['data']['in_channels']}, data {in_channels})")
     if ckpt["data"].get("input", "rgb") != input:
         differ.append(f"what the towers see (checkpoint {ckpt['data'].get('input', 'rgb')}, config "

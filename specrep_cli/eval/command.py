@@ -123,8 +123,9 @@ def check_inputs(data: ImageData, taken: int, dataset: str, encoder: str) -> Non
         raise DatasetError(f"dataset graph has {given} nodes but the checkpoint's encoder=embedding has one row per "
                            f"node of the graph it trained on, {taken}: evaluate it on a graph of {taken} nodes "
                            "(rows and nodes are matched by position)")
-    has = (f"{given} nodes (no features)" if data.inputs.ndim == 1 else f"{given} features per node") if graph \
-        else f"{given}-channel images"
+    has = f"{given}-channel images"
+    if graph and not data.images:
+        has = f"{given} nodes (no features)" if data.inputs.ndim == 1 else f"{given} features per node"
     takes = {"embedding": "nodes", "mlp": "features per node"}.get(encoder, "channels")
     raise DatasetError(f"dataset {dataset} has {has} but the checkpoint's encoder={encoder} takes {taken} {takes}")
 

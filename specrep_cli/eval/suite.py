@@ -38,7 +38,9 @@ from .eigensolvers import Eigenpairs
 from .features import FeatureReader, Features, Split, extract
 from .graph_truth import graph_report, truth
 from .probes import knn_top1, linear_probe, probe_split, standard_probe
-from .ritz_report import Scorer, caption_pairs, edge_pairs, graph_ritz, prefix_probe, ritz_section, solve, view_pairs
+from .ritz import ritz
+from .ritz_report import (Scorer, caption_pairs, edge_moments, graph_ritz, prefix_probe, ritz_section, solve,
+                          view_pairs)
 from .spectra import alignment, effective_rank, spectrum, uniformity
 from .towers import Towers
 from .zeroshot import TextFeatures, evaluate_two_towers, text_features
@@ -181,27 +183,30 @@ def view_diagnostics(evaluation: Evaluation, encoder: nn.Module) -> Dict[str, An
 def ritz_results(evaluation: Evaluation, encoder: nn.Module, features: Features, results: Dict[str, Any],
                  found: Eigenpairs | str | None = None) -> None:
     """Rayleigh-Ritz on h into `results`: "ritz" (ritz_report.ritz_section, with the seconds it took)
-    from cfg.ritz_pairs pairs of the train split of the run's own kind (a graph's edges: rows of the
-    node features; an image-text run's image views and captions: the cross form; else two views,
-    encoded here), and a graph section's Ritz part (graph_ritz: the Ritz order of phi, the projection
-    the truth scores, from the same edges; phi is h without a projector), against the truth `found`
-    when given. Nothing for images without views."""
+    from cfg.ritz_pairs pairs of the train split of the run's own kind (an image-text run's image
+    views and captions: the cross form; else two views, encoded here; a graph: every edge, exactly,
+    from the node features), and a graph section's Ritz part (graph_ritz: the Ritz order of phi, the
+    projection the truth scores; phi is h without a projector), against the truth `found` when
+    given. Nothing for images without views."""
     cfg, data, reader, t0 = evaluation.cfg, evaluation.data, evaluation.reader, time.perf_counter()
     text = evaluation.towers.text
-    if features.nodes is not None:
-        kind, pairs = "edges", edge_pairs(data.graph, features.nodes.h, cfg.ritz_pairs)
+    count = cfg.ritz_pairs
+    if features.nodes is not None:   # every edge, exactly
+        kind, count = "edges", data.graph.src.shape[0]
+        result = ritz(*edge_moments(data.graph, features.nodes.h))
     elif evaluation.views is None:
         return
     elif text is not None and data.train_captions is not None:
-        kind, pairs = "image-text", caption_pairs(encoder, text, data, reader, evaluation.views, cfg.ritz_pairs)
+        kind = "image-text"
+        result = solve(*caption_pairs(encoder, text, data, reader, evaluation.views, count), cross=True)
     else:
-        kind, pairs = "views", view_pairs(encoder, data.train_images, reader, evaluation.views, cfg.ritz_pairs)
-    result = solve(*pairs, cross=kind == "image-text")
-    section = ritz_section(result, kind, cfg.ritz_pairs, ritz_scorer(evaluation, features, results), NO_LABELS)
+        kind = "views"
+        result = solve(*view_pairs(encoder, data.train_images, reader, evaluation.views, count), cross=False)
+    section = ritz_section(result, kind, count, ritz_scorer(evaluation, features, results), NO_LABELS)
     graph = results.get("graph")
     if graph is not None and "skipped" not in graph:   # phi's own Ritz order, scored against the truth
         phi = features.nodes.z
-        ordered = result if phi is features.nodes.h else solve(*edge_pairs(data.graph, phi, cfg.ritz_pairs), cross=False)
+        ordered = result if phi is features.nodes.h else ritz(*edge_moments(data.graph, phi))
         graph.update(graph_ritz(data.graph, phi, ordered, cfg.truth_budget_s, found))
     results["ritz"] = {**section, "seconds": time.perf_counter() - t0}
 

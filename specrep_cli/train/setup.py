@@ -361,7 +361,8 @@ def _data_line(run: Run) -> str:
     cfg, data = run.cfg, run.data
     if isinstance(data, GraphData):
         g = data.graph
-        return (f"data: graph ({cfg.dataset.source}), {g.num_nodes} nodes, {g.num_edges} edges, "
+        pixels = f" ({data.in_channels}x{data.image_size}x{data.image_size} images)" if data.images else ""
+        return (f"data: graph ({cfg.dataset.source}), {g.num_nodes} nodes{pixels}, {g.num_edges} edges, "
                 f"{data.ssl_images.shape[0]} pairs per epoch, {data.train_images.shape[0]} probe-train / "
                 f"{data.test_images.shape[0]} test nodes, "
                 f"{f'{len(data.classes)} classes' if data.labelled else 'no labels (no probe)'}")

@@ -1,6 +1,7 @@
 """Rayleigh-Ritz in the report, on a ring whose eigenfunctions are known: features that are an arbitrary
 mix of its top Fourier modes give back its top eigenvalues, in order, and a prefix curve that rises
-once the modes that tell its arcs apart are in; the section's keys and shapes; the pairs' draws."""
+once the modes that tell its arcs apart are in; the section's keys and shapes; the pairs' draws; a
+graph's exact moments."""
 from __future__ import annotations
 
 import math
@@ -15,7 +16,7 @@ from specrep_cli.eval.graph_truth import top_eigenpairs
 from specrep_cli.eval.ritz import prefix_sizes, ritz
 from specrep_cli.eval.ritz_report import (
     Scorer,
-    edge_pairs,
+    edge_moments,
     graph_ritz,
     pair_order,
     pick_captions,
@@ -62,13 +63,16 @@ def test_a_mix_of_the_top_eigenfunctions_gives_the_top_eigenvalues_and_each_eige
     assert all(s["alignment"] == pytest.approx(1.0, abs=1e-6) for s in spaces)
 
 
-def test_sampled_edges_give_the_ring_spectrum_and_its_eigenspaces_closely():
+def test_the_edge_moments_are_the_dense_kernel_s_and_give_the_ring_spectrum_exactly():
     graph, h = ring(N, HOPS), mixed()
-    f_a, f_b = edge_pairs(graph, h.float(), 200_000)
-    result = solve(f_a, f_b, cross=False)
+    m, c = edge_moments(graph, h.float(), chunk=999)   # chunks that do not divide the edges
+    joint, p = graph.dense(), graph.node_weights()
+    f = h.float().double()
+    assert torch.allclose(m, f.T @ joint @ f, atol=1e-10) and torch.allclose(c, f.T @ (p[:, None] * f), atol=1e-10)
+    result = ritz(m, c)
     truth, _ = top_eigenpairs(graph, h.shape[1])
-    assert torch.allclose(result.values, truth, atol=2e-2)
-    assert all(s["alignment"] > 0.97 for s in graph_ritz(graph, h, result, 60)["ritz_eigenspaces"])
+    assert torch.allclose(result.values, truth, atol=1e-5)
+    assert all(s["alignment"] > 0.9999 for s in graph_ritz(graph, h, result, 60)["ritz_eigenspaces"])
 
 
 def scorer(h: torch.Tensor, labels: torch.Tensor, steps: int = 50) -> Scorer:
@@ -96,7 +100,7 @@ def test_the_section_keys_shapes_and_a_warning_for_dependent_coordinates():
     assert len(section["values"]) == 7 and section["values"] == sorted(section["values"], reverse=True)
     assert 1 < section["effective_dim"] <= 7 and section["prefix"] == [] and section["warnings"] == []
     twice = torch.cat([h, h[:, :1] * 2], dim=1)   # the eighth coordinate is twice the first
-    dependent = ritz_section(solve(*edge_pairs(graph, twice, 5000), cross=False), "edges", 5000, None, "")
+    dependent = ritz_section(ritz(*edge_moments(graph, twice)), "edges", 5000, None, "")
     assert dependent["warnings"] and "ill-conditioned" in dependent["warnings"][0]
     assert dependent["condition"] is None or dependent["condition"] >= 1e8
 
@@ -108,14 +112,10 @@ def test_the_prefix_probes_take_the_main_probes_strength_and_fewer_steps():
     assert prefix_probe(FastProbeConfig(steps=5), None).steps == 5
 
 
-def test_the_draws_are_fixed_balanced_and_of_the_run_s_kind():
+def test_the_draws_are_fixed_balanced_and_captions_are_their_image_s():
     order = pair_order(10, 25)
     assert torch.equal(order, pair_order(10, 25)) and torch.bincount(order).tolist().count(2) == 5
     assert pair_order(10, 4).unique().numel() == 4
-    graph = ring(N, HOPS)
-    f_a, f_b = edge_pairs(graph, torch.arange(N)[:, None], 500)   # the features: the node ids
-    edges = set(zip(graph.src.tolist(), graph.dst.tolist()))
-    assert all((a, b) in edges for a, b in zip(f_a[:, 0].tolist(), f_b[:, 0].tolist()))
     owner = torch.tensor([0, 2, 2, 1, 2])   # captions of images 0, 2, 2, 1, 2
     picks = pick_captions(owner, torch.tensor([2, 0, 1] * 300), torch.Generator().manual_seed(0))
     assert torch.equal(owner[picks], torch.tensor([2, 0, 1] * 300))
