@@ -29,7 +29,8 @@ def test_an_image_run_reports_the_ritz_values_and_the_prefix_curve(tmp_path: Pat
     assert ritz["kind"] == "views" and ritz["pairs"] == 512 and ritz["features"] == "representation h"
     assert len(ritz["values"]) == d and ritz["values"] == sorted(ritz["values"], reverse=True)
     assert [p["k"] for p in ritz["prefix"]] == prefix_sizes(d) == [1, 2, 4, 8, 16, 32, 64]
-    assert all(0 <= p["probe_top1"] <= 100 and 0 <= p["knn_top1"] <= 100 for p in ritz["prefix"])
+    assert all(0 <= p["probe_top1"] <= 100 for p in ritz["prefix"]) and ritz["prefix"][0]["knn_top1"] is None
+    assert all(0 <= p["knn_top1"] <= 100 for p in ritz["prefix"][1:])   # k = 1: a sign, no kNN
     assert 0 < ritz["effective_dim"] <= d and ritz["seconds"] > 0
     assert "## Rayleigh-Ritz" in (run / "report.md").read_text() and (run / "plots" / "ritz.png").is_file()
 
