@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from specrep_cli.config import GraphConfig
+from specrep_cli.config import GraphConfig, compose_config
 from specrep_cli.data.datasets import load_dataset
 from specrep_cli.data.graphs import make_graph
 from specrep_cli.data.pairs import EdgePairs
@@ -63,23 +63,24 @@ def test_the_default_world_has_16_eigenfunctions_then_a_gap_to_zero_and_the_trut
     assert (images[:, :, 0] - images[:, :, 1]).abs().mean() > 5   # the nuisance changes the pixels
 
 
-def test_image_node_pairs_are_normalised_images_of_an_edges_two_ends(tmp_path):
-    from specrep_cli.config import AugmentationConfig
-    from omegaconf import OmegaConf
-    from specrep_cli.config import from_dict
-    data = load_dataset(GraphConfig(source="shapes_world", world_classes=2, world_grid=1, image_size=16))
+def test_image_node_pairs_are_an_edge_s_two_images_normalised_or_augmented_on_top():
+    world = ["dataset=shapes_world", "dataset.world_classes=2", "dataset.world_grid=1", "dataset.image_size=16"]
+    cfg = compose_config("train", world)
+    data = load_dataset(cfg.dataset)
     assert data.images and data.in_channels == 3 and data.image_size == 16 and data.mean.shape == (3,)
-    none = from_dict(AugmentationConfig, OmegaConf.to_container(OmegaConf.load(
-        Path(__file__).parents[3] / "conf" / "augmentation" / "none.yaml")))
-    pairs = EdgePairs(data.graph, data.inputs, torch.device("cpu"), none, data.mean, data.std)
+    pairs = EdgePairs(data.graph, data.inputs, torch.device("cpu"), cfg.augmentation, data.mean, data.std)
     torch.manual_seed(0)
     x, y = pairs(data.ssl_images[:64], torch.zeros(64))
-    assert x.shape == y.shape == (64, 3, 16, 16) and x.dtype == torch.float32
+    assert cfg.augmentation.name == "none" and x.shape == y.shape == (64, 3, 16, 16) and x.dtype == torch.float32
     flat = data.inputs.float().div(255).sub(data.mean[:, None, None]).div(data.std[:, None, None]).flatten(1)
-    ends = [torch.cdist(v.flatten(1), flat).argmin(1) for v in (x, y)]   # each view is a node's image
-    assert torch.cdist(x.flatten(1), flat).min(1).values.max() < 0.05   # others are > 5 apart
-    same_class = (data.graph.labels[ends[0]] == data.graph.labels[ends[1]]).float().mean()
-    assert 0.5 < same_class < 0.8   # class kept with probability 1 - 0.375
+    nearest = [torch.cdist(v.flatten(1), flat).min(1) for v in (x, y)]   # each view is a node's image
+    assert max(float(n.values.max()) for n in nearest) < 0.05   # distinct nodes are > 5 apart
+    same_class = (data.graph.labels[nearest[0].indices] == data.graph.labels[nearest[1].indices]).float().mean()
+    assert 0.5 < same_class < 0.8   # the class kept with probability 1 - 0.375
+    on_top = compose_config("train", [*world, "augmentation=simclr"]).augmentation
+    pairs = EdgePairs(data.graph, data.inputs, torch.device("cpu"), on_top, data.mean, data.std)
+    x, _ = pairs(data.ssl_images[:64], torch.zeros(64))
+    assert torch.cdist(x.flatten(1), flat).min(1).values.median() > 1   # cropped, jittered: not a node's image
 
 
 def write_png(path: Path, colour) -> None:
