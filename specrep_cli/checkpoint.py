@@ -272,8 +272,8 @@ def check_resumable(ckpt: Dict[str, Any], cfg: TrainConfig, trained_on: TrainedO
     graph = ours.get("dataset.name") == "graph"   # a graph's encoder takes nodes (ids or features) or images
     in_channels, input, num_train = trained_on.in_channels, trained_on.input, trained_on.num_train
     if ckpt["data"]["in_channels"] != in_channels:
-        what = "image channels" if not graph or ours.get("encoder.name") not in ("embedding", "mlp") \
-            else "nodes (or node features) the encoder takes"
+        nodes = graph and ours.get("encoder.name") in GRAPH_ENCODERS
+        what = "nodes (or node features) the encoder takes" if nodes else "image channels"
         differ.append(f"{what} (checkpoint {ckpt['data']['in_channels']}, data {in_channels})")
     if ckpt["data"].get("input", "rgb") != input:
         differ.append(f"what the towers see (checkpoint {ckpt['data'].get('input', 'rgb')}, config "
@@ -325,6 +325,7 @@ class Trained:
     epoch: int | None
     history: List[Dict[str, Any]]          # the training run's monitoring, up to this checkpoint
     specrep_version: str | None = None     # the specrep that wrote it
+    second_tower: Dict[str, Tensor] | None = None   # two towers on two views (nu, like phi): its state dict
 
 
 EVAL_NEEDS = ("data.in_channels", "config.encoder.name", "config.objective.name", "config.augmentation.name",
@@ -366,11 +367,11 @@ def trained(ckpt: Dict[str, Any], path: Path | str = "the checkpoint") -> Traine
     check_evaluable(ckpt, path)
     data = ckpt["data"]
     has_text = "tokenizer" in ckpt
-    text = ({k[len(SECOND_TOWER):]: v for k, v in ckpt.get("objective", {}).items() if k.startswith(SECOND_TOWER)}
-            if has_text else None)
+    second = {k[len(SECOND_TOWER):]: v for k, v in ckpt.get("objective", {}).items() if k.startswith(SECOND_TOWER)}
     return Trained(upgrade(ckpt["config"]), data["in_channels"], data.get("image_size"), data.get("input", "rgb"),
-                   data.get("mean"), data.get("std"), ckpt["encoder"], text, ckpt.get("tokenizer"),
-                   ckpt.get("epoch"), ckpt.get("history", []), ckpt.get("specrep_version"))
+                   data.get("mean"), data.get("std"), ckpt["encoder"], second if has_text else None,
+                   ckpt.get("tokenizer"), ckpt.get("epoch"), ckpt.get("history", []), ckpt.get("specrep_version"),
+                   second if second and not has_text else None)
 
 
 def load_strict(module: nn.Module, state: Dict[str, Tensor], path: Path, what: str) -> nn.Module:

@@ -491,7 +491,7 @@ class ImageTextConfig(ImageDatasetConfig):
                  f"dataset.csv_separator must be one character, got {self.csv_separator!r}")
 
 
-GRAPH_SOURCES = ("sbm", "ring", "file", "shapes_world")
+GRAPH_SOURCES = ("sbm", "ring", "file", "shapes_world", "bipartite_sbm")
 
 
 @dataclass
@@ -502,6 +502,7 @@ class GraphConfig(DatasetConfig):
     seed: int = 0
     blocks: int = 4
     block_size: int = 250
+    block_size_y: Optional[int] = None
     p_in: float = 0.1
     p_out: float = 0.005
     num_nodes: int = 1000
@@ -509,6 +510,7 @@ class GraphConfig(DatasetConfig):
     path: Optional[str] = None
     labels_path: Optional[str] = None
     features_path: Optional[str] = None
+    bipartite: bool = False
     images: Optional[str] = None
     image_size: int = 32
     world_classes: int = 4
@@ -517,6 +519,11 @@ class GraphConfig(DatasetConfig):
     world_move: float = 0.1
     test_fraction: float = 0.5
     pairs_per_epoch: Optional[int] = None
+
+    @property
+    def two_sided(self) -> bool:
+        """Whether the graph is bipartite: x nodes (the first column, or an SBM's left side) and y nodes."""
+        return self.source == "bipartite_sbm" or self.bipartite
 
     @property
     def image_nodes(self) -> bool:
@@ -538,6 +545,10 @@ class GraphConfig(DatasetConfig):
         _require(0 < self.test_fraction < 1, "dataset.test_fraction must be in (0, 1)")
         _require(self.pairs_per_epoch is None or self.pairs_per_epoch >= 2,
                  "dataset.pairs_per_epoch must be null or >= 2")
+        _require(not self.bipartite or self.source == "file",
+                 "dataset.bipartite=true reads a file's columns as two node sets: use it with dataset.source=file "
+                 "(dataset.source=bipartite_sbm is bipartite by itself)")
+        _require(self.block_size_y is None or self.block_size_y >= 1, "dataset.block_size_y must be null or >= 1")
         _require(self.images is None or self.source == "file",
                  "dataset.images (CSV node,path) gives a file graph's nodes images: use it with dataset.source=file")
         _require(self.images is None or self.features_path is None,

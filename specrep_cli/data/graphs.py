@@ -1,6 +1,7 @@
 """dataset=graph: a finite graph whose normalised adjacency is the augmentation kernel.
 
     graph = sbm(blocks, block_size, p_in, p_out, seed)   # or ring(num_nodes, hops), or make_graph(cfg) (files too)
+    graph = bipartite_sbm(blocks, block_size, block_size_y, p_in, p_out, seed)   # x and y nodes: graph.num_x
     data = load_graph(cfg, device)                       # GraphData: what the loop and the evaluation read
 
 A graph is a symmetric non-negative weight matrix A (kept as a coalesced list of directed edges, each
@@ -23,7 +24,7 @@ from torch import Tensor
 from ..config import GraphConfig
 from ..errors import DatasetError
 from .files import decode_images
-from .graph_files import node_image_files, read_edges, read_features, read_labels
+from .graph_files import EdgeList, node_image_files, read_edges, read_features, read_labels
 from .shapes_world import shapes_world
 from .splits import ImageData
 
@@ -40,6 +41,15 @@ class Graph:
     classes: List[str] | None = None
     features: Tensor | None = None  # float32 (n, F): node features (encoder=mlp)
     images: Tensor | None = None    # uint8 (n, C, H, W): the nodes' images (image encoders)
+    num_x: int | None = None        # bipartite: nodes [0, num_x) are x nodes, the rest y nodes (every edge joins two)
+
+    @property
+    def bipartite(self) -> bool:
+        return self.num_x is not None
+
+    def cross_edges(self) -> Tensor:
+        """Bipartite: the directed edges x -> y (indices into src, dst, weight), p(x, y) = A_xy / sum(A_xy)."""
+        return (self.src < self.num_x).nonzero().squeeze(1)
 
     @property
     def num_nodes(self) -> int:
@@ -83,6 +93,44 @@ def sbm(blocks: int, block_size: int, p_in: float, p_out: float, seed: int) -> G
     src, dst = upper.nonzero().T
     src, dst, weight = undirected(src, dst, torch.ones(src.shape[0]), n)
     return Graph(src, dst, weight, [str(i) for i in range(n)], block, [f"block {b}" for b in range(blocks)])
+
+
+def bipartite_sbm(blocks: int, block_size: int, block_size_y: int, p_in: float, p_out: float, seed: int) -> Graph:
+    """A bipartite stochastic block model: blocks x block_size x nodes and blocks x block_size_y y nodes,
+    an edge x-y with probability p_in when their blocks match, else p_out, drawn once from `seed`. An x
+    node's label is its block (y nodes are unlabelled: the probe reads phi, the x tower)."""
+    n_x, n_y = blocks * block_size, blocks * block_size_y
+    bx, by = torch.arange(n_x) // block_size, torch.arange(n_y) // block_size_y
+    prob = torch.where(bx[:, None] == by[None, :], p_in, p_out)
+    x, y = (torch.rand(n_x, n_y, generator=torch.Generator().manual_seed(seed)) < prob).nonzero().T
+    src, dst, weight = undirected(x, n_x + y, torch.ones(x.shape[0]), n_x + n_y)
+    labels = torch.cat([bx, torch.full((n_y,), -1)])
+    names = [f"x{i}" for i in range(n_x)] + [f"y{j}" for j in range(n_y)]
+    return Graph(src, dst, weight, names, labels, [f"block {b}" for b in range(blocks)], num_x=n_x)
+
+
+def first_seen(ids: Tensor) -> tuple[Tensor, Tensor]:
+    """(the distinct values of ids in order of first appearance, each id's position among them)."""
+    values, inverse = torch.unique(ids, return_inverse=True)
+    first = torch.full((values.numel(),), ids.numel()).scatter_reduce(0, inverse, torch.arange(ids.numel()), "amin")
+    order = first.argsort()
+    rank = torch.empty_like(order).scatter_(0, order, torch.arange(order.numel()))
+    return values[order], rank[inverse]
+
+
+def bipartite_file(cfg: GraphConfig, edges: EdgeList) -> Graph:
+    """dataset.bipartite=true: the first column's names are x nodes and the second's y nodes (a name on
+    both sides is two nodes), in order of first appearance; labels (dataset.labels_path) name x nodes."""
+    xs, x = first_seen(edges.src)
+    ys, y = first_seen(edges.dst)
+    n_x, n_y = xs.numel(), ys.numel()
+    index = {edges.names[i]: k for k, i in enumerate(xs.tolist())}
+    labels, classes = read_labels(cfg.labels_path, index) if cfg.labels_path else (None, None)
+    if labels is not None:
+        labels = torch.cat([labels, torch.full((n_y,), -1)])
+    src, dst, weight = undirected(x, n_x + y, edges.weight, n_x + n_y)
+    names = [edges.names[i] for i in xs.tolist()] + [edges.names[i] for i in ys.tolist()]
+    return Graph(src, dst, weight, names, labels, classes, num_x=n_x)
 
 
 def ring(num_nodes: int, hops: int, arcs: int = 4) -> Graph:
@@ -191,7 +239,12 @@ def make_graph(cfg: GraphConfig) -> Graph:
         return ring(cfg.num_nodes, cfg.hops)
     if cfg.source == "shapes_world":
         return world_graph(cfg)
+    if cfg.source == "bipartite_sbm":
+        return bipartite_sbm(cfg.blocks, cfg.block_size, cfg.block_size_y or cfg.block_size, cfg.p_in, cfg.p_out,
+                             cfg.seed)
     edges = read_edges(cfg.path)
+    if cfg.bipartite:
+        return bipartite_file(cfg, edges)
     n, index = len(edges.names), {name: i for i, name in enumerate(edges.names)}
     labels, classes = read_labels(cfg.labels_path, index) if cfg.labels_path else (None, None)
     features = read_features(cfg.features_path, index) if cfg.features_path else None

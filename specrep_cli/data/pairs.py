@@ -70,16 +70,18 @@ class EdgePairs:
     (torch.searchsorted on the cumulative edge weights, on the device: no Python loop, no host sync,
     any number of edges); x and x' are the inputs (ids or feature rows) of the edge's two ends, or
     their images (uint8 (n, C, H, W)), then augmented (augmentation.view_a, view_b: `none` only
-    normalises) with mean and std. The batch handed in only numbers the epoch's draws
+    normalises) with mean and std. `cross` (a bipartite graph's two towers): only the edges x -> y, so
+    x is always an x node and x' a y node. The batch handed in only numbers the epoch's draws
     (GraphData.draws): its values are not used."""
 
     kind = "edges"
 
     def __init__(self, graph: Graph, inputs: Tensor, device: torch.device, augmentation: Any = None,
-                 mean: Tensor | None = None, std: Tensor | None = None):
-        cdf = torch.cumsum(graph.weight, 0)   # float64 on the host: exact for many edges
+                 mean: Tensor | None = None, std: Tensor | None = None, cross: bool = False):
+        keep = graph.cross_edges() if cross else slice(None)   # bipartite, two towers: x -> y only
+        cdf = torch.cumsum(graph.weight[keep], 0)   # float64 on the host: exact for many edges
         self.cdf = (cdf / cdf[-1]).float().to(device)                            # (E,) ends at 1
-        self.src, self.dst = graph.src.to(device), graph.dst.to(device)          # (E,)
+        self.src, self.dst = graph.src[keep].to(device), graph.dst[keep].to(device)   # (E,)
         self.inputs = inputs.to(device)                                          # (n,), (n, F) or (n, C, H, W)
         self.augmentation = augmentation if inputs.ndim == 4 else None
         # no normalisation for ids or feature rows: they go in as they are

@@ -31,7 +31,7 @@ from typing import List
 import torch
 from torch import Tensor
 
-from .shapes import CLASSES, PALETTE_RGB, COLORS, render
+from .shapes import CLASSES, COLORS, PALETTE_RGB, render
 
 # The nuisance: what every pair draws afresh. Colour pairs (foreground, background) far apart in luma.
 COLOUR_PAIRS = (("white", "black"), ("black", "white"), ("red", "white"), ("white", "blue"))

@@ -79,14 +79,20 @@ def ritz(m: Tensor, c: Tensor) -> Ritz:
 
 
 def cross_ritz(f_x: Tensor, g_y: Tensor) -> Ritz:
-    """Two towers: the SVD of C_f^-1/2 E[f(x) g(y)^T] C_g^-1/2 over n pairs (x_i, y_i), float64. values:
-    the singular values, descending; vectors and vectors_y map f and g to their ordered left and right
-    singular function estimates; condition: the worse of the two towers'."""
+    """Two towers: cross_moments_ritz over n pairs (x_i, y_i): M = E[f(x) g(y)^T], C_f = E[f f^T],
+    C_g = E[g g^T], all estimated from the pairs, float64."""
     f, g = f_x.double(), g_y.double()
     n = f.shape[0]
-    root_f, cond_f = _inverse_root(f.T @ f / n)
-    root_g, cond_g = _inverse_root(g.T @ g / n)
-    u, s, vh = torch.linalg.svd(root_f @ (f.T @ g / n) @ root_g, full_matrices=False)
+    return cross_moments_ritz(f.T @ g / n, f.T @ f / n, g.T @ g / n)
+
+
+def cross_moments_ritz(m: Tensor, c_f: Tensor, c_g: Tensor) -> Ritz:
+    """Two towers: the SVD of C_f^-1/2 M C_g^-1/2, float64. values: the singular values, descending;
+    vectors and vectors_y map f and g to their ordered left and right singular function estimates;
+    condition: the worse of the two towers'."""
+    root_f, cond_f = _inverse_root(c_f.double())
+    root_g, cond_g = _inverse_root(c_g.double())
+    u, s, vh = torch.linalg.svd(root_f @ m.double() @ root_g, full_matrices=False)
     return Ritz(s, root_f @ u, max(cond_f, cond_g), root_g @ vh.T)
 
 

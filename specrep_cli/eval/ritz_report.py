@@ -114,6 +114,18 @@ def edge_moments(graph: Graph, nodes_f: Tensor, chunk: int = 1 << 16) -> Tuple[T
     return (m + m.T) / 2, c
 
 
+def cross_edge_moments(graph: Graph, f_x: Tensor, g_y: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+    """A bipartite graph's exact two-tower moments, float64 on the host: M = sum over the edges x -> y
+    of p(x, y) f(x) g(y)^T, C_f = sum_x p(x) f f^T, C_g = sum_y p(y) g g^T (f_x: at the x nodes,
+    g_y: at the y nodes, in row order)."""
+    f, g = f_x.double().cpu(), g_y.double().cpu()
+    e = graph.cross_edges()
+    x, y, w = graph.src[e], graph.dst[e] - graph.num_x, graph.weight[e] / graph.weight[e].sum()
+    p_x = torch.zeros(f.shape[0], dtype=torch.float64).index_add_(0, x, w)
+    p_y = torch.zeros(g.shape[0], dtype=torch.float64).index_add_(0, y, w)
+    return (f[x] * w[:, None]).T @ g[y], (f * p_x[:, None]).T @ f, (g * p_y[:, None]).T @ g
+
+
 def solve(f_a: Tensor, f_b: Tensor, cross: bool) -> Ritz:
     """Rayleigh-Ritz on the pairs' features (on the host, float64): ritz(pair_moments) for one tower,
     cross_ritz for two (f_a the image tower's, f_b the other's)."""

@@ -33,14 +33,24 @@ from ..errors import ReportError
 from ..progress import quiet, stages
 from ..report.report import objective_section, print_report, write_report
 from ..storage import atomic_write, reason
+from .bipartite_truth import bipartite_report, singular_truth
 from .convergence import convergence
 from .eigensolvers import Eigenpairs
 from .features import FeatureReader, Features, Split, extract
 from .graph_truth import graph_report, truth
 from .probes import knn_top1, linear_probe, probe_split, standard_probe
-from .ritz import ritz
-from .ritz_report import (Scorer, caption_pairs, edge_moments, graph_ritz, prefix_probe, ritz_section, solve,
-                          view_pairs)
+from .ritz import cross_moments_ritz, ritz
+from .ritz_report import (
+    Scorer,
+    caption_pairs,
+    cross_edge_moments,
+    edge_moments,
+    graph_ritz,
+    prefix_probe,
+    ritz_section,
+    solve,
+    view_pairs,
+)
 from .spectra import alignment, effective_rank, spectrum, uniformity
 from .towers import Towers
 from .zeroshot import TextFeatures, evaluate_two_towers, text_features
@@ -66,19 +76,30 @@ class Evaluation:
 
 @dataclass(frozen=True)
 class TowerFeatures:
-    """The trained towers' features, each split encoded once per tower: phi's, and the text tower's
-    embeddings (image-text runs)."""
+    """The trained towers' features, each split encoded once per tower: phi's, the text tower's
+    embeddings (image-text runs), and nu's at the y nodes (two towers on a bipartite graph)."""
     phi: Features
     text: TextFeatures | None = None
+    nu: Split | None = None
+
+
+def two_sided(evaluation: Evaluation) -> bool:
+    """Whether the run is two towers phi(x), nu(y) on a bipartite graph's two node sets."""
+    data = evaluation.data
+    return evaluation.towers.nu is not None and isinstance(data, GraphData) and data.graph.bipartite
 
 
 def extract_towers(evaluation: Evaluation) -> TowerFeatures:
-    """phi's split features (the test split's when labels or a text tower read it) and the text
-    tower's embeddings."""
-    towers, data = evaluation.towers, evaluation.data
-    phi = extract(towers.encoder, data, evaluation.reader, test=data.labelled or towers.text is not None)
+    """phi's split features (the test split's when labels or a text tower read it), the text tower's
+    embeddings, and on a bipartite graph nu's features at the y nodes."""
+    towers, data, reader = evaluation.towers, evaluation.data, evaluation.reader
+    phi = extract(towers.encoder, data, reader, test=data.labelled or towers.text is not None)
     text = text_features(towers.text, data, evaluation.cfg) if towers.text is not None else None
-    return TowerFeatures(phi, text)
+    nu = None
+    if two_sided(evaluation):
+        y_nodes = data.inputs[data.graph.num_x:]
+        nu = Split(*reader.features(towers.nu, y_nodes, description="encoding the y nodes"))
+    return TowerFeatures(phi, text, nu)
 
 
 def monitor_split(n: int, monitor_images: int, labelled: bool = True) -> Tuple[Tensor, Tensor]:
@@ -112,13 +133,16 @@ def monitor(encoder: nn.Module, data: ImageData, cfg: EvalConfig, reader: Featur
             "validation_images": val.numel(), "memory_bank_images": bank.numel()}
 
 
-def evaluate_encoder(evaluation: Evaluation, encoder: nn.Module, features: Features) -> Dict[str, Any]:
+def evaluate_encoder(evaluation: Evaluation, encoder: nn.Module, features: Features,
+                     nu: Split | None = None) -> Dict[str, Any]:
     """On the representation h of `features` (the encoder's, extracted once): the probe of
     cfg.probe.protocol and the kNN (a dataset without labels: both marked skipped); the spectrum of h
     and of the projection z (train split; a graph: every node) and alignment and uniformity over two
     views (evaluation.views) of a fixed subset of cfg.alignment_images test images; a graph has
-    instead the "graph" section (graph_truth.graph_report: phi against the top eigenvectors); with
-    cfg.ritz, Rayleigh-Ritz (ritz_results). `encoder` itself only encodes augmented inputs: the
+    instead the "graph" section (graph_truth.graph_report: phi against the top eigenvectors), and a
+    bipartite graph's two towers (`nu`: nu's features at the y nodes) the "bipartite" section
+    (bipartite_truth.bipartite_report: phi and nu against the top singular vectors); with cfg.ritz,
+    Rayleigh-Ritz (ritz_results). `encoder` itself only encodes augmented inputs: the
     standard probe's, the views' and the Ritz pairs'."""
     if evaluation.data.labelled:
         results = probe_and_knn(evaluation, encoder, features)
@@ -128,7 +152,10 @@ def evaluate_encoder(evaluation: Evaluation, encoder: nn.Module, features: Featu
     every = features.nodes if graph else features.train
     results["spectrum"] = {"representation": spectrum(every.h), "projection": spectrum(every.z)}
     found = None
-    if graph:   # the truth once, for phi and for its Ritz-ordered functions
+    if nu is not None:   # two towers on a bipartite graph: phi at the x nodes, nu at the y nodes
+        g = evaluation.data.graph
+        results["bipartite"] = bipartite_report(g, every.z[:g.num_x], nu.z, singular_truth(g, nu.z.shape[1] + 1))
+    elif graph:   # the truth once, for phi and for its Ritz-ordered functions
         wanted = every.z.shape[1] + 1
         found = truth(evaluation.data.graph, wanted, evaluation.cfg.truth_budget_s)
         results["graph"] = graph_report(evaluation.data.graph, every.z, evaluation.towers.mu,
@@ -136,7 +163,7 @@ def evaluate_encoder(evaluation: Evaluation, encoder: nn.Module, features: Featu
     else:
         results.update(view_diagnostics(evaluation, encoder))
     if evaluation.cfg.ritz:
-        ritz_results(evaluation, encoder, features, results, found)
+        ritz_results(evaluation, encoder, features, results, found, nu)
     return results
 
 
@@ -181,7 +208,7 @@ def view_diagnostics(evaluation: Evaluation, encoder: nn.Module) -> Dict[str, An
 
 
 def ritz_results(evaluation: Evaluation, encoder: nn.Module, features: Features, results: Dict[str, Any],
-                 found: Eigenpairs | str | None = None) -> None:
+                 found: Eigenpairs | str | None = None, nu: Split | None = None) -> None:
     """Rayleigh-Ritz on h into `results`: "ritz" (ritz_report.ritz_section, with the seconds it took)
     from cfg.ritz_pairs pairs of the train split of the run's own kind (an image-text run's image
     views and captions: the cross form; else two views, encoded here; a graph: every edge, exactly,
@@ -191,7 +218,10 @@ def ritz_results(evaluation: Evaluation, encoder: nn.Module, features: Features,
     cfg, data, reader, t0 = evaluation.cfg, evaluation.data, evaluation.reader, time.perf_counter()
     text = evaluation.towers.text
     count = cfg.ritz_pairs
-    if features.nodes is not None:   # every edge, exactly
+    if nu is not None:   # a bipartite graph's two towers: the cross form, every edge x -> y exactly
+        kind, count = "edges x-y", int(data.graph.cross_edges().numel())
+        result = cross_moments_ritz(*cross_edge_moments(data.graph, features.nodes.h[:data.graph.num_x], nu.h))
+    elif features.nodes is not None:   # every edge, exactly
         kind, count = "edges", data.graph.src.shape[0]
         result = ritz(*edge_moments(data.graph, features.nodes.h))
     elif evaluation.views is None:
@@ -228,7 +258,7 @@ def evaluate_towers(evaluation: Evaluation, features: TowerFeatures) -> Dict[str
     """evaluate_encoder on phi; its random initialisation's probe and kNN (same protocol, its own
     features) when cfg.random_init; zero-shot and retrieval when there is a text tower."""
     towers, data, cfg = evaluation.towers, evaluation.data, evaluation.cfg
-    results = evaluate_encoder(evaluation, towers.encoder, features.phi)
+    results = evaluate_encoder(evaluation, towers.encoder, features.phi, features.nu)
     if cfg.random_init and data.labelled:
         log.info("random-init baseline: the same probe and kNN on an untrained encoder's own features")
         fresh = towers.fresh()
@@ -250,8 +280,9 @@ def evaluate_run(evaluation: Evaluation, header: Dict[str, Any]) -> Dict[str, An
         features = extract_towers(evaluation)
         stage("probe, kNN and diagnostics")
         results = evaluate_towers(evaluation, features)
-        if "graph" in results and "skipped" not in results["graph"] and "losses" in header:   # a train run's
-            judge_convergence(results["graph"], header["losses"], header["moving_target"])
+        truth_section = results.get("graph") or results.get("bipartite")
+        if truth_section and "skipped" not in truth_section and "losses" in header:   # a train run's
+            judge_convergence(truth_section, header["losses"], header["moving_target"])
         stage("writing the report")
         report = {"run": header["run"], **results, "history": header.get("history", []),
                   "timing": {**header.get("timing", {}), "eval_seconds": time.perf_counter() - t0}}
@@ -259,7 +290,7 @@ def evaluate_run(evaluation: Evaluation, header: Dict[str, Any]) -> Dict[str, An
                                                 held_out=evaluation.data.holdout is not None)
         run_dir = Path(evaluation.run_dir)
         if features.phi.nodes is not None:
-            write_embeddings(run_dir / "embeddings.pt", evaluation.data, features.phi.nodes)
+            write_embeddings(run_dir / "embeddings.pt", evaluation.data, features.phi.nodes, features.nu)
         write_report(run_dir, report)   # report.json, plots/ (from metrics.jsonl and the report), report.md
     print_report(report, evaluation.console)
     return report
@@ -274,11 +305,17 @@ def judge_convergence(graph: Dict[str, Any], losses: List[float], moving_target:
         log.warning(warning)
 
 
-def write_embeddings(path: Path, data: GraphData, nodes: Split) -> None:
-    """A graph's node embeddings (`nodes`: the features of every node), loadable with
+def write_embeddings(path: Path, data: GraphData, nodes: Split, nu: Split | None = None) -> None:
+    """A graph's node embeddings (`nodes`: phi's features of every node), loadable with
     torch.load(path, weights_only=True): {"nodes": [names, in row order], "phi": (n, d) float32, the
-    projection, "h": (n, r) the representation}."""
+    projection, "h": (n, r) the representation}; two towers on a bipartite graph (`nu`: nu's features
+    at the y nodes): {"nodes_x", "nodes_y": [names], "phi": (n_x, d) at the x nodes, "nu": (n_y, d),
+    "h": (n_x, r) phi's representation}."""
     embeddings = {"nodes": list(data.graph.names), "phi": nodes.z.cpu(), "h": nodes.h.cpu()}
+    if nu is not None:
+        n_x = data.graph.num_x
+        embeddings = {"nodes_x": list(data.graph.names[:n_x]), "nodes_y": list(data.graph.names[n_x:]),
+                      "phi": nodes.z[:n_x].cpu(), "nu": nu.z.cpu(), "h": nodes.h[:n_x].cpu()}
     try:
         atomic_write(path, lambda f: torch.save(embeddings, f))
     except OSError as err:

@@ -41,23 +41,25 @@ class TextTower:
 @dataclass(frozen=True)
 class Towers:
     """phi (the probed tower), a maker of its random initialisation (the baseline: a fresh encoder
-    at every call), the text tower of an image-text run, and the norm cap mu phi was trained under
-    (objective=spectral or spectral_clip; a graph's report reads it)."""
+    at every call), the text tower of an image-text run, the norm cap mu phi was trained under
+    (objective=spectral or spectral_clip; a graph's report reads it), and nu, the second tower of
+    two towers on two views (a bipartite graph's report scores it at the y nodes)."""
     encoder: nn.Module
     fresh: Callable[[], nn.Module]
     text: TextTower | None = None
     mu: float | None = None
+    nu: nn.Module | None = None
 
     @classmethod
     def from_run(cls, cfg: TrainConfig, method: Method, in_channels: int, input: str,
                  tokenizer: Tokenizer | None, device: torch.device) -> Towers:
         """The towers of a trained method: its encoder, and with a tokenizer (image-text pairs) its
         second tower as the text tower; the baseline is models.seeded_encoder, the run's start."""
-        text = None
+        text, nu = None, getattr(method, "encoder_y", None)
         if tokenizer is not None:
-            text = TextTower(method.encoder_y, tokenizer, cfg.objective.text.context_length)
+            text, nu = TextTower(method.encoder_y, tokenizer, cfg.objective.text.context_length), None
         return cls(method.encoder, partial(_fresh, cfg.encoder, in_channels, cfg.seed, input, device),
-                   text, norm_cap(cfg.objective))
+                   text, norm_cap(cfg.objective), nu)
 
     @classmethod
     def from_checkpoint(cls, model: Trained, enc_cfg: EncoderConfig, objective: ObjectiveConfig, seed: int,
@@ -70,8 +72,12 @@ class Towers:
             raise CheckpointError(f"{path}: its encoder cannot be built ({err})") from None
         encoder = load_strict(encoder, model.encoder, path, "encoder").to(device)
         text = _text_tower(model, enc_cfg, objective, device, path) if model.text_tower is not None else None
+        nu = None
+        if model.second_tower is not None:   # the y tower sees what phi's other view saw (Lab: the ab channels)
+            nu = build_encoder(enc_cfg, model.in_channels, "lab_ab" if model.input == "lab_l" else model.input)
+            nu = load_strict(nu, model.second_tower, path, "second tower").to(device)
         return cls(encoder, partial(_fresh, enc_cfg, model.in_channels, seed, model.input, device),
-                   text, norm_cap(objective))
+                   text, norm_cap(objective), nu)
 
 
 def _fresh(cfg: EncoderConfig, in_channels: int, seed: int, input: str, device: torch.device) -> nn.Module:

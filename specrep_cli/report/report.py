@@ -184,12 +184,35 @@ def graph_lines(graph: Dict[str, Any]) -> List[str]:
               for s in graph["eigenspaces"]]
     if graph.get("ritz_eigenspaces"):   # eval.ritz
         ritz = graph["ritz_spectrum"]
-        lines += ["", "The Ritz-ordered functions of h (Rayleigh-Ritz) in the same positions:", "",
+        lines += ["", "The Ritz-ordered functions of phi (Rayleigh-Ritz) in the same positions:", "",
                   "| eigenspace (positions) | true eigenvalue | Ritz values | alignment |", "| --- | --- | --- | --- |"]
         lines += [f"| {a + 1}..{b} | {s['eigenvalue']:.4f} | {', '.join(f'{v:.4f}' for v in ritz[a:b])} | "
                   f"{s['alignment']:.3f} |" for s in graph["ritz_eigenspaces"] for a, b in [s["coordinates"]]]
     lines += [f"\n**Warning:** {w}" for w in graph.get("warnings", [])]
     return lines
+
+
+def bipartite_lines(section: Dict[str, Any]) -> List[str]:
+    """report.md's section on two towers on a bipartite graph: phi and nu against the top-d singular
+    vectors of D_x^-1/2 A D_y^-1/2 (eval/bipartite_truth.py)."""
+    head = ["", "## The bipartite graph's singular vectors", ""]
+    if "skipped" in section:
+        return [*head, section["skipped"]]
+    ey, phi, nu = section["eckart_young"], section["phi"]["subspace_alignment"], section["nu"]["subspace_alignment"]
+    lines = [*head, f"phi at the {section['nodes_x']} x nodes and nu at the {section['nodes_y']} y nodes "
+             f"({section['edges']} edges) against the top-{section['d']} left and right singular vectors of "
+             "D_x^-1/2 A D_y^-1/2, rows weighted by sqrt(p(x)) and sqrt(p(y)).", "",
+             "| figure | value |", "| --- | --- |",
+             f"| phi: subspace alignment (mean cos^2 of the principal angles) | {phi:.4f} |",
+             f"| nu: subspace alignment | {nu:.4f} |",
+             f"| singular value error (mean abs, learned vs true) | {section['singular_value_error']:.4f} |",
+             f"| singular gap s_d - s_(d+1) | {section['singular_gap']:.4f} |",
+             f"| kernel reconstruction error (relative; best rank-d: {ey['best']:.4f}) | {ey['relative_error']:.4f} |",
+             *convergence_rows(section.get("convergence")),
+             "", "| k | learned singular value | true singular value |", "| --- | --- | --- |"]
+    lines += [f"| {k + 1} | {a:.4f} | {b:.4f} |" for k, (a, b) in
+              enumerate(zip(section["learned_singular_values"], section["true_singular_values"]))]
+    return lines + [f"\n**Warning:** {w}" for w in section.get("warnings", [])]
 
 
 def convergence_rows(section: Dict[str, Any] | None) -> List[str]:
@@ -272,6 +295,8 @@ def write_report(run_dir: Path, report: Dict[str, Any]) -> None:
         lines += [f"| {name} | {rep} | {proj} |" for name, rep, proj in diagnostics]
     if "graph" in report:
         lines += graph_lines(report["graph"])
+    if "bipartite" in report:
+        lines += bipartite_lines(report["bipartite"])
     if "ritz" in report:
         lines += ritz_lines(report["ritz"])
     if plots:

@@ -54,22 +54,29 @@ GRAPH_METRICS = (   # dataset=graph runs: phi against the truth; shown when a ru
     ("eigenvalue_error", "eig. error", ("graph", "eigenvalue_error")),
     ("eigengap", "eigengap", ("graph", "eigengap")),
 )
+BIPARTITE_METRICS = (   # two towers on a bipartite graph: phi and nu against the top singular vectors
+    ("phi_alignment", "phi alignment", ("bipartite", "phi", "subspace_alignment")),
+    ("nu_alignment", "nu alignment", ("bipartite", "nu", "subspace_alignment")),
+)
 RITZ_METRICS = (   # eval.ritz with labels: the ordered functions whose probe reaches 95 % of all of them
     ("ritz_dims_for_95", "Ritz dims for 95 %", ("ritz", "dims_for_95")),
 )
 FORMATS = {"probe_top1": "{:.2f}", "knn_top1": "{:.2f}", "effective_rank": "{:.1f}",
            "images_per_second": "{:.0f}", "train_seconds": "{:.1f}", "subspace_alignment": "{:.4f}",
-           "eigenvalue_error": "{:.4f}", "eigengap": "{:.4f}", "ritz_dims_for_95": "{:g}"}
-ALL_METRICS = METRICS + RITZ_METRICS + GRAPH_METRICS
+           "eigenvalue_error": "{:.4f}", "eigengap": "{:.4f}", "ritz_dims_for_95": "{:g}",
+           "phi_alignment": "{:.4f}", "nu_alignment": "{:.4f}"}
+ALL_METRICS = METRICS + RITZ_METRICS + GRAPH_METRICS + BIPARTITE_METRICS
 
 
 def metrics_of(groups: Sequence["Group"]) -> Tuple[Tuple[str, str, Tuple[str, ...]], ...]:
     """The columns of these groups' table: METRICS, RITZ_METRICS when any run has a prefix curve, and
-    GRAPH_METRICS when any run is on a graph."""
+    GRAPH_METRICS when any run is on a graph, BIPARTITE_METRICS when any has two towers on a bipartite one."""
     runs = [r for g in groups for r in g.runs]
     ritz = any("dims_for_95" in (r.report.get("ritz") or {}) for r in runs)
     graph = any("graph" in r.report for r in runs)
-    return METRICS + (RITZ_METRICS if ritz else ()) + (GRAPH_METRICS if graph else ())
+    bipartite = any("bipartite" in r.report for r in runs)
+    return (METRICS + (RITZ_METRICS if ritz else ()) + (GRAPH_METRICS if graph else ())
+            + (BIPARTITE_METRICS if bipartite else ()))
 
 
 @dataclass

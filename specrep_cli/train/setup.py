@@ -31,7 +31,7 @@ from ..checkpoint import (
     resolve_checkpoint_path,
     restore,
 )
-from ..config import ObjectiveConfig, TrainConfig, TwoTowerConfig
+from ..config import TWO_TOWER_OBJECTIVES, ObjectiveConfig, TrainConfig, TwoTowerConfig
 from ..data.datasets import load_dataset
 from ..data.files import ImageFiles
 from ..data.graphs import GraphData
@@ -233,7 +233,8 @@ def build_pairs(cfg: TrainConfig, data: ImageData,
     lab = cfg.augmentation.lab_split
     kind = pairs_kind(cfg.objective, data, lab)
     if kind == "edges":   # the nodes' images (if they are images) augmented with augmentation.*
-        return EdgePairs(data.graph, data.inputs, device, cfg.augmentation, data.mean, data.std), None
+        cross = data.graph.bipartite and cfg.objective.name in TWO_TOWER_OBJECTIVES   # phi(x), nu(y)
+        return EdgePairs(data.graph, data.inputs, device, cfg.augmentation, data.mean, data.std, cross), None
     mean, std = data.mean.to(device), data.std.to(device)
     if lab:
         mean, std = torch.zeros_like(mean), torch.ones_like(std)

@@ -113,8 +113,8 @@ def graph_option_trains(option: str, tmp_path: Path) -> None:
 
 
 def test_graph_and_image_options_do_not_mix():
-    with pytest.raises(config.ConfigError, match="dataset=graph takes encoder=embedding or encoder=mlp .* needs "
-                                                 "nodes that are images: dataset.source=shapes_world, or dataset.images"):
+    needs = "dataset=graph takes encoder=embedding or encoder=mlp .* needs nodes that are images: dataset.source="
+    with pytest.raises(config.ConfigError, match=needs + "shapes_world, or dataset.images"):
         config.validate(compose_train(["dataset=graph", "encoder=convnet"]))
     with pytest.raises(config.ConfigError, match="encoder=embedding takes graph nodes"):
         config.validate(compose_train(["encoder=embedding"]))

@@ -9,7 +9,14 @@ import pytest
 import torch
 
 from specrep_cli.config import FastProbeConfig, KNNConfig, StandardProbeConfig, from_dict
-from specrep_cli.eval.probes import fixed_probe, knn_top1, linear_probe, probe_split, standard_lr, standard_probe_on_features
+from specrep_cli.eval.probes import (
+    fixed_probe,
+    knn_top1,
+    linear_probe,
+    probe_split,
+    standard_lr,
+    standard_probe_on_features,
+)
 from specrep_cli.eval.spectra import alignment, effective_rank, orthonormality_error, spectrum, uniformity
 
 
