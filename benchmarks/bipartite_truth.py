@@ -68,7 +68,8 @@ def main() -> None:
     args = parser.parse_args()
     logging.getLogger("specrep").setLevel(logging.WARNING)
     print(f"hardware: {hardware(torch.device('cpu'))}; torch {torch.__version__}")
-    print("| objective | graph | phi alignment | nu alignment | singular value error | singular gap | steps | seconds |")
+    print("| objective | graph | phi alignment | nu alignment | singular value error | singular gap | steps | "
+          "seconds |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     wanted = args.graphs.split(",") if args.graphs else None
     with tempfile.TemporaryDirectory() as tmp:

@@ -237,16 +237,22 @@ class PCAConfig(ObjectiveConfig):
         _check_probability("objective.second_moment_momentum", self.second_moment_momentum)
 
 
+TOKENIZERS = ("word", "char", "bpe")
+
+
 @dataclass
 class TextTowerConfig:
-    level: str = "word"
+    tokenizer: str = "word"
     context_length: int = 32
     width: int = 128
     layers: int = 2
     heads: int = 4
 
     def __post_init__(self) -> None:
-        _require(self.level in ("word", "char"), f"objective.text.level must be word or char, got {self.level!r}")
+        _require(self.tokenizer in TOKENIZERS,
+                 f"objective.text.tokenizer must be {', '.join(TOKENIZERS)}, got {self.tokenizer!r}")
+        if self.tokenizer == "bpe":
+            _require_installed("open_clip", "objective.text.tokenizer=bpe", "bpe")
         _require(self.context_length >= 2, "objective.text.context_length must be >= 2")
         _require(self.width > 0 and self.layers >= 0 and self.heads > 0,
                  "objective.text.width and heads must be > 0, layers >= 0")
@@ -794,6 +800,7 @@ RENAMED_KEYS = {
     "eval.probe_weight_decays": "eval.probe.fast.weight_decays", "eval.probe_steps": "eval.probe.fast.steps",
     **{f"eval.standard_{key}": f"eval.probe.standard.{key}"
        for key in ("epochs", "batch_size", "lr", "weight_decay", "standardize", "test_resize")},
+    "objective.text.level": "objective.text.tokenizer",
 }
 
 

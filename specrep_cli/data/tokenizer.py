@@ -6,6 +6,8 @@ inside a checkpoint loaded with `torch.load(weights_only=True)` and rebuilt from
     tok = Tokenizer.build(train_captions, level="word")
     ids, mask = tok.encode(captions, length=32)      # int64 (N, 32), bool (N, 32)
     captions = tok.decode(ids)
+    tok = build_tokenizer(train_captions, "bpe")     # objective.text.tokenizer: word, char or bpe (bpe.py)
+    tok = tokenizer_from_state(ckpt["tokenizer"])    # either kind, from a checkpoint
 
 Tokens: captions are lower-cased; `level="word"` splits them into runs of letters and digits (any
 script; everything else, punctuation, hyphens and underscores included, only separates:
@@ -22,6 +24,8 @@ from typing import Iterable, Sequence
 
 import torch
 from torch import Tensor
+
+from .bpe import BPETokenizer
 
 PAD, UNK, EOS = "<pad>", "<unk>", "<eos>"
 SPECIALS: tuple[str, ...] = (PAD, UNK, EOS)
@@ -161,3 +165,16 @@ def _splitter(level: str):
     if level == "word":
         return lambda caption: _WORD.findall(caption.lower())
     return lambda caption: list(caption.lower())
+
+
+def build_tokenizer(captions: Iterable[str], kind: str) -> "Tokenizer | BPETokenizer":
+    """objective.text.tokenizer: `word` or `char` (Tokenizer.build: the training captions' vocabulary), or
+    `bpe` (open_clip's fixed BPE vocabulary; the captions are not read)."""
+    return BPETokenizer() if kind == "bpe" else Tokenizer.build(captions, level=kind)
+
+
+def tokenizer_from_state(state: dict) -> "Tokenizer | BPETokenizer":
+    """Either kind from its `state()` (a checkpoint's "tokenizer"); ValueError when it is neither."""
+    if isinstance(state, dict) and state.get("level") == "bpe":
+        return BPETokenizer.from_state(state)
+    return Tokenizer.from_state(state)

@@ -17,7 +17,7 @@ from torch import nn
 
 from ..checkpoint import Trained, load_strict
 from ..config import EncoderConfig, ObjectiveConfig, SpectralCLIPConfig, SpectralConfig, TrainConfig, TwoTowerConfig
-from ..data.tokenizer import Tokenizer
+from ..data.tokenizer import Tokenizer, tokenizer_from_state
 from ..errors import CheckpointError
 from ..models.encoders import build_encoder, seeded_encoder
 from ..models.text import text_encoder
@@ -88,7 +88,7 @@ def _text_tower(model: Trained, enc_cfg: EncoderConfig, objective: ObjectiveConf
                 path: Path) -> TextTower:
     """The checkpoint's text tower (loaded strictly) and tokenizer, for zero-shot and retrieval."""
     try:
-        tokenizer = Tokenizer.from_state(model.tokenizer)
+        tokenizer = tokenizer_from_state(model.tokenizer)
         if not isinstance(objective, TwoTowerConfig):
             raise ValueError(f"objective {objective.name} has no text tower")
         text_cfg = objective.text

@@ -37,7 +37,7 @@ from ..data.files import ImageFiles
 from ..data.graphs import GraphData
 from ..data.pairs import EdgePairs, TextPairs, ViewPairs
 from ..data.splits import ImageData
-from ..data.tokenizer import Tokenizer
+from ..data.tokenizer import Tokenizer, build_tokenizer
 from ..errors import DatasetError, RunDirError, SpecrepError, TrainingError
 from ..eval.features import FeatureReader
 from ..eval.zeroshot import zero_shot_names
@@ -243,7 +243,7 @@ def build_pairs(cfg: TrainConfig, data: ImageData,
     if cfg.encoder.projector_layers == 0:
         raise TrainingError("image-text pairs need encoder.projector_layers >= 1, so that the image and "
                             "the text tower both end in encoder.projector_out_dim dimensions")
-    tokenizer = Tokenizer.build(data.train_captions.texts, level=cfg.objective.text.level)
+    tokenizer = build_tokenizer(data.train_captions.texts, cfg.objective.text.tokenizer)
     pairs = TextPairs(cfg.augmentation, mean, std, data.train_captions, data.ssl_images.shape[0], tokenizer,
                       cfg.objective.text.context_length)
     return pairs, tokenizer

@@ -36,6 +36,29 @@ def test_image_text_run_reports_zero_shot_and_retrieval_and_eval_rebuilds_the_te
         assert scored["retrieval"][direction] == pytest.approx(report["retrieval"][direction], abs=1e-6)
 
 
+def test_the_bpe_tokenizer_trains_is_saved_and_rebuilt_by_eval(tmp_path: Path):
+    pytest.importorskip("open_clip", reason="objective.text.tokenizer=bpe is an extra: pip install 'specrep[bpe]'")
+    run = tmp_path / "run"
+    proc = run_cli("train", "objective=clip", "objective.text.tokenizer=bpe", *TINY, "objective.text.width=32",
+                   "objective.text.heads=2", "eval.random_init=false", f"hydra.run.dir={run}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads((run / "report.json").read_text())
+    ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    assert ckpt["tokenizer"] == {"level": "bpe", "vocab_size": 49408}
+    assert ckpt["objective"]["encoder_y.backbone.token_embedding.weight"].shape[0] == 49408
+    again = run_cli("eval", f"checkpoint={run}", "eval.random_init=false", f"hydra.run.dir={tmp_path / 'eval'}",
+                    cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    scored = json.loads((tmp_path / "eval" / "report.json").read_text())
+    assert scored["zero_shot"]["top1"] == pytest.approx(report["zero_shot"]["top1"], abs=1e-6)
+
+
+def test_the_old_tokenizer_key_says_its_new_name(tmp_path: Path):
+    proc = run_cli("train", "objective=clip", "objective.text.level=char", f"hydra.run.dir={tmp_path / 'run'}",
+                   cwd=tmp_path)
+    assert_one_line_error(proc, "objective.text.level is now objective.text.tokenizer")
+
+
 def test_text_pairs_on_a_dataset_without_captions_is_one_line(tmp_path: Path):
     from fake_datasets import write_cifar
     write_cifar(tmp_path / "data")
