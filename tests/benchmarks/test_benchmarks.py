@@ -46,6 +46,17 @@ def test_the_graph_benchmarks_run(tmp_path):
     assert plain.returncode == 0 and "| spectral | ring 400 (20 hops) | 1.000 |" in plain.stdout, plain.stdout
 
 
+def test_the_image_graph_and_bipartite_benchmarks_run(tmp_path):
+    world = run("shapes_world.py", "--only", "nested spectral", "trainer.epochs=1", "dataset.pairs_per_epoch=1024",
+                "dataset.world_classes=2", "dataset.world_grid=1", "encoder.projector_out_dim=2", "encoder.width=4",
+                tmp_path=tmp_path)
+    assert world.returncode == 0 and "| nested spectral | 0." in world.stdout, world.stdout + world.stderr
+    two = run("bipartite_truth.py", "--only", "spectral_clip", "--graphs", "seed 1", "trainer.epochs=4",
+              tmp_path=tmp_path)   # an SBM: networkx (the real graph) is not a dependency
+    assert two.returncode == 0 and "| spectral_clip | bipartite sbm seed 1 (3 x 300 | 3 x 100) | 0." in two.stdout, \
+        two.stdout + two.stderr
+
+
 def test_two_tower_step_benchmark_runs(tmp_path):
     proc = run("two_tower_step.py", "--batch", "64", "--ranks", "1", "--objectives", "spectral_clip", tmp_path=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
