@@ -213,10 +213,12 @@ def _texture(n: int, image_size: int, gen: torch.Generator) -> torch.Tensor:
 # --- the dataset ----------------------------------------------------------------------
 
 
-def render(labels: torch.Tensor, x: torch.Tensor, y: torch.Tensor, size: torch.Tensor, rotation: torch.Tensor,
-           fg_rgb: torch.Tensor, bg_rgb: torch.Tensor, gen: torch.Generator, image_size: int) -> torch.Tensor:
-    """uint8 images (N, 3, H, W) of the given factors (each (N,); colours (N, 3) RGB in [0, 1]; as in
-    `generate`), with the texture (lighting ramp, blotches, pixel noise) drawn from `gen`."""
+def render(factors: dict[str, torch.Tensor], fg_rgb: torch.Tensor, bg_rgb: torch.Tensor, gen: torch.Generator,
+           image_size: int) -> torch.Tensor:
+    """uint8 images (N, 3, H, W) of the factors "shape", "x", "y", "size", "rotation" (each (N,), as in
+    `generate`) and colours fg_rgb, bg_rgb (N, 3) RGB in [0, 1], with the texture (lighting ramp,
+    blotches, pixel noise) drawn from `gen`."""
+    labels, x, y, size, rotation = (factors[k] for k in ("shape", "x", "y", "size", "rotation"))
     num = labels.shape[0]
     images = torch.empty(num, 3, image_size, image_size, dtype=torch.uint8)
     for start in range(0, num, CHUNK):
@@ -256,9 +258,9 @@ def generate(num: int, seed: int, image_size: int = 32) -> ShapesSplit:
     rotation = 2 * math.pi * torch.rand(num, generator=gen)
     fg, bg = _draw_colours(num, gen)
     fg_rgb, bg_rgb = _colours(fg, bg, gen)  # (N, 3) each
-    images = render(labels, x, y, size, rotation, fg_rgb, bg_rgb, gen, image_size)
     factors = {
         "shape": labels.clone(), "fg_color": fg, "bg_color": bg,
         "size": size, "x": x, "y": y, "rotation": rotation,
     }
+    images = render(factors, fg_rgb, bg_rgb, gen, image_size)
     return ShapesSplit(images=images, labels=labels, factors=factors)

@@ -89,8 +89,8 @@ def _images(states: List[tuple], grid: int, image_size: int, seed: int) -> Tenso
     x, y = (col.double() + 0.5) / grid, (row.double() + 0.5) / grid
     diameter = torch.tensor(SIZES, dtype=torch.float64)[size] / grid
     rotation = torch.tensor(ROTATIONS, dtype=torch.float64)[rot]
-    gen = torch.Generator().manual_seed(seed)
-    return render(c, x.float(), y.float(), diameter.float(), rotation.float(), fg, bg, gen, image_size)
+    factors = {"shape": c, "x": x.float(), "y": y.float(), "size": diameter.float(), "rotation": rotation.float()}
+    return render(factors, fg, bg, torch.Generator().manual_seed(seed), image_size)
 
 
 def shapes_world(classes: int, grid: int, class_change: float, move: float, image_size: int, seed: int) -> World:
