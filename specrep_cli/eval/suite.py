@@ -39,7 +39,7 @@ from .eigensolvers import Eigenpairs
 from .features import FeatureReader, Features, Split, extract
 from .graph_truth import graph_report, truth
 from .probes import knn_top1, linear_probe, probe_split, standard_probe
-from .ritz import cross_moments_ritz, ritz
+from .ritz import Ritz, cross_moments_ritz, ritz
 from .ritz_report import (
     Scorer,
     caption_pairs,
@@ -207,37 +207,47 @@ def view_diagnostics(evaluation: Evaluation, encoder: nn.Module) -> Dict[str, An
                            "projection": (uniformity(z_a) + uniformity(z_b)) / 2}}
 
 
+def ritz_solution(evaluation: Evaluation, encoder: nn.Module, features: Features,
+                  nu: Split | None = None) -> Tuple[str, int, Ritz] | None:
+    """(kind, pairs, Rayleigh-Ritz on h) from the run's own kind of pairs: a bipartite graph's two
+    towers (nu: nu's features at the y nodes): the cross form over every edge x -> y, exactly; a graph:
+    every edge, exactly, from the node features; an image-text run: cfg.ritz_pairs image views and
+    captions of the train split, the cross form; else cfg.ritz_pairs pairs of two views of train images,
+    encoded here. None for images without views."""
+    cfg, data, reader = evaluation.cfg, evaluation.data, evaluation.reader
+    if nu is not None:
+        f_x = features.nodes.h[:data.graph.num_x]
+        moments = cross_edge_moments(data.graph, f_x, nu.h)
+        return "edges x-y", int(data.graph.cross_edges().numel()), cross_moments_ritz(*moments)
+    if features.nodes is not None:
+        return "edges", data.graph.src.shape[0], ritz(*edge_moments(data.graph, features.nodes.h))
+    if evaluation.views is None:
+        return None
+    count, text = cfg.ritz_pairs, evaluation.towers.text
+    if text is not None and data.train_captions is not None:
+        pairs = caption_pairs(encoder, text, data, reader, evaluation.views, count)
+        return "image-text", count, solve(*pairs, cross=True)
+    pairs = view_pairs(encoder, data.train_images, reader, evaluation.views, count)
+    return "views", count, solve(*pairs, cross=False)
+
+
 def ritz_results(evaluation: Evaluation, encoder: nn.Module, features: Features, results: Dict[str, Any],
                  found: Eigenpairs | str | None = None, nu: Split | None = None) -> None:
-    """Rayleigh-Ritz on h into `results`: "ritz" (ritz_report.ritz_section, with the seconds it took)
-    from cfg.ritz_pairs pairs of the train split of the run's own kind (an image-text run's image
-    views and captions: the cross form; else two views, encoded here; a graph: every edge, exactly,
-    from the node features), and a graph section's Ritz part (graph_ritz: the Ritz order of phi, the
-    projection the truth scores; phi is h without a projector), against the truth `found` when
-    given. Nothing for images without views."""
-    cfg, data, reader, t0 = evaluation.cfg, evaluation.data, evaluation.reader, time.perf_counter()
-    text = evaluation.towers.text
-    count = cfg.ritz_pairs
-    if nu is not None:   # a bipartite graph's two towers: the cross form, every edge x -> y exactly
-        kind, count = "edges x-y", int(data.graph.cross_edges().numel())
-        result = cross_moments_ritz(*cross_edge_moments(data.graph, features.nodes.h[:data.graph.num_x], nu.h))
-    elif features.nodes is not None:   # every edge, exactly
-        kind, count = "edges", data.graph.src.shape[0]
-        result = ritz(*edge_moments(data.graph, features.nodes.h))
-    elif evaluation.views is None:
+    """Rayleigh-Ritz on h into `results`: "ritz" (ritz_report.ritz_section of ritz_solution, with the
+    seconds it took), and a graph section's Ritz part (graph_ritz: the Ritz order of phi, the
+    projection the truth scores, from every edge; phi is h without a projector), against the truth
+    `found` when given. Nothing for images without views."""
+    t0 = time.perf_counter()
+    solution = ritz_solution(evaluation, encoder, features, nu)
+    if solution is None:
         return
-    elif text is not None and data.train_captions is not None:
-        kind = "image-text"
-        result = solve(*caption_pairs(encoder, text, data, reader, evaluation.views, count), cross=True)
-    else:
-        kind = "views"
-        result = solve(*view_pairs(encoder, data.train_images, reader, evaluation.views, count), cross=False)
+    kind, count, result = solution
     section = ritz_section(result, kind, count, ritz_scorer(evaluation, features, results), NO_LABELS)
     graph = results.get("graph")
     if graph is not None and "skipped" not in graph:   # phi's own Ritz order, scored against the truth
-        phi = features.nodes.z
-        ordered = result if phi is features.nodes.h else ritz(*edge_moments(data.graph, phi))
-        graph.update(graph_ritz(data.graph, phi, ordered, cfg.truth_budget_s, found))
+        phi, g = features.nodes.z, evaluation.data.graph
+        ordered = result if phi is features.nodes.h else ritz(*edge_moments(g, phi))
+        graph.update(graph_ritz(g, phi, ordered, evaluation.cfg.truth_budget_s, found))
     results["ritz"] = {**section, "seconds": time.perf_counter() - t0}
 
 
