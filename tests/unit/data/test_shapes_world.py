@@ -109,3 +109,24 @@ def test_a_file_graph_reads_its_nodes_images_relative_to_the_csv(tmp_path):
     (tmp_path / "nodes.csv").write_text("a,img/a.png\nb,img/b.png\nc,img/c.png\n")
     with pytest.raises(DatasetError, match="cannot read image .*c.png"):
         make_graph(cfg)
+
+
+@pytest.mark.parametrize("encoder", ["resnet18", "timm"])
+def test_other_image_encoders_take_the_world_s_pixels(encoder):
+    """encoder=resnet18 and timm train on image nodes as the convnet does: one step of the shipped objective."""
+    if encoder == "timm":
+        pytest.importorskip("timm", reason="encoder=timm is an extra: pip install 'specrep[timm]'")
+    from specrep_cli.models.encoders import build_encoder
+    from specrep_cli.models.timm_backbones import with_model_sizes
+    from specrep_cli.objectives.methods import build_method
+    world = ["dataset=shapes_world", "dataset.world_classes=2", "dataset.world_grid=1", "dataset.image_size=16",
+             f"encoder={encoder}", "trainer.batch_size=16"]
+    small = ["encoder.model_name=resnet10t"] if encoder == "timm" else ["encoder.width=8"]
+    cfg = compose_config("train", world + small)
+    data = load_dataset(cfg.dataset)
+    cfg = with_model_sizes(cfg, data.image_size)
+    method = build_method(cfg.objective, lambda tower="x": build_encoder(cfg.encoder, data.in_channels), 16)
+    pairs = EdgePairs(data.graph, data.inputs, torch.device("cpu"), cfg.augmentation, data.mean, data.std)
+    terms = method(*pairs(data.ssl_images[:16], torch.zeros(16)))
+    terms["loss"].backward()
+    assert torch.isfinite(terms["loss"]) and cfg.encoder.projector_out_dim == 16
