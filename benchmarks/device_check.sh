@@ -96,7 +96,8 @@ elif [ -n "$DATA" ]; then
          "trainer.device=$DEVICE" "hydra.run.dir=$RUN")
   if [ "$SMOKE" = 1 ]; then
     TRAIN+=(dataset.subset=64 trainer.batch_size=16 encoder.width=4 encoder.projector_hidden_dim=16
-            encoder.projector_out_dim=8 eval.probe.standard.epochs=1 eval.probe.standard.batch_size=16 eval.batch_size=64)
+            encoder.projector_out_dim=8 eval.probe.standard.epochs=1 eval.probe.standard.batch_size=16 eval.batch_size=64
+            eval.ritz_pairs=64)
   fi
   run_step spectral_cifar10 "$LIMIT" $PY -m specrep_cli train "${TRAIN[@]}"
   for f in report.json report.md plots/loss.png plots/spectrum.png; do   # flat, beside the logs

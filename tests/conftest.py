@@ -35,7 +35,8 @@ CIFAR = REPO.parent / "shared" / "data" / "cifar10-jpeg"
 # A run that takes seconds on a CPU: 256 training images, one epoch of 4 steps, a narrow encoder.
 TINY = ["dataset.num_train=256", "dataset.num_test=128", "trainer.batch_size=64", "trainer.epochs=1",
         "encoder.width=8", "encoder.projector_hidden_dim=64", "encoder.projector_out_dim=32",
-        "eval.probe.fast.steps=20", "eval.batch_size=256", "trainer.log_every_n_steps=2"]
+        "eval.probe.fast.steps=20", "eval.batch_size=256", "trainer.log_every_n_steps=2",
+        "eval.ritz_pairs=256"]   # Rayleigh-Ritz on 2 x 256 views, not 2 x 2,048: seconds less per run
 
 
 def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300,

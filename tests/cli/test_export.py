@@ -17,7 +17,8 @@ from specrep_cli.config import from_dict
 # A ResNet-18 of the stock width, trained for one epoch on 64 images: seconds.
 RESNET = ["encoder=resnet18", "dataset.num_train=64", "dataset.num_test=32", "trainer.batch_size=32",
           "trainer.epochs=1", "encoder.projector_hidden_dim=64", "encoder.projector_out_dim=32",
-          "eval.probe.fast.steps=5", "eval.random_init=false", "eval.every_n_epochs=0", "eval.alignment_images=0"]
+          "eval.probe.fast.steps=5", "eval.random_init=false", "eval.every_n_epochs=0", "eval.alignment_images=0",
+          "eval.ritz=false"]
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ timm = pytest.importorskip("timm", reason="encoder=timm is an extra: pip install
 VIT = ["encoder=timm", "encoder.model_name=vit_tiny_patch16_224", "encoder.image_size=32", "encoder.patch_size=4",
        "dataset.num_train=32", "dataset.num_test=32", "trainer.batch_size=32", "trainer.epochs=1",
        "encoder.projector_hidden_dim=64", "encoder.projector_out_dim=32", "eval.probe.fast.steps=5",
-       "eval.random_init=false", "eval.alignment_images=0", "eval.every_n_epochs=0"]
+       "eval.random_init=false", "eval.alignment_images=0", "eval.every_n_epochs=0", "eval.ritz=false"]
 
 
 def test_a_timm_vit_trains_for_an_epoch_and_exports_to_timm(tmp_path: Path):

@@ -13,7 +13,7 @@ pytest.importorskip("timm", reason="encoder=timm is an extra: pip install 'specr
 
 SMALL = ["dataset.num_train=32", "dataset.num_test=32", "trainer.batch_size=16", "trainer.epochs=1",
          "encoder.projector_hidden_dim=32", "encoder.projector_out_dim=16", "eval.probe.fast.steps=5",
-         "eval.random_init=false", "eval.alignment_images=0", "eval.every_n_epochs=0"]
+         "eval.random_init=false", "eval.alignment_images=0", "eval.every_n_epochs=0", "eval.ritz=false"]
 
 
 def test_a_timm_cnn_trains_without_size_keys(tmp_path: Path):
