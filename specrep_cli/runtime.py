@@ -35,12 +35,15 @@ def resolve_device(name: str, key: str = "trainer.device") -> torch.device:
 
 
 def resolve_bf16(precision: str, device: torch.device) -> bool:
-    """bf16 autocast: on CUDA, and on CPUs with native bf16 (AVX512-BF16 or AMX); fp32 otherwise."""
+    """bf16 autocast: on CUDA, and on CPUs with native bf16 (AVX512-BF16 or AMX) whose AVX-512 kernels
+    ATen uses (not under ATEN_CPU_CAPABILITY=avx2, say); fp32 otherwise."""
     if precision != "auto":
         return precision == "bf16"
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     cpu = torch.cpu
+    if not torch.backends.cpu.get_cpu_capability().upper().startswith("AVX512"):
+        return False   # the bf16 kernels ATen would run are not the native ones: fp32 is faster
     return bool(getattr(cpu, "_is_avx512_bf16_supported", lambda: False)()
                 or getattr(cpu, "_is_amx_tile_supported", lambda: False)())
 

@@ -122,3 +122,15 @@ def test_auto_takes_one_thread_on_busy_cores_and_an_int_is_kept(restore_threads,
     assert runtime.use_threads(2) == 2   # asked for: kept, with the line that 1 runs faster
     monkeypatch.setattr(runtime.os, "getloadavg", lambda: (0.3, 0.3, 0.3))
     assert runtime.use_threads("auto") == 2   # quiet: the physical cores
+
+
+def test_auto_precision_is_fp32_where_aten_runs_avx2_kernels():
+    """precision=auto picks bf16 only where ATen runs its AVX-512 kernels: under ATEN_CPU_CAPABILITY=avx2
+    (the slower kind of CPU, reproduced) it is fp32, whatever the CPU's flags say."""
+    import subprocess
+    import sys
+    code = ("import torch; from specrep_cli.runtime import resolve_bf16; "
+            "print(resolve_bf16('auto', torch.device('cpu')), resolve_bf16('bf16', torch.device('cpu')))")
+    env = {**os.environ, "ATEN_CPU_CAPABILITY": "avx2"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "True"]
