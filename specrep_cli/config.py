@@ -555,6 +555,8 @@ class GraphConfig(DatasetConfig):
                  "dataset.bipartite=true reads a file's columns as two node sets: use it with dataset.source=file "
                  "(dataset.source=bipartite_sbm is bipartite by itself)")
         _require(self.block_size_y is None or self.block_size_y >= 1, "dataset.block_size_y must be null or >= 1")
+        _require(not self.bipartite or (self.features_path is None and self.images is None),
+                 "dataset.bipartite=true reads node ids for two tables: drop dataset.features_path and dataset.images")
         _require(self.images is None or self.source == "file",
                  "dataset.images (CSV node,path) gives a file graph's nodes images: use it with dataset.source=file")
         _require(self.images is None or self.features_path is None,
@@ -563,9 +565,10 @@ class GraphConfig(DatasetConfig):
         _require(2 <= self.world_classes <= 10 and 1 <= self.world_grid <= 8,
                  f"dataset.world_classes must be in 2..10 (shapes) and dataset.world_grid in 1..8, got "
                  f"{self.world_classes} and {self.world_grid}")
-        _require(0 < self.world_class_change < 1 and 0 <= self.world_move <= 0.5,
-                 f"dataset.world_class_change must be in (0, 1) and dataset.world_move in [0, 0.5], got "
-                 f"{self.world_class_change} and {self.world_move}")
+        most = (self.world_classes - 1) / self.world_classes   # the kernel's eigenvalues stay >= 0 up to these
+        _require(0 < self.world_class_change <= most and 0 <= self.world_move <= 0.25,
+                 f"dataset.world_class_change must be in (0, {most:.3g}] ((classes - 1) / classes) and "
+                 f"dataset.world_move in [0, 0.25], got {self.world_class_change} and {self.world_move}")
 
 
 DATASET_SCHEMAS = {"graph": GraphConfig, "shapes": ShapesConfig, "cifar10": CIFARConfig, "cifar100": CIFARConfig,
@@ -822,6 +825,12 @@ class TrainConfig:
         pixels = graph and self.dataset.image_nodes
         _require(not node_encoder or graph, f"encoder={self.encoder.name} takes graph nodes (ids or features): "
                  f"use it with dataset=graph, or an image encoder with dataset={self.dataset.name}")
+        _require(not (node_encoder and pixels), f"the graph's nodes are images (dataset.source="
+                 f"{self.dataset.source if graph else ''}{', dataset.images' if graph and self.dataset.images else ''}"
+                 f"): encoder={self.encoder.name} does not read pixels; use encoder=convnet, resnet18 or timm "
+                 "(dataset=shapes_world brings a convnet)")
+        _require(not (graph and self.augmentation.lab_split), "augmentation=lab_split splits an image dataset's "
+                 "colour channels between two towers; a graph's pairs are its edges: choose another augmentation")
         _require(not graph or node_encoder or pixels, f"dataset=graph takes encoder="
                  f"{' or encoder='.join(GRAPH_ENCODERS)} (node ids or features); encoder={self.encoder.name} needs "
                  "nodes that are images: dataset.source=shapes_world, or dataset.images=NODES.csv (node,path)")

@@ -23,6 +23,7 @@ from ..config import (
     DatasetConfig,
     EncoderConfig,
     EvalAppConfig,
+    GraphConfig,
     ObjectiveConfig,
     encoder_schema,
     from_dict,
@@ -145,7 +146,8 @@ def score_checkpoint(cfg: EvalAppConfig, run_dir: Path, stage: Callable[[str], N
     stage(f"loading the checkpoint {path}")
     model = trained(load_checkpoint(path), path)   # checked: a checkpoint it cannot score is one line, here
     enc_cfg, objective, data_cfg, views = _configs(cfg, model, path)
-    towers = Towers.from_checkpoint(model, enc_cfg, objective, cfg.seed, compute.device, path)
+    second = isinstance(data_cfg, GraphConfig) and data_cfg.two_sided   # a bipartite graph reads nu too
+    towers = Towers.from_checkpoint(model, enc_cfg, objective, cfg.seed, compute.device, path, second)
     stage(f"loading the dataset ({data_cfg.name})")
     data = load_dataset(data_cfg, compute.device)
     check_inputs(data, model.in_channels, data_cfg.name, enc_cfg.name)

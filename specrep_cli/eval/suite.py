@@ -150,11 +150,13 @@ def evaluate_encoder(evaluation: Evaluation, encoder: nn.Module, features: Featu
         results = {"linear_probe": {"skipped": NO_LABELS}, "knn": {"skipped": NO_LABELS}}
     graph = features.nodes is not None
     every = features.nodes if graph else features.train
+    if nu is not None:   # two towers on a bipartite graph: phi at the x nodes (its rows of the y nodes are untrained)
+        every = Split(every.h[:evaluation.data.graph.num_x], every.z[:evaluation.data.graph.num_x])
     results["spectrum"] = {"representation": spectrum(every.h), "projection": spectrum(every.z)}
     found = None
-    if nu is not None:   # two towers on a bipartite graph: phi at the x nodes, nu at the y nodes
+    if nu is not None:   # phi at the x nodes, nu at the y nodes, against the SVD
         g = evaluation.data.graph
-        results["bipartite"] = bipartite_report(g, every.z[:g.num_x], nu.z, singular_truth(g, nu.z.shape[1] + 1))
+        results["bipartite"] = bipartite_report(g, every.z, nu.z, singular_truth(g, nu.z.shape[1] + 1))
     elif graph:   # the truth once, for phi and for its Ritz-ordered functions
         wanted = every.z.shape[1] + 1
         found = truth(evaluation.data.graph, wanted, evaluation.cfg.truth_budget_s)
@@ -246,7 +248,8 @@ def ritz_results(evaluation: Evaluation, encoder: nn.Module, features: Features,
     graph = results.get("graph")
     if graph is not None and "skipped" not in graph:   # phi's own Ritz order, scored against the truth
         phi, g = features.nodes.z, evaluation.data.graph
-        ordered = result if phi is features.nodes.h else ritz(*edge_moments(g, phi))
+        same = phi.shape == features.nodes.h.shape and torch.equal(phi, features.nodes.h)   # no projector
+        ordered = result if same else ritz(*edge_moments(g, phi))
         graph.update(graph_ritz(g, phi, ordered, evaluation.cfg.truth_budget_s, found))
     results["ritz"] = {**section, "seconds": time.perf_counter() - t0}
 

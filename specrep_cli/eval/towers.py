@@ -63,21 +63,28 @@ class Towers:
 
     @classmethod
     def from_checkpoint(cls, model: Trained, enc_cfg: EncoderConfig, objective: ObjectiveConfig, seed: int,
-                        device: torch.device, path: Path) -> Towers:
-        """phi (and the text tower with its tokenizer, for an image-text run) rebuilt from their configs
-        and loaded strictly from the checkpoint `model` read at `path`."""
+                        device: torch.device, path: Path, second: bool = False) -> Towers:
+        """phi (and the text tower with its tokenizer, for an image-text run; with `second`, a bipartite
+        graph's, nu) rebuilt from their configs and loaded strictly from the checkpoint `model` read at
+        `path`."""
         try:
             encoder = build_encoder(enc_cfg, model.in_channels, model.input)
         except (KeyError, ValueError) as err:
             raise CheckpointError(f"{path}: its encoder cannot be built ({err})") from None
         encoder = load_strict(encoder, model.encoder, path, "encoder").to(device)
         text = _text_tower(model, enc_cfg, objective, device, path) if model.text_tower is not None else None
-        nu = None
-        if model.second_tower is not None:   # the y tower sees what phi's other view saw (Lab: the ab channels)
-            nu = build_encoder(enc_cfg, model.in_channels, "lab_ab" if model.input == "lab_l" else model.input)
-            nu = load_strict(nu, model.second_tower, path, "second tower").to(device)
+        nu = _second_tower(model, enc_cfg, device, path) if second and model.second_tower is not None else None
         return cls(encoder, partial(_fresh, enc_cfg, model.in_channels, seed, model.input, device),
                    text, norm_cap(objective), nu)
+
+
+def _second_tower(model: Trained, enc_cfg: EncoderConfig, device: torch.device, path: Path) -> nn.Module:
+    """nu of two towers on two views (a bipartite graph's y tower), loaded strictly from the checkpoint."""
+    try:
+        nu = build_encoder(enc_cfg, model.in_channels, model.input)
+    except (KeyError, ValueError) as err:
+        raise CheckpointError(f"{path}: its second tower cannot be built ({err})") from None
+    return load_strict(nu, model.second_tower, path, "second tower").to(device)
 
 
 def _fresh(cfg: EncoderConfig, in_channels: int, seed: int, input: str, device: torch.device) -> nn.Module:

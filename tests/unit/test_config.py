@@ -120,8 +120,16 @@ def test_graph_and_image_options_do_not_mix():
         config.validate(compose_train(["encoder=embedding"]))
     for images in (["dataset=shapes_world"], ["dataset=graph", "dataset.source=shapes_world", "encoder=resnet18"],
                    ["dataset=graph", "dataset.source=file", "dataset.path=e.csv", "dataset.images=n.csv",
-                    "encoder=convnet"], ["dataset=shapes_world", "encoder=embedding"]):
-        config.validate(compose_train(images))   # nodes that are images: image encoders (or a table) take them
+                    "encoder=convnet"]):
+        config.validate(compose_train(images))   # nodes that are images: image encoders take them
+    for table in (["dataset=shapes_world", "encoder=embedding"], ["dataset=graph", "dataset.source=shapes_world"]):
+        with pytest.raises(config.ConfigError, match="nodes are images .* use encoder=convnet"):
+            config.validate(compose_train(table))
+    with pytest.raises(config.ConfigError, match="a graph's pairs are its edges"):
+        config.validate(compose_train(["dataset=shapes_world", "augmentation=lab_split", "objective=clip"]))
+    with pytest.raises(config.ConfigError, match="drop dataset.features_path and dataset.images"):
+        config.validate(compose_train(["dataset=graph", "dataset.source=file", "dataset.path=e.csv",
+                                       "dataset.bipartite=true", "dataset.images=n.csv", "encoder=convnet"]))
     with pytest.raises(config.ConfigError, match="use it with dataset.source=file"):
         config.validate(compose_train(["dataset=graph", "dataset.images=n.csv", "encoder=convnet"]))
     with pytest.raises(config.ConfigError, match="encoder=mlp runs over node features"):

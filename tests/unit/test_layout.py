@@ -37,6 +37,7 @@ OPTIONAL = {"scipy.sparse", "scipy.sparse.linalg", "scipy.sparse.csgraph", "tens
             "wandb", "timm", "safetensors",
             "safetensors.torch",   # export's format=safetensors
             "optuna", "scipy",
+            "open_clip.tokenizer",   # objective.text.tokenizer=bpe
             # torchvision is required, but importing it costs ~2.5 s (it pulls in torch._dynamo), more
             # than torch itself: it is imported only where an option uses it (encoder=resnet18, a download)
             "torchvision.models.resnet", "torchvision.datasets"}
