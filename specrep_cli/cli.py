@@ -35,7 +35,7 @@ from hydra.core.override_parser.types import Override
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from . import config, hydra_errors, overrides
+from . import config, errors, hydra_errors, overrides
 from .errors import ConfigError, ReportError, SpecrepError, as_specrep_error, error_status, exit_with
 from .rundir import printed_into, run_job, unwritable_output_dir
 from .sweeps import optuna_direction, representative_overrides, searches, selects_on_test
@@ -386,8 +386,8 @@ class DropWhenReaderLeaves:
 
 
 def main(argv: List[str] | None = None) -> None:
-    args = sys.argv[1:] if argv is None else argv
-    logging.raiseExceptions = False   # a full disk: train.log misses lines (the console has them), no traceback each
+    args, logging.raiseExceptions = sys.argv[1:] if argv is None else argv, False   # a full disk: no traceback per line
+    errors.remember_interrupts()      # a Ctrl-C during set-up that a library swallows still stops training
     sys.stdout, sys.stderr = DropWhenReaderLeaves(sys.stdout), DropWhenReaderLeaves(sys.stderr)
     try:
         sys.exit(dispatch(args))

@@ -6,7 +6,9 @@ set); HYDRA_FULL_ERROR=1 shows the traceback instead.
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 from typing import NoReturn
 
 
@@ -92,3 +94,22 @@ def error_status(err: SpecrepError) -> int:
 def exit_with(err: SpecrepError) -> NoReturn:
     """The CLI's way out for a SpecrepError: error_status, then exit with it."""
     sys.exit(error_status(err))
+
+_INTERRUPTED: list[int] = []   # SIGINTs before the training loop listened (see remember_interrupts)
+
+
+def remember_interrupts() -> None:
+    """From a command's start: Ctrl-C raises KeyboardInterrupt as usual, and is remembered, so that a
+    library's bare `except:` that swallows it (an import's fallback, say) cannot let a run go on as if
+    nothing happened: the training loop reads it (interrupted_early) when it starts listening."""
+    def handle(signum, frame):
+        _INTERRUPTED.append(signum)
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, handle)
+
+
+def interrupted_early() -> int | None:
+    """The signal number of a Ctrl-C remember_interrupts saw (and something swallowed), else None."""
+    return _INTERRUPTED[0] if _INTERRUPTED else None

@@ -24,7 +24,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Quote, QuotedString
 from hydra.errors import HydraException
 
-from ..errors import SignalledStop, TrainingInterrupted
+from ..errors import SignalledStop, TrainingInterrupted, interrupted_early
 from .processes import task_overrides
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)
@@ -49,6 +49,8 @@ class StopRequest:
             yield self
             return
         previous = {s: signal.signal(s, self._handle) for s in SIGNALS}
+        if interrupted_early() is not None and self.signum is None:   # a Ctrl-C that set-up swallowed
+            self._handle(interrupted_early(), None)
         try:
             yield self
         finally:
