@@ -20,10 +20,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import compose_train, hardware, train_report  # noqa: E402
+from common import compose_train, graph_steps, print_header, train_report  # noqa: E402
 
 GRAPHS = {   # name -> (its dataset overrides, d at a singular gap)
     "bipartite sbm (4 x 250 | 4 x 250)": (["dataset.source=bipartite_sbm"], 4),
@@ -67,10 +65,8 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="more overrides for every run")
     args = parser.parse_args()
     logging.getLogger("specrep").setLevel(logging.WARNING)
-    print(f"hardware: {hardware(torch.device('cpu'))}; torch {torch.__version__}")
-    print("| objective | graph | phi alignment | nu alignment | singular value error | singular gap | steps | "
-          "seconds |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print_header(["objective", "graph", "phi alignment", "nu alignment", "singular value error", "singular gap",
+                  "steps", "seconds"])
     wanted = args.graphs.split(",") if args.graphs else None
     with tempfile.TemporaryDirectory() as tmp:
         for graph, (overrides, d) in GRAPHS.items():
@@ -83,9 +79,8 @@ def main() -> None:
             for objective in args.only.split(","):
                 cfg = compose_train(["dataset=graph", *overrides, *extra, f"encoder.dim={d}", *OBJECTIVES[objective],
                                      *QUIET, *args.overrides])
-                steps = cfg.trainer.epochs * ((cfg.dataset.pairs_per_epoch or 0) // cfg.trainer.batch_size)
                 report, seconds = train_report(cfg, Path(tmp) / f"{objective}_{len(graph)}")
-                print(row(objective, graph, report, seconds, steps), flush=True)
+                print(row(objective, graph, report, seconds, graph_steps(cfg)), flush=True)
 
 
 if __name__ == "__main__":

@@ -74,3 +74,21 @@ def build(overrides: list[str], data: ImageData | None = None) -> Run:
     temporary job dir (nothing is written there unless a checkpoint or metrics are)."""
     cfg = compose_train(overrides)
     return build_run(cfg, RunDirs.of(cfg, Path(tempfile.mkdtemp(prefix="specrep-benchmark-"))), data=data)
+
+
+# ------------------------------------------------------------------- the graph benchmarks' tables
+def graph_steps(cfg: config.TrainConfig) -> int:
+    """The optimizer steps of a graph run: epochs x (pairs per epoch // batch size)."""
+    return cfg.trainer.epochs * ((cfg.dataset.pairs_per_epoch or 0) // cfg.trainer.batch_size)
+
+
+def alignments(groups: list[dict]) -> str:
+    """Each eigenspace's alignment, in order: "1.00 / 0.97 / ..."."""
+    return " / ".join(f"{s['alignment']:.2f}" for s in groups)
+
+
+def print_header(columns: list[str]) -> None:
+    """The hardware line, then a markdown table's header for `columns`."""
+    print(f"hardware: {hardware(torch.device('cpu'))}; torch {torch.__version__}")
+    print("| " + " | ".join(columns) + " |")
+    print("|" + " --- |" * len(columns))

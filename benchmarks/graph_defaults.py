@@ -21,10 +21,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import compose_train, hardware, train_report  # noqa: E402
+from common import alignments, compose_train, graph_steps, print_header, train_report  # noqa: E402
 
 GRAPHS = {   # name -> (its dataset overrides, d at a gap)
     "sbm seed 1 (4 x 250)": (["dataset.source=sbm", "dataset.seed=1"], 4),
@@ -68,15 +66,14 @@ def run_one(objective: str, graph: str, folder: Path) -> tuple[dict | str, float
         overrides = overrides + path
     cfg = compose_train(["dataset=graph", *overrides, f"encoder.dim={d}", *OBJECTIVES[objective], *QUIET])
     run_dir = folder / "".join(c if c.isalnum() else "_" for c in f"{objective} {graph}")
-    steps = cfg.trainer.epochs * (cfg.dataset.pairs_per_epoch // cfg.trainer.batch_size)
-    return (*train_report(cfg, run_dir), steps)
+    return (*train_report(cfg, run_dir), graph_steps(cfg))
 
 
 def row(objective: str, graph: str, report: dict | str, seconds: float, steps: int) -> str:
     if isinstance(report, str):
         return f"| {objective} | {graph} | {report} | | | | {seconds:.0f} | |"
     g = report["graph"]
-    ritz = " / ".join(f"{s['alignment']:.2f}" for s in g.get("ritz_eigenspaces", []))
+    ritz = alignments(g.get("ritz_eigenspaces", []))
     verdict = g.get("convergence", {}).get("converged")
     converged = {True: "yes", False: "not converged", None: "not judged"}[verdict]   # None: a moving target
     return (f"| {objective} | {graph} | {g['subspace_alignment']:.3f} | {ritz} | {g['eigengap']:.3f} | {steps} | "
@@ -89,10 +86,8 @@ def main() -> None:
     parser.add_argument("--graphs", default=",".join(GRAPHS), help="graphs, comma-separated (names above)")
     args = parser.parse_args()
     logging.getLogger("specrep").setLevel(logging.ERROR)
-    print(f"hardware: {hardware(torch.device('cpu'))}; torch {torch.__version__}")
-    print("| objective | graph | subspace alignment | per eigenspace after Ritz, in order | eigengap | steps | "
-          "seconds | converged |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print_header(["objective", "graph", "subspace alignment", "per eigenspace after Ritz, in order", "eigengap",
+                  "steps", "seconds", "converged"])
     with tempfile.TemporaryDirectory() as tmp:
         for graph in args.graphs.split(","):
             for objective in args.only.split(","):

@@ -19,10 +19,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import compose_train, hardware, train_report  # noqa: E402
+from common import alignments, compose_train, graph_steps, print_header, train_report  # noqa: E402
 
 OBJECTIVES = {   # objective -> its overrides: none but the objective (the plain command)
     "spectral": ["objective=spectral"],
@@ -39,17 +37,13 @@ OBJECTIVES = {   # objective -> its overrides: none but the objective (the plain
 COMMON = ["dataset=shapes_world", "trainer.threads=2", "eval.random_init=false", "trainer.keep_best=false"]
 
 
-def spaces(groups: list[dict]) -> str:
-    return " / ".join(f"{s['alignment']:.2f}" for s in groups)
-
-
 def row(objective: str, report: dict | str, seconds: float, steps: int) -> str:
     if isinstance(report, str):
         return f"| {objective} | {report} | | | | {seconds:.0f} | {steps} |"
     g = report["graph"]
-    ritz = spaces(g["ritz_eigenspaces"]) if "ritz_eigenspaces" in g else g.get("ritz_skipped", "-")
+    ritz = alignments(g["ritz_eigenspaces"]) if "ritz_eigenspaces" in g else g.get("ritz_skipped", "-")
     converged = "not converged" if g.get("convergence", {}).get("converged") is False else ""
-    return (f"| {objective} | {g['subspace_alignment']:.3f} | {spaces(g['eigenspaces'])} | {ritz} | "
+    return (f"| {objective} | {g['subspace_alignment']:.3f} | {alignments(g['eigenspaces'])} | {ritz} | "
             f"{report['linear_probe']['top1']:.1f} | {seconds:.0f} | {steps} {converged} |")
 
 
@@ -60,17 +54,14 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="more overrides for every run, e.g. trainer.epochs=40")
     args = parser.parse_args()
     logging.getLogger("specrep").setLevel(logging.WARNING)
-    print(f"hardware: {hardware(torch.device('cpu'))}; torch {torch.__version__}")
-    print("| objective | subspace alignment | per eigenspace, in order | after Rayleigh-Ritz | probe top-1 % | "
-          "seconds | steps |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print_header(["objective", "subspace alignment", "per eigenspace, in order", "after Rayleigh-Ritz",
+                  "probe top-1 %", "seconds", "steps"])
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(args.runs or tmp)
         for objective in args.only.split(","):
             cfg = compose_train(COMMON + OBJECTIVES[objective] + args.overrides)
-            steps = cfg.trainer.epochs * (cfg.dataset.pairs_per_epoch // cfg.trainer.batch_size)
             report, seconds = train_report(cfg, tmp / objective.replace(" ", "_"))
-            print(row(objective, report, seconds, steps), flush=True)
+            print(row(objective, report, seconds, graph_steps(cfg)), flush=True)
 
 
 if __name__ == "__main__":

@@ -19,10 +19,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import compose_train, hardware, train_report  # noqa: E402
+from common import alignments, compose_train, graph_steps, print_header, train_report  # noqa: E402
 
 GRAPHS = {   # the graph, d, and how long to train (pairs per epoch x epochs at batch 512)
     "sbm": ["dataset.source=sbm", "encoder.dim=4", "dataset.pairs_per_epoch=25600", "trainer.epochs=24"],
@@ -57,9 +55,8 @@ def run_one(objective: str, graph: str, tmp: Path, overrides: list[str]) -> tupl
     """(the run's report.json, or why it failed; seconds of train(); optimizer steps)."""
     extra = QUADRATIC.get(objective, []) if graph == "ring" else []
     cfg = compose_train(COMMON + GRAPHS[graph] + OBJECTIVES[objective] + extra + overrides)
-    steps = cfg.trainer.epochs * (cfg.dataset.pairs_per_epoch // cfg.trainer.batch_size)
     run_dir = tmp / f"{objective.replace(' ', '_')}_{graph}"
-    return (*train_report(cfg, run_dir), steps)
+    return (*train_report(cfg, run_dir), graph_steps(cfg))
 
 
 def row(objective: str, graph: str, report: dict | str, seconds: float, steps: int) -> str:
@@ -67,7 +64,7 @@ def row(objective: str, graph: str, report: dict | str, seconds: float, steps: i
         return f"| {objective} | {graph} | {report} | | | {seconds:.0f} | | | {steps} |"
     g = report["graph"]
     probe = report["linear_probe"].get("top1")
-    spaces = " / ".join(f"{s['alignment']:.2f}" for s in g["eigenspaces"])
+    spaces = alignments(g["eigenspaces"])
     return (f"| {objective} | {graph} | {g['subspace_alignment']:.3f} | {g['eigenvalue_error']:.3f} | "
             f"{'-' if probe is None else f'{probe:.1f}'} | {seconds:.0f} | {g['eigengap']:.3f} | {spaces} | {steps} |")
 
@@ -80,10 +77,8 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="more overrides for every run, e.g. trainer.epochs=40")
     args = parser.parse_args()
     logging.getLogger("specrep").setLevel(logging.WARNING)
-    print(f"hardware: {hardware(torch.device('cpu'))}; torch {torch.__version__}")
-    print("| objective | graph | subspace alignment | eigenvalue error | probe top-1 % | seconds | eigengap | "
-          "per eigenspace, in order | steps |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print_header(["objective", "graph", "subspace alignment", "eigenvalue error", "probe top-1 %", "seconds",
+                  "eigengap", "per eigenspace, in order", "steps"])
     with tempfile.TemporaryDirectory() as tmp:
         tmp = args.runs or tmp
         for graph in args.graphs.split(","):
