@@ -57,11 +57,11 @@ def singular_truth(graph: Graph, k: int) -> Tuple[Tensor, Tensor, Tensor] | str:
             torch.from_numpy(vh.copy()).T[:, order])
 
 
-def reconstruction(graph: Graph, u: Tensor, v: Tensor, values: Tensor, d: int) -> Dict[str, float]:
-    """Eckart-Young: ||K - U V^T||_F^2 / ||K||_F^2 (relative_error) beside the best rank-d value,
-    sum_{i>d} s_i^2 / ||K||_F^2 (best), and their difference (excess, 0 at the optimum).
-    ||K - U V^T||^2 = ||K||^2 - 2 sum_edges K_xy u_x.v_y + tr(U^T U V^T V): no n_x x n_y product."""
-    x, y, k_xy, _, _ = cross_kernel(graph)
+def reconstruction(kernel: Tuple[Tensor, ...], u: Tensor, v: Tensor, values: Tensor, d: int) -> Dict[str, float]:
+    """Eckart-Young against `kernel` (cross_kernel's): ||K - U V^T||_F^2 / ||K||_F^2 (relative_error)
+    beside the best rank-d value, sum_{i>d} s_i^2 / ||K||_F^2 (best), and their difference (excess, 0 at
+    the optimum). ||K - U V^T||^2 = ||K||^2 - 2 sum_edges K_xy u_x.v_y + tr(U^T U V^T V): no n_x x n_y product."""
+    x, y, k_xy, _, _ = kernel
     total = float(k_xy.pow(2).sum())
     cross = float((k_xy * (u[x] * v[y]).sum(1)).sum())
     error = total - 2 * cross + float(((u.T @ u) * (v.T @ v)).sum())
@@ -83,7 +83,8 @@ def bipartite_report(graph: Graph, phi: Tensor, nu: Tensor,
     if isinstance(found, str):
         return {**head, "skipped": found}
     values, left, right = found
-    _, _, _, p_x, p_y = cross_kernel(graph)
+    kernel = cross_kernel(graph)
+    p_x, p_y = kernel[3], kernel[4]
     u = p_x.sqrt()[:, None] * phi.double().cpu()   # (n_x, d): u_x = sqrt(p(x)) phi(x)
     v = p_y.sqrt()[:, None] * nu.double().cpu()    # (n_y, d)
     _, r_u = torch.linalg.qr(u)
@@ -94,4 +95,4 @@ def bipartite_report(graph: Graph, phi: Tensor, nu: Tensor,
             "nu": {"subspace_alignment": subspace_alignment(v, right[:, :d])},
             "learned_singular_values": learned.tolist(), "true_singular_values": values[:d].tolist(),
             "singular_value_error": float((learned - values[:d]).abs().mean()),
-            "eckart_young": reconstruction(graph, u, v, values, d), "singular_gap": gap, "warnings": []}
+            "eckart_young": reconstruction(kernel, u, v, values, d), "singular_gap": gap, "warnings": []}
