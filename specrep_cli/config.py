@@ -778,8 +778,11 @@ class EvalConfig:
     ritz: bool = True
     ritz_pairs: int = 2048
     ritz_pca_prefix: bool = False
+    ritz_knn_images: Optional[int] = 500
 
     def __post_init__(self) -> None:
+        _require(self.ritz_knn_images is None or self.ritz_knn_images >= 1,
+                 "eval.ritz_knn_images must be >= 1 (test images the prefix kNN classifies) or null (all of them)")
         _require(self.ritz_pairs >= 2, "eval.ritz_pairs must be >= 2 (pairs of the train split for Rayleigh-Ritz)")
         _require(self.truth_budget_s >= 0, "eval.truth_budget_s must be >= 0 (seconds; 0: no exact truth)")
         _require(self.objective_metric in REPORT_METRICS,

@@ -13,8 +13,8 @@ are exact, summed over every edge by weight (no sampling error: the limit of dra
 features are the representation h the probe reads. The prefix curve scores the first k Ritz-ordered
 functions h @ vectors[:, :k] of the split features already extracted with the fast probe and the kNN;
 its probes take one L2 strength (the main fast probe's choice) and at most PREFIX_STEPS L-BFGS
-iterations in one fit on the whole train split, to keep it cheap (the default run: 0.3 s for its
-probes, 0.9 s for its kNNs, 0.3 s to encode the pairs).
+iterations in one fit on the whole train split, and its kNNs classify a fixed subset of
+eval.ritz_knn_images test images, to keep it cheap.
 """
 from __future__ import annotations
 
@@ -146,6 +146,16 @@ class Scorer:
     knn: KNNConfig
     seed: int = 0
     pca: bool = False   # eval.ritz_pca_prefix: the probe on h's principal components too
+    knn_images: int | None = None   # eval.ritz_knn_images: the test images the kNN classifies (None: all)
+
+    def knn_queries(self) -> Tensor:
+        """The test rows the prefix kNN classifies: a fixed random subset (seed 0) of knn_images of them,
+        in test order, or all."""
+        n = self.test_h.shape[0]
+        if self.knn_images is None or self.knn_images >= n:
+            return torch.arange(n, device=self.test_h.device)
+        pick = torch.randperm(n, generator=torch.Generator().manual_seed(0))[:self.knn_images]
+        return pick.sort().values.to(self.test_h.device)
 
 
 def prefix_probe(cfg: FastProbeConfig, weight_decay: float | None) -> FastProbeConfig:
@@ -157,11 +167,12 @@ def prefix_probe(cfg: FastProbeConfig, weight_decay: float | None) -> FastProbeC
 
 def prefix_curve(vectors: Tensor, scorer: Scorer, knn: bool = True) -> List[Dict[str, float]]:
     """{"k", "probe_top1", "knn_top1"} for k in prefix_sizes: the fast probe (one fit at the main probe's
-    L2 strength when it has one: fixed_probe) and (with `knn`; None at k = 1, where cosine similarity is
-    a sign) the kNN on the first k functions h @ vectors[:, :k] of the train and test splits (vectors:
-    Ritz.vectors, or variance_order's)."""
+    L2 strength when it has one: fixed_probe) on the first k functions h @ vectors[:, :k] of the train
+    and test splits (vectors: Ritz.vectors, or variance_order's), and (with `knn`; None at k = 1, where
+    cosine similarity is a sign) the kNN of scorer.knn_queries() among every train image."""
     vectors = vectors.to(scorer.train_h.device)
     train, test = scorer.train_h.double() @ vectors, scorer.test_h.double() @ vectors
+    queries = scorer.knn_queries()
     curve = []
     for k in prefix_sizes(vectors.shape[1]):
         tr, te = train[:, :k].float(), test[:, :k].float()
@@ -172,8 +183,8 @@ def prefix_curve(vectors: Tensor, scorer: Scorer, knn: bool = True) -> List[Dict
             probe = linear_probe(tr, scorer.train_y, te, scorer.test_y, scorer.num_classes, scorer.probe, scorer.seed)
         point = {"k": k, "probe_top1": probe["top1"]}
         if knn:   # k = 1: the cosine of one coordinate is its sign, every neighbour a tie: no kNN (None)
-            point["knn_top1"] = (knn_top1(tr, scorer.train_y, te, scorer.test_y, scorer.num_classes, scorer.knn)
-                                 if k > 1 else None)
+            point["knn_top1"] = (knn_top1(tr, scorer.train_y, te[queries], scorer.test_y[queries],
+                                          scorer.num_classes, scorer.knn) if k > 1 else None)
         curve.append(point)
     return curve
 

@@ -256,7 +256,8 @@ def ritz_results(evaluation: Evaluation, encoder: nn.Module, features: Features,
 
 def ritz_scorer(evaluation: Evaluation, features: Features, results: Dict[str, Any]) -> Scorer | None:
     """What the Ritz prefix curve is scored with: the split features and labels, the fast probe at the
-    main probe's L2 strength (when that probe was the fast one) with fewer steps; None without labels."""
+    main probe's L2 strength (when that probe was the fast one) with fewer steps, the kNN's test subset
+    (cfg.ritz_knn_images); None without labels."""
     data, cfg, device = evaluation.data, evaluation.cfg, evaluation.reader.compute.device
     if not data.labelled or features.test is None:
         return None
@@ -264,7 +265,7 @@ def ritz_scorer(evaluation: Evaluation, features: Features, results: Dict[str, A
     decay = probe.get("weight_decay") if probe.get("protocol") == "fast" else None
     return Scorer(features.train.h, data.train_labels.to(device), features.test.h, data.test_labels.to(device),
                   len(data.classes), prefix_probe(cfg.probe.fast, decay), cfg.knn, evaluation.seed,
-                  pca=cfg.ritz_pca_prefix)
+                  pca=cfg.ritz_pca_prefix, knn_images=cfg.ritz_knn_images)
 
 
 def evaluate_towers(evaluation: Evaluation, features: TowerFeatures) -> Dict[str, Any]:

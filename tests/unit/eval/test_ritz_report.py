@@ -10,8 +10,9 @@ from dataclasses import replace
 import pytest
 import torch
 
-from specrep_cli.config import FastProbeConfig, KNNConfig
+from specrep_cli.config import EvalConfig, FastProbeConfig, KNNConfig
 from specrep_cli.data.graphs import ring
+from specrep_cli.errors import ConfigError
 from specrep_cli.eval.graph_truth import top_eigenpairs
 from specrep_cli.eval.ritz import prefix_sizes, ritz
 from specrep_cli.eval.ritz_report import (
@@ -160,3 +161,24 @@ def test_the_pca_prefix_rides_along_only_when_asked():
     assert all(set(p) == {"k", "probe_top1"} for p in section["pca_prefix"])   # the probe alone: no kNN
     assert section["pca_dims_for_95"] in prefix_sizes(7)
     assert "pca_prefix" not in ritz_section(exact(graph, h), "edges", 1000, scorer(h, graph.labels))
+
+
+def test_the_prefix_knn_classifies_a_fixed_subset_of_the_test_split_when_asked():
+    graph, h = ring(N, HOPS), mixed()
+    full = scorer(h, graph.labels)
+    some = replace(full, knn_images=40)
+    queries = some.knn_queries()
+    assert queries.numel() == 40 and torch.equal(queries, some.knn_queries())   # fixed
+    assert torch.equal(queries, queries.sort().values) and queries.unique().numel() == 40
+    assert torch.equal(replace(full, knn_images=10_000).knn_queries(), torch.arange(full.test_h.shape[0]))
+    others = torch.ones(full.test_h.shape[0], dtype=torch.bool)
+    others[queries] = False
+    wrong = full.test_y.clone()
+    wrong[others] = (wrong[others] + 1) % (int(graph.labels.max()) + 1)   # mislabel every test row left out
+    result = exact(graph, h)
+    kept = ritz_section(result, "edges", 1000, some)["prefix"]
+    relabelled = ritz_section(result, "edges", 1000, replace(some, test_y=wrong))["prefix"]
+    assert [p["knn_top1"] for p in kept] == [p["knn_top1"] for p in relabelled]   # those rows never voted on
+    assert [p["probe_top1"] for p in kept] != [p["probe_top1"] for p in relabelled]   # the probe reads them all
+    with pytest.raises(ConfigError, match="ritz_knn_images"):
+        EvalConfig(ritz_knn_images=0)
