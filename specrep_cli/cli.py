@@ -117,7 +117,7 @@ def hydra_command(name: str) -> Callable[[List[str]], int]:
         problem = None if os.environ.get("HYDRA_FULL_ERROR") == "1" else preflight(name, args)
         if problem:
             raise ConfigError(problem)
-        args = overrides.in_hydra_order(args)
+        args = overrides.group_keys_swept(overrides.in_hydra_order(args))
         if name == "train":
             args = with_resumed_run_dir(with_optuna_direction(args))
         sys.argv = ["specrep", *args]   # Hydra reads the overrides from sys.argv

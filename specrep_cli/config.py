@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Optional, Union
 
 from hydra import compose, initialize_config_module
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
 from .errors import ConfigError
 from .figures import REPORT_METRICS
@@ -497,6 +497,58 @@ class ImageTextConfig(ImageDatasetConfig):
                  f"dataset.csv_separator must be one character, got {self.csv_separator!r}")
 
 
+BAD_SAMPLES = ("skip", "stop")
+
+
+@dataclass
+class WebDatasetConfig(ImageDatasetConfig):
+    """open_clip's tar shards: streamed for training, an evaluation set read whole (data/shards.py)."""
+    name: str = "webdataset"
+    shards: Any = MISSING                     # a brace pattern or a list of local paths and URLs
+    samples_per_epoch: Optional[int] = None   # null: the shards' sizes.json
+    eval_shards: Any = None                   # labelled shards (.cls), read whole: the probe's splits
+    classes: Optional[str] = None             # the names of .cls 0, 1, ...: a text file, one per line
+    eval_root: Optional[str] = None           # or a labelled image folder: <eval_root>/{train,test}/<class>/
+    image_size: int = 32
+    test_fraction: float = 0.1
+    split_seed: int = 0
+    shuffle_buffer: int = 1000
+    bad_samples: str = "skip"
+    peek_samples: int = 2048
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _require_installed("webdataset", "dataset=webdataset", "webdataset")
+        _check_image_size(self.image_size)
+        for key in ("shards", "eval_shards"):
+            value = getattr(self, key)
+            _require(value is None and key == "eval_shards" or _shard_spec(value),
+                     f"dataset.{key} must be a brace pattern (e.g. 'shards/train-{{000000..000009}}.tar') or a "
+                     f"non-empty list of paths and URLs, got {value!r}")
+        _require((self.eval_shards is None) != (self.eval_root is None),
+                 "dataset=webdataset needs one evaluation set: dataset.eval_shards=<labelled shards> (with "
+                 ".cls and dataset.classes) or dataset.eval_root=<folder with train/ and test/ class folders>")
+        _require(self.samples_per_epoch is None or self.samples_per_epoch > 0,
+                 "dataset.samples_per_epoch must be null (the shards' sizes.json) or > 0")
+        _require(0 < self.test_fraction < 1, "dataset.test_fraction must be in (0, 1)")
+        _check_seed("dataset.split_seed", self.split_seed)
+        _require(self.shuffle_buffer >= 1, "dataset.shuffle_buffer must be >= 1 (1: the shards' own order)")
+        _require(self.bad_samples in BAD_SAMPLES,
+                 f"dataset.bad_samples must be {' or '.join(BAD_SAMPLES)}, got {self.bad_samples!r}")
+        _require(self.peek_samples >= 1, "dataset.peek_samples must be >= 1")
+        _require(self.subset is None and self.unlabelled_root is None,
+                 "dataset=webdataset streams its shards: drop dataset.subset (dataset.samples_per_epoch sets "
+                 "an epoch's length) and dataset.unlabelled_root")
+
+
+def _shard_spec(value: Any) -> bool:
+    """A brace pattern (one string) or a non-empty list of non-empty strings."""
+    if isinstance(value, str):
+        return bool(value.strip())
+    return isinstance(value, (list, tuple, ListConfig)) and len(value) > 0 and all(
+        isinstance(v, str) and v.strip() for v in value)
+
+
 GRAPH_SOURCES = ("sbm", "ring", "file", "shapes_world", "bipartite_sbm")
 
 
@@ -572,7 +624,8 @@ class GraphConfig(DatasetConfig):
 
 
 DATASET_SCHEMAS = {"graph": GraphConfig, "shapes": ShapesConfig, "cifar10": CIFARConfig, "cifar100": CIFARConfig,
-                   "stl10": STL10Config, "imagefolder": ImageFolderConfig, "image_text": ImageTextConfig}
+                   "stl10": STL10Config, "imagefolder": ImageFolderConfig, "image_text": ImageTextConfig,
+                   "webdataset": WebDatasetConfig}
 
 
 # ----------------------------------------------------------------------------------------- optim

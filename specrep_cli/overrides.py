@@ -8,6 +8,7 @@ that takes `key=value` apart.
     touches(parsed, "augmentation")   # an override of the group or of a key under it
     command_line(["--multirun", "seed=0,1"])   # Hydra's own reading of an app's argv: .overrides, .multirun, .cfg...
     in_hydra_order(["a=1", "-m", "b=2"])   # ["-m", "a=1", "b=2"]: the argv a Hydra app accepts
+    group_keys_swept(["-m", "objective=clip,siglip", "objective.text.width=32"])  # ..."objective.text.width=choice(32)"
 
 An override the grammar refuses is a ConfigError naming it, e.g.
 `cannot read the override 'hydra.run.dir=out$(touch X)': mismatched input '(' expecting <EOF>`.
@@ -41,6 +42,9 @@ def parse(overrides: Sequence[str], loader: Any = None) -> list[Override]:
             reason = parse_reason(err)
             quote = ("; a value with spaces, quotes or non-ASCII letters goes in quotes (key='a b', key=\"it's\")"
                      if reason.startswith("no token of") else "")
+            if "{" in line.partition("=")[2] and not quote:   # a brace pattern: Hydra reads { as a dict
+                quote = ("; a brace pattern goes in quotes inside the shell's: "
+                         "'dataset.shards=\"train-{000000..000009}.tar\"'")
             raise ConfigError(f"cannot read the override '{shown(line)}': {shown(reason)}{quote}") from None
     return parsed
 
@@ -107,3 +111,25 @@ def assignment(key: str, value: str) -> str:
         return f"{key}={value}"
     escaped = value.replace("'", "\\'")   # Hydra's quoted strings: only a quote needs its backslash
     return f"{key}='{escaped}'"
+
+
+def group_keys_swept(args: Sequence[str]) -> list[str]:
+    """args (in_hydra_order) with, in a --multirun, each override of a key under a swept group made a
+    sweep of its one value (objective=clip,siglip objective.text.width=32 -> objective.text.width=choice(32)):
+    Hydra composes a sweep's base config without its sweeps, where the group's default option may lack
+    the key; every job still gets the value as typed."""
+    line = command_line(args)
+    if line is None or not line.multirun:
+        return list(args)
+    try:
+        parsed = parse(line.overrides)
+    except ConfigError:
+        return list(args)
+    swept = {o.key_or_group.replace("/", ".") + "." for o in parsed if o.is_sweep_override()}
+    out = list(args)
+    for override, text in zip(parsed, line.overrides):
+        value = value_text(override)
+        if value is None or override.is_sweep_override() or not override.key_or_group.startswith(tuple(swept)):
+            continue
+        out[out.index(text)] = f"{text.partition('=')[0]}=choice({value})"
+    return out

@@ -74,3 +74,32 @@ def write_image_text(root: Path, per_class: int = 10, captions_per_image: int = 
             lines += [f"{c}/{i}.png\ta {c} square number {i} take {k}" for k in range(captions_per_image)]
     (root / "captions.tsv").write_text("\n".join(lines) + "\n")
     return root
+
+
+def write_shards(root: Path, split: str = "train", shards: int = 4, per_shard: int = 8, size: int = 8,
+                 classes: int = 2) -> list:
+    """<root>/<split>-00000k.tar as open_clip's shards (needs the webdataset extra): sample j of shard k
+    is a PNG filled with the value 10 k + j // per_shard (so every image tells its shard), a caption
+    naming its class and the shard, and its class j % classes; sizes.json and classes.txt beside them.
+    Returns the shard paths."""
+    import io
+    import json
+
+    from PIL import Image
+    from webdataset import TarWriter
+
+    root.mkdir(parents=True, exist_ok=True)
+    sizes, paths = {}, []
+    for k in range(shards):
+        path = root / f"{split}-{k:06d}.tar"
+        with TarWriter(str(path)) as writer:
+            for j in range(per_shard):
+                out = io.BytesIO()
+                Image.new("RGB", (size, size), (10 * k, 10 * k, 10 * k)).save(out, format="PNG")
+                writer.write({"__key__": f"{split}{k:03d}{j:04d}", "png": out.getvalue(),
+                              "txt": f"a photo of a class{j % classes} from shard {k}", "cls": j % classes})
+        sizes[path.name], paths = per_shard, paths + [path]
+    known = json.loads((root / "sizes.json").read_text()) if (root / "sizes.json").is_file() else {}
+    (root / "sizes.json").write_text(json.dumps({**known, **sizes}))
+    (root / "classes.txt").write_text("".join(f"class{c}\n" for c in range(classes)))
+    return paths

@@ -45,5 +45,10 @@ def batches(images: Images, order: Tensor, batch_size: int, device: torch.device
         for batch in loader:
             yield batch.to(device, non_blocking=True)
     except DatasetError as err:   # from a worker, wrapped in its traceback: keep the one line
-        last = str(err).strip().splitlines()[-1]
-        raise DatasetError(last.removeprefix(f"{DatasetError.__module__}.{DatasetError.__qualname__}: ")) from None
+        raise worker_error(err) from None
+
+
+def worker_error(err: DatasetError) -> DatasetError:
+    """A DataLoader worker's DataSetError as its one line (the loader wraps it in the worker's traceback)."""
+    last = str(err).strip().splitlines()[-1]
+    return DatasetError(last.removeprefix(f"{DatasetError.__module__}.{DatasetError.__qualname__}: "))

@@ -21,15 +21,18 @@ from ..errors import DatasetError
 from .files import Fits, ImageFiles, decode_images
 from .graphs import load_graph
 from .loaders import LOADERS, subset_indices
+from .shards import ShardStream
 from .splits import ImageData, Images, take
 from .unlabelled import load_unlabelled, unlabelled_only
 
 log = logging.getLogger("specrep")
 
 
-def channel_stats(images: Images, chunk: int = 4096, sample: int = 10000) -> Tuple[Tensor, Tensor]:
+def channel_stats(images: Images | ShardStream, chunk: int = 4096, sample: int = 10000) -> Tuple[Tensor, Tensor]:
     """Per-channel mean and std of uint8 images (N, C, H, W), in [0, 1] units, in float64 chunks,
-    over a fixed random sample of at most `sample` images."""
+    over a fixed random sample of at most `sample` images (a stream: of its first dataset.peek_samples)."""
+    if isinstance(images, ShardStream):   # a stream: its first samples
+        images = images.peek()[0]
     keep = subset_indices(images.shape[0], sample, seed=0)
     if isinstance(images, ImageFiles):
         files = images.files if keep is None else [images.files[i] for i in keep.tolist()]
@@ -130,10 +133,11 @@ def load_dataset(cfg: DatasetConfig, device: torch.device = torch.device("cpu"))
                     "whatever was learnt; give two or more class folders to score the representation")
     data.mean, data.std = channel_stats(data.ssl_images)
     splits = ("train_images", "test_images", "unlabelled_images")
-    tensors = [getattr(data, s) for s in splits if isinstance(getattr(data, s), Tensor)]
-    if len(tensors) == sum(getattr(data, s) is not None for s in splits) \
+    held = [getattr(data, s) for s in splits if not isinstance(getattr(data, s), (type(None), ShardStream))]
+    tensors = [t for t in held if isinstance(t, Tensor)]
+    if len(tensors) == len(held) \
             and fits(sum(t.numel() for t in tensors)):
         for s in splits:
-            if getattr(data, s) is not None:
+            if isinstance(getattr(data, s), Tensor):
                 setattr(data, s, getattr(data, s).to(device))
     return data

@@ -18,7 +18,7 @@ import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, List, Sequence, Tuple, Union
+from typing import BinaryIO, Callable, List, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -54,7 +54,7 @@ class ImageFiles:
 
     def __getitem__(self, i: int) -> Tensor:   # a DataLoader worker decodes one image
         try:
-            return torch.from_numpy(_decode(self.files[i], self.size, self.resize)).permute(2, 0, 1)
+            return torch.from_numpy(decode_one(self.files[i], self.size, self.resize)).permute(2, 0, 1)
         except Exception as err:   # PIL raises many types for broken files
             raise DatasetError(f"cannot read image {self.files[i]} ({type(err).__name__}): "
                                "remove or replace it") from None
@@ -92,9 +92,10 @@ def list_image_folder(split_dir: Path, classes: Sequence[str] | None = None):
     return files, labels, list(classes)
 
 
-def _decode(path: Path, size: int, resize: str = CENTER_CROP, draft: bool = True) -> np.ndarray:
-    """One image file -> uint8 (size, size, 3) RGB, by `resize` (RESIZE_MODES); JPEGs shrunk in draft mode."""
-    with Image.open(path) as im:
+def decode_one(source: Path | BinaryIO, size: int, resize: str = CENTER_CROP, draft: bool = True) -> np.ndarray:
+    """One image (a file, or its bytes in a file object) -> uint8 (size, size, 3) RGB, by `resize`
+    (RESIZE_MODES); JPEGs shrunk in draft mode."""
+    with Image.open(source) as im:
         w, h = im.size
         side = min(w, h)
         if resize == "stretch":
@@ -121,7 +122,7 @@ def decode_images(files: Sequence[Path], size: int, resize: str = CENTER_CROP, d
 
     def work(i: int) -> None:
         try:
-            out[i] = _decode(files[i], size, resize, draft)
+            out[i] = decode_one(files[i], size, resize, draft)
         except Exception as err:  # PIL raises many types for broken files
             bad.append(f"{files[i]} ({type(err).__name__})")
 

@@ -5,6 +5,7 @@
     stl10         torchvision's binary files (the unlabelled split for SSL)
     imagefolder   <root>/<split>/<class>/* image files
     image_text    a captions.tsv over class folders of images, or open_clip's CSV/TSV
+    webdataset    open_clip's tar shards, streamed (shards.py), with an evaluation set of shards or a folder
 
 A loader returns uint8 tensors on the host or, for image files that do not fit the memory budget
 (`fits(nbytes)`), ImageFiles; load_dataset (datasets.py) fills in the normalisation and moves what
@@ -12,6 +13,7 @@ fits to the device.
 """
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 from collections.abc import Callable
@@ -22,14 +24,16 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..config import CIFARConfig, ImageFolderConfig, ImageTextConfig, ShapesConfig, STL10Config
+from ..config import CIFARConfig, ImageFolderConfig, ImageTextConfig, ShapesConfig, STL10Config, WebDatasetConfig
 from ..errors import DatasetError
 from ..registry import Registry
 from . import shapes
 from .captions import folder_classes, read_captions_csv, read_captions_tsv, shapes_captions
 from .files import Fits, decode_or_stream, list_image_folder
+from .shards import Reading, ShardStream, read_shards, shard_urls
 from .splits import Captions, ImageData
 
+log = logging.getLogger("specrep")
 # dataset=<name> -> `loader(cfg, fits) -> ImageData` (mean and std are filled in by load_dataset): uint8
 # tensors (on the host) or, for data that do not fit, ImageFiles. Register one with @LOADERS.register("name").
 LOADERS: Registry[Callable[[Any, Fits], ImageData]] = Registry("dataset", error=DatasetError)
@@ -274,3 +278,62 @@ def _load_image_text(cfg: ImageTextConfig, fits: Fits) -> ImageData:
     train_y, test_y = (labels[train_idx], labels[test_idx]) if classes else (labels, labels)   # none: empty
     return ImageData(train_x, train_y, test_x, test_y, classes,
                      train_captions=captions.subset(train_idx), test_captions=captions.subset(test_idx))
+
+
+# -------------------------------------------------------------------------------------- webdataset
+@LOADERS.register("webdataset")
+def _load_webdataset(cfg: WebDatasetConfig, fits: Fits) -> ImageData:
+    """dataset.shards streamed for training (ShardStream: the unlabelled set), and the evaluation set:
+    dataset.eval_shards read whole (a fixed random test_fraction of it the test split; classes from .cls
+    and dataset.classes; captions for retrieval) or the labelled folder dataset.eval_root."""
+    stream = ShardStream.of(cfg)
+    if cfg.eval_root is not None:
+        folder = ImageFolderConfig(root=cfg.eval_root, image_size=cfg.image_size, in_memory=cfg.in_memory,
+                                   memory_budget_gib=cfg.memory_budget_gib, resize=cfg.resize,
+                                   cache_dir=cfg.cache_dir, workers=cfg.workers)
+        data = _load_imagefolder(folder, fits)
+    else:
+        data = _eval_shards(cfg)
+    data.unlabelled_images = stream
+    return data
+
+
+def _eval_shards(cfg: WebDatasetConfig) -> ImageData:
+    """The labelled evaluation shards, decoded: a fixed random test_fraction (split_seed) is the test split."""
+    urls = shard_urls(cfg.eval_shards, "dataset.eval_shards")
+    how = Reading(cfg.image_size, cfg.resize, captions=True, labels=True, stop=cfg.bad_samples == "stop")
+    images, labels, texts, bad = read_shards(urls, how)
+    if bad.count:
+        log.warning(f"dataset.eval_shards: {bad.count} bad sample(s) skipped, e.g. {bad.named[0]}")
+    classes = _shard_classes(cfg, urls, int(labels.max()) + 1)
+    if int(labels.min()) < 0 or int(labels.max()) >= len(classes):
+        raise DatasetError(f"dataset.eval_shards: a .cls of {int(labels.min())}..{int(labels.max())} is outside "
+                           f"the {len(classes)} classes of {cfg.classes}")
+    n = images.shape[0]
+    n_test = max(1, round(n * cfg.test_fraction))
+    if n_test >= n:
+        raise DatasetError(f"dataset.eval_shards hold {n} samples: too few to hold out "
+                           f"dataset.test_fraction={cfg.test_fraction} of them as the test split")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.split_seed))
+    test, train = perm[:n_test].sort().values, perm[n_test:].sort().values
+    captions = Captions(texts, torch.arange(n))
+    return ImageData(images[train], labels[train], images[test], labels[test], classes,
+                     train_captions=captions.subset(train), test_captions=captions.subset(test))
+
+
+def _shard_classes(cfg: WebDatasetConfig, urls: list[str], count: int) -> list[str]:
+    """The class names of .cls 0, 1, ...: dataset.classes (a file, one per line), else classes.txt beside
+    the first evaluation shard, else the numbers themselves."""
+    path = data_root(cfg.classes) if cfg.classes is not None else None
+    if path is None and "://" not in urls[0] and (Path(urls[0]).parent / "classes.txt").is_file():
+        path = Path(urls[0]).parent / "classes.txt"
+    if path is None:
+        return [str(i) for i in range(count)]
+    try:
+        names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError) as err:
+        raise DatasetError(f"dataset.classes={path}: cannot read it ({type(err).__name__}); give a text file "
+                           "with one class name per line") from None
+    if not names:
+        raise DatasetError(f"dataset.classes={path} is empty: give one class name per line")
+    return names

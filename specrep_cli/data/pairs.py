@@ -4,10 +4,12 @@ the two ends of an edge of a graph.
     pairs = ViewPairs(augmentation, mean, std)                       # x, y: two views (B, C, H, W)
     pairs = TextPairs(augmentation, mean, std, captions, num_images, tokenizer, length)   # y: ids (B, L),
                                                          # L = min(length, the longest caption's tokens)
+    pairs = StreamTextPairs(augmentation, mean, std)                 # a stream's batch and its caption ids
     pairs = EdgePairs(graph, inputs, device)                         # x, y: the inputs of both ends of
                                                                      #   B edges drawn by weight (graphs)
     pairs = EdgePairs(graph, images, device, augmentation, mean, std)   # the nodes are images
     x, y = pairs(batch, index)   # batch: uint8 (B, C, H, W) on the device; index: (B,) its image ids
+                                 # (a stream's: its caption ids (B, L), or None)
 
 Everything stays on the device and nothing syncs with the host (index is expected on the device): a
 caption is drawn per sample among its image's captions by one uniform draw, from token ids encoded
@@ -63,6 +65,19 @@ class TextPairs:
     def __call__(self, batch: Tensor, index: Tensor) -> Tuple[Tensor, Tensor]:
         pick = (torch.rand(index.shape[0], device=index.device) * self.count[index]).long()
         return augment(batch, self.augmentation.view_a, self.mean, self.std), self.ids[self.first[index] + pick]
+
+
+class StreamTextPairs:
+    """A streamed image-text batch (shards.ShardStream): x the image augmented with augmentation.view_a,
+    y its caption's token ids, which the stream's workers read and tokenized with the images."""
+
+    kind = "text"
+
+    def __init__(self, augmentation: Any, mean: Tensor, std: Tensor):
+        self.augmentation, self.mean, self.std = augmentation, mean, std
+
+    def __call__(self, batch: Tensor, ids: Tensor) -> Tuple[Tensor, Tensor]:
+        return augment(batch, self.augmentation.view_a, self.mean, self.std), ids
 
 
 class EdgePairs:

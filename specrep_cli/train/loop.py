@@ -29,6 +29,7 @@ from .. import __version__
 from ..checkpoint import Position, payload, rng_state, save_checkpoint
 from ..config import TrainConfig
 from ..data.batches import batches
+from ..data.shards import Bad, ShardStream
 from ..errors import ReportError, TrainingError
 from ..eval.suite import Evaluation, evaluate_run, monitor
 from ..eval.towers import Towers
@@ -38,7 +39,8 @@ from ..runtime import Compute, Ranks
 from .collapse import collapse_warning
 from .pace import StepLines, log_pace, log_plan
 from .processes import agree, gather_objects, left_at_exit, run_ranks
-from .setup import LoopState, Run, RunDirs, build_run, log_run, start_state
+from .runlog import log_run
+from .setup import LoopState, Run, RunDirs, build_run, start_state
 from .stop import StopRequest, evaluation_stops, interrupted, resume_command
 
 log = logging.getLogger("specrep")
@@ -167,10 +169,16 @@ def rank_shard(order: Tensor, global_batch: int, ranks: Ranks) -> Tensor:
     return order[:n].view(-1, ranks.world, b)[:, ranks.rank].reshape(-1)
 
 
-def epoch_batches(run: Run, perm: Tensor, first: int) -> Iterator[Tuple[int, Tensor, Tensor]]:
+def epoch_batches(run: Run, perm: Tensor, first: int, epoch: int) -> Iterator[Tuple[int, Tensor, Tensor | None]]:
     """(step in the epoch, uint8 batch, its image ids) of this rank, from step `first` of the epoch
-    whose order is `perm`; everything on the device."""
+    whose order is `perm`; everything on the device. Streamed shards: the stream's batches of `epoch`
+    (perm unused) with their caption ids (None for two views)."""
     b, global_batch = run.local_batch, run.cfg.trainer.batch_size
+    if isinstance(run.data.ssl_images, ShardStream):   # streamed shards: the caption ids ride with the images
+        stream = run.data.ssl_images
+        yield from ((first + i, batch, ids) for i, (batch, ids) in
+                    enumerate(stream.epoch_batches(epoch, first, run.compute.device)))
+        return
     mine = rank_shard(perm[first * global_batch:], global_batch, run.ranks)   # this rank's samples
     index = mine.to(run.compute.device, non_blocking=True)                  # their image ids, on the device
     for i, batch in enumerate(batches(run.data.ssl_images, mine, b, run.compute.device, drop_last=True)):
@@ -184,6 +192,7 @@ class Epoch:
     means: Dict[str, float]   # each loss term's mean over the epoch's steps
     seconds: float
     images: int               # images trained on (global batches x batch size)
+    bad: Bad | None = None    # streamed shards: this rank's bad samples skipped
 
 
 def run_epoch(run: Run, state: LoopState, epoch: int, stop: StopRequest) -> Epoch:
@@ -191,15 +200,17 @@ def run_epoch(run: Run, state: LoopState, epoch: int, stop: StopRequest) -> Epoc
     run.method.train()
     run.compute.synchronize()
     t0 = time.perf_counter()
-    n = run.data.ssl_images.shape[0]
-    perm, first = state.position or (epoch_permutation(n, run.cfg.seed, epoch, run.perm_device), 0)
+    images = run.data.ssl_images
+    streamed = isinstance(images, ShardStream)   # its own order: no permutation
+    perm, first = state.position or (torch.empty(0, dtype=torch.long) if streamed else
+                                     epoch_permutation(images.shape[0], run.cfg.seed, epoch, run.perm_device), 0)
     state.position, state.progress.epoch = None, epoch
     epoch_meter, log_meter = Meter(), Meter()
     tr, last = run.cfg.trainer, run.steps_per_epoch - 1
     with _progress_bar(run.console, epoch, tr.epochs) as bar:
         task = bar.add_task("train", total=run.steps_per_epoch, completed=first, info="")
         lines = StepLines(epoch, tr.epochs, run.steps_per_epoch, first)   # no bar drawn: a line now and then
-        for i, batch, index in epoch_batches(run, perm, first):
+        for i, batch, index in epoch_batches(run, perm, first, epoch):
             terms = take_step(run, state, batch, index)
             if terms is not None:
                 epoch_meter.add(terms)
@@ -218,7 +229,8 @@ def run_epoch(run: Run, state: LoopState, epoch: int, stop: StopRequest) -> Epoc
     run.compute.synchronize()
     seconds = time.perf_counter() - t0
     state.progress.train_seconds += seconds
-    return Epoch(epoch, epoch_meter.mean(), seconds, (run.steps_per_epoch - first) * tr.batch_size)
+    return Epoch(epoch, epoch_meter.mean(), seconds, (run.steps_per_epoch - first) * tr.batch_size,
+                 images.bad if streamed else None)
 
 
 def log_step(run: Run, state: LoopState, meter: Meter, steps_per_second: float) -> str:
@@ -271,11 +283,27 @@ def end_epoch(run: Run, state: LoopState, epoch: Epoch, stop: StopRequest) -> No
     log.info(f"epoch {epoch.number}/{tr.epochs}  " + "  ".join(f"{k} {v:.4f}" for k, v in epoch.means.items())
              + f"  {epoch.seconds:.1f} s  {throughput:.0f} img/s")
     log_pace(run, state, epoch.images, epoch.seconds)
+    if epoch.bad is not None:
+        log_bad_samples(run, state, epoch)
     watched = monitor_epoch(run, state, epoch.number)
     save_epoch(run, state, epoch.number, watched)
     if agree(stop.signum is not None, run.compute.device):   # the last epoch too: stop, say how to finish
         raise interrupted(stop.signum or signal.SIGTERM, state.progress.step, state.last_checkpoint, run.run_dir,
                           finished=epoch.number >= tr.epochs)
+
+
+def log_bad_samples(run: Run, state: LoopState, epoch: Epoch) -> None:
+    """Streamed shards: the bad samples every rank skipped this epoch, counted in metrics.jsonl and,
+    when there were any, a warning naming the first (a collective with several ranks)."""
+    count, named = 0, []
+    for c, n in gather_objects((epoch.bad.count, epoch.bad.named)):
+        count, named = count + c, named + n
+    if not run.ranks.main:
+        return
+    run.metrics.write({"epoch": epoch.number, "step": state.progress.step, "bad_samples": count})
+    if count:
+        log.warning(f"epoch {epoch.number}: skipped {count} bad sample(s) of the shards (dataset.bad_samples=skip), "
+                    f"e.g. {named[0]}" + (f"; {named[1]}" if len(named) > 1 else ""))
 
 
 def monitor_epoch(run: Run, state: LoopState, epoch: int) -> Dict[str, float]:

@@ -20,7 +20,6 @@ import torch
 from rich.console import Console
 from torch import nn
 
-from .. import __version__
 from ..checkpoint import (
     Position,
     Progress,
@@ -33,15 +32,15 @@ from ..checkpoint import (
 )
 from ..config import TWO_TOWER_OBJECTIVES, ObjectiveConfig, TrainConfig, TwoTowerConfig
 from ..data.datasets import load_dataset
-from ..data.files import ImageFiles
 from ..data.graphs import GraphData
-from ..data.pairs import EdgePairs, TextPairs, ViewPairs
+from ..data.pairs import EdgePairs, StreamTextPairs, TextPairs, ViewPairs
+from ..data.shards import ShardStream
 from ..data.splits import ImageData
 from ..data.tokenizer import Tokenizer, build_tokenizer
 from ..errors import DatasetError, RunDirError, SpecrepError, TrainingError
 from ..eval.features import FeatureReader
 from ..eval.zeroshot import zero_shot_names
-from ..models.encoders import build_encoder, param_count, uses_channels_last
+from ..models.encoders import build_encoder, uses_channels_last
 from ..models.text import text_encoder
 from ..models.timm_backbones import with_model_sizes
 from ..objectives.methods import Method, build_method
@@ -216,7 +215,8 @@ def pairs_kind(objective: ObjectiveConfig, data: ImageData, lab: bool = False) -
             raise DatasetError("objective.pairs=text needs captions; a graph's pairs are its edges: use "
                                "objective.pairs=views")
         return "edges"
-    has_captions = data.train_captions is not None and data.unlabelled_images is None and not lab
+    streamed = isinstance(data.ssl_images, ShardStream)   # its .txt are the training captions
+    has_captions = (streamed or data.train_captions is not None and data.unlabelled_images is None) and not lab
     if setting == "text" and not has_captions:
         raise DatasetError("objective.pairs=text needs image captions, and this dataset has none "
                            "(dataset=shapes has them); use objective.pairs=views")
@@ -243,7 +243,12 @@ def build_pairs(cfg: TrainConfig, data: ImageData,
     if cfg.encoder.projector_layers == 0:
         raise TrainingError("image-text pairs need encoder.projector_layers >= 1, so that the image and "
                             "the text tower both end in encoder.projector_out_dim dimensions")
-    tokenizer = build_tokenizer(data.train_captions.texts, cfg.objective.text.tokenizer)
+    text = cfg.objective.text
+    if isinstance(data.ssl_images, ShardStream):   # the workers tokenize; a word vocabulary from the first captions
+        tokenizer = build_tokenizer(data.ssl_images.peek()[1], text.tokenizer)
+        data.ssl_images.caption_ids(tokenizer, text.context_length)
+        return StreamTextPairs(cfg.augmentation, mean, std), tokenizer
+    tokenizer = build_tokenizer(data.train_captions.texts, text.tokenizer)
     pairs = TextPairs(cfg.augmentation, mean, std, data.train_captions, data.ssl_images.shape[0], tokenizer,
                       cfg.objective.text.context_length)
     return pairs, tokenizer
@@ -321,6 +326,8 @@ def build_run(cfg: TrainConfig, dirs: RunDirs, ranks: Ranks = Ranks(), data: Ima
         zero_shot_names(data.classes, cfg.eval.zero_shot_class_names, tokenizer)
     method, model, channels_last = build_model(cfg, data, tokenizer, ranks, device)
     steps_per_epoch = n_train // batch_size   # the last partial batch is dropped
+    if isinstance(data.ssl_images, ShardStream):
+        data.ssl_images.assign(cfg.seed, ranks.rank, ranks.world, batch_size // ranks.world, steps_per_epoch)
     lr = applied_lr(cfg.optim, batch_size)
     lrs = lr_schedule(lr, cfg.trainer.epochs * steps_per_epoch,
                       round(cfg.optim.warmup_epochs * steps_per_epoch), cfg.optim.min_lr_ratio)
@@ -355,40 +362,3 @@ def start_state(run: Run) -> LoopState:
     log.info(f"resuming {source} at epoch {state.start_epoch}, step {progress.step}; this "
              f"invocation logs to {job_dir / 'train.log'}")
     return state
-
-
-def _data_line(run: Run) -> str:
-    """What the run trains on, for train.log."""
-    cfg, data = run.cfg, run.data
-    if isinstance(data, GraphData):
-        g = data.graph
-        pixels = f" ({data.in_channels}x{data.image_size}x{data.image_size} images)" if data.images else ""
-        return (f"data: graph ({cfg.dataset.source}), {g.num_nodes} nodes{pixels}, {g.num_edges} edges, "
-                f"{data.ssl_images.shape[0]} pairs per epoch, {data.train_images.shape[0]} probe-train / "
-                f"{data.test_images.shape[0]} test nodes, "
-                f"{f'{len(data.classes)} classes' if data.labelled else 'no labels (no probe)'}")
-    images = data.ssl_images
-    where = (f"streamed from files by {images.workers} DataLoader workers" if isinstance(images, ImageFiles)
-             else f"in memory on {images.device} ({images.numel() / 2**30:.2f} GiB uint8)")
-    return (f"data: {cfg.dataset.name}, {images.shape[0]} training / {data.train_images.shape[0]} probe-train / "
-            f"{data.test_images.shape[0]} test images, {data.in_channels}x{data.image_size}x{data.image_size}, "
-            f"{f'{len(data.classes)} classes' if data.labelled else 'no labels (no probe)'}, {where}")
-
-
-def log_run(run: Run) -> None:
-    """The run's settings, at the top of train.log."""
-    cfg, tr = run.cfg, run.cfg.trainer
-    log.info(f"specrep {__version__} (git {run.sha or 'n/a'}), torch {torch.__version__}")
-    log.info(f"run dir: {run.dirs.job_dir}")
-    log.info(f"device: {run.compute.device}, precision: {'bf16 autocast' if run.compute.bf16 else 'fp32'}, "
-             f"channels_last: {run.channels_last}")
-    log.info(_data_line(run))
-    log.info(f"objective: {cfg.objective.name}, encoder: {cfg.encoder.name} "
-             f"({param_count(run.method.encoder) / 1e6:.2f} M params), augmentation: {cfg.augmentation.name}")
-    log.info(f"batch size {tr.batch_size}, {run.steps_per_epoch} steps/epoch x {tr.epochs} epochs, "
-             f"lr {run.lr:.4g}" + (f" (= {cfg.optim.lr} x {tr.batch_size}/256)" if cfg.optim.scale_lr else ""))
-    if run.ranks.world > 1:
-        log.info(f"{run.ranks.world} processes ({torch.distributed.get_backend()}), {run.local_batch} images "
-                 f"per process and step; sync_batchnorm: {tr.sync_batchnorm}")
-    if tr.compile:
-        log.info("torch.compile: on (the first step includes the compilation; its time is logged)")

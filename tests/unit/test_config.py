@@ -37,12 +37,14 @@ def compose_train(overrides):
 @pytest.fixture(scope="module")
 def fake_root(tmp_path_factory) -> Path:
     """CIFAR-10, CIFAR-100 and STL-10 in torchvision's on-disk formats, and image-text pairs; a few images each."""
-    from fake_datasets import write_cifar, write_image_text, write_stl10
+    from fake_datasets import write_cifar, write_image_text, write_shards, write_stl10
     root = tmp_path_factory.mktemp("datasets")
     write_image_text(root / "pairs")
     write_cifar(root, "cifar10")
     write_cifar(root, "cifar100")
     write_stl10(root)
+    write_shards(root / "shards", "train")
+    write_shards(root / "shards", "test", shards=2)
     return root
 
 
@@ -52,6 +54,10 @@ def dataset_overrides(option: str, tiny_folder: Path, fake_root: Path):
         return [f"dataset.root={tiny_folder}", "dataset.image_size=16"]
     if option == "image_text":
         return [f"dataset.root={fake_root / 'pairs'}", "dataset.image_size=16"]
+    if option == "webdataset":
+        return [f"dataset.shards='{fake_root / 'shards'}/train-{{000000..000003}}.tar'",
+                f"dataset.eval_shards='{fake_root / 'shards'}/test-{{000000..000001}}.tar'",
+                "dataset.image_size=8", "dataset.workers=0"]
     if option in ("cifar10", "cifar100", "stl10"):
         return [f"dataset.root={fake_root}"] + (["dataset.image_size=32"] if option == "stl10" else [])
     return ["dataset.num_train=32", "dataset.num_test=16"]
@@ -164,7 +170,8 @@ def test_option_composes_validates_and_builds(group, option, tiny_folder, fake_r
     method = build_method(cfg.objective, lambda tower="x": build_encoder(cfg.encoder, data.in_channels,
                                                                          tower_input(lab, tower)), 8)
     optimizer = build_optimizer(method, cfg.optim, 0.01)
-    view_a, view_b = make_views(data.ssl_images[:8], cfg.augmentation, data.mean, data.std)
+    images = data.train_images if option == "webdataset" else data.ssl_images   # a stream is not indexed
+    view_a, view_b = make_views(images[:8], cfg.augmentation, data.mean, data.std)
     terms = method(view_a, view_b)
     terms["loss"].backward()
     optimizer.step()

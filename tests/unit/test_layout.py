@@ -38,6 +38,7 @@ OPTIONAL = {"scipy.sparse", "scipy.sparse.linalg", "scipy.sparse.csgraph", "tens
             "safetensors.torch",   # export's format=safetensors
             "optuna", "scipy",
             "open_clip.tokenizer",   # objective.text.tokenizer=bpe
+            "webdataset.tariterators", "webdataset.shardlists", "webdataset.gopen", "webdataset",   # dataset=webdataset
             # torchvision is required, but importing it costs ~2.5 s (it pulls in torch._dynamo), more
             # than torch itself: it is imported only where an option uses it (encoder=resnet18, a download)
             "torchvision.models.resnet", "torchvision.datasets"}

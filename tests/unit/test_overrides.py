@@ -117,3 +117,12 @@ def test_flags_among_the_overrides_are_moved_before_them_as_hydra_needs():
 def test_an_assignment_reads_back_as_the_value_given(value):
     [override] = parse([assignment("hydra.run.dir", value)])
     assert (override.key_or_group, override.value()) == ("hydra.run.dir", value)
+
+
+def test_a_multirun_s_keys_under_a_swept_group_become_sweeps_of_their_one_value():
+    from specrep_cli.overrides import group_keys_swept
+    args = ["-m", "objective=clip,siglip", "objective.text.width=32", "seed=1", "objective.text.layers=1,2"]
+    assert group_keys_swept(args) == ["-m", "objective=clip,siglip", "objective.text.width=choice(32)", "seed=1",
+                                      "objective.text.layers=1,2"]   # a sweep already, and keys of no swept group
+    assert group_keys_swept(["objective=clip", "objective.text.width=32"]) == ["objective=clip", "objective.text.width=32"]
+    assert group_keys_swept(["-m", "objective=clip,siglip", "~objective.text.width"])[-1] == "~objective.text.width"
