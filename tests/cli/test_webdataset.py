@@ -117,9 +117,10 @@ def test_bad_shards_are_skipped_and_counted_or_stop_the_run_in_one_line(shards, 
 def test_a_labelled_folder_scores_a_run_of_two_views_on_shards(shards, tmp_path):
     from support import make_folder
     folder = make_folder(tmp_path / "folder")
-    proc = run_cli("train", "objective=spectral", "dataset=webdataset", f"dataset.shards='{shards}/train-{{000000..000007}}.tar'",
-                   f"dataset.eval_root={folder}", *SMALL[:-2], "trainer.epochs=1", "dataset.workers=0",
-                   "dataset.image_size=16", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    proc = run_cli("train", "objective=spectral", "dataset=webdataset",
+                   f"dataset.shards='{shards}/train-{{000000..000007}}.tar'", f"dataset.eval_root={folder}",
+                   *SMALL[:-2], "trainer.epochs=1", "dataset.workers=0", "dataset.image_size=16",
+                   f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     assert report["linear_probe"]["top1"] >= 0 and "zero_shot" not in report

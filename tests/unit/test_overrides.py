@@ -124,5 +124,6 @@ def test_a_multirun_s_keys_under_a_swept_group_become_sweeps_of_their_one_value(
     args = ["-m", "objective=clip,siglip", "objective.text.width=32", "seed=1", "objective.text.layers=1,2"]
     assert group_keys_swept(args) == ["-m", "objective=clip,siglip", "objective.text.width=choice(32)", "seed=1",
                                       "objective.text.layers=1,2"]   # a sweep already, and keys of no swept group
-    assert group_keys_swept(["objective=clip", "objective.text.width=32"]) == ["objective=clip", "objective.text.width=32"]
+    alone = ["objective=clip", "objective.text.width=32"]   # no --multirun: as they are
+    assert group_keys_swept(alone) == alone
     assert group_keys_swept(["-m", "objective=clip,siglip", "~objective.text.width"])[-1] == "~objective.text.width"
