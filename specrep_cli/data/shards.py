@@ -163,8 +163,9 @@ def shard_samples(url: str, how: Reading, bad: Bad) -> Iterator[Sample]:
     def broken(err: Exception) -> bool:   # webdataset's handler: False ends the shard
         if not failed:
             failed.append(err)
-            why = f"unreadable or truncated tar ({type(err).__name__}: {str(err.args[0]) if err.args else ''})"
-            reject(url, "-", why.split(" @ ")[0], how, bad)
+            why = f"unreadable or truncated tar ({type(err).__name__}: {str(err.args[0]) if err.args else ''}"
+            why = why.split(" @ ")[0] + (", no data: is the URL reachable?)" if is_remote(url) else ")")
+            reject(url, "-", why, how, bad)
         return False
 
     try:

@@ -133,3 +133,30 @@ def test_the_buffer_shuffles_a_permutation():
     out = list(S.buffer_shuffle(iter(range(100)), 10, random.Random(0)))
     assert sorted(out) == list(range(100)) and out != list(range(100))
     assert list(S.buffer_shuffle(iter(range(5)), 1, random.Random(0))) == list(range(5))
+
+
+@pytest.mark.skipif(__import__("shutil").which("curl") is None,
+                    reason="webdataset opens http(s) URLs with curl, which this machine lacks")
+def test_urls_and_pipes_stream_as_local_shards_do(four):
+    import functools
+    import http.server
+    import socketserver
+    import threading
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = socketserver.TCPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=Path(four[0]).parent))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        how = S.Reading(8, "stretch", captions=True, labels=True, stop=False)
+        urls = [*S.shard_urls(f"{base}/train-{{000000..000001}}.tar", "k"), f"pipe:cat {four[2]}"]
+        bad = S.Bad()
+        read = [s for url in urls for s in S.shard_samples(url, how, bad)]
+        assert len(read) == 3 * PER_SHARD and bad.count == 0
+        assert [s[0][0, 0, 0] // 10 for s in read[::PER_SHARD]] == [0, 1, 2]
+        assert list(S.shard_samples(f"{base}/nothing.tar", how, bad)) == [] and "is the URL reachable" in bad.named[0]
+    finally:
+        server.shutdown()
