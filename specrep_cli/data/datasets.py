@@ -21,8 +21,8 @@ from ..errors import DatasetError
 from .files import Fits, ImageFiles, decode_images
 from .graphs import load_graph
 from .loaders import LOADERS, subset_indices
-from .shards import ShardStream
 from .splits import ImageData, Images, take
+from .stream import ShardStream
 from .unlabelled import load_unlabelled, unlabelled_only
 
 log = logging.getLogger("specrep")

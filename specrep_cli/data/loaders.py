@@ -30,8 +30,9 @@ from ..registry import Registry
 from . import shapes
 from .captions import folder_classes, read_captions_csv, read_captions_tsv, shapes_captions
 from .files import Fits, decode_or_stream, list_image_folder
-from .shards import Reading, ShardStream, read_shards, shard_urls
+from .shards import Reading, read_shards, shard_urls
 from .splits import Captions, ImageData
+from .stream import ShardStream
 
 log = logging.getLogger("specrep")
 # dataset=<name> -> `loader(cfg, fits) -> ImageData` (mean and std are filled in by load_dataset): uint8

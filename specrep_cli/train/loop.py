@@ -29,7 +29,8 @@ from .. import __version__
 from ..checkpoint import Position, payload, rng_state, save_checkpoint
 from ..config import TrainConfig
 from ..data.batches import batches
-from ..data.shards import Bad, ShardStream
+from ..data.shards import Bad
+from ..data.stream import ShardStream
 from ..errors import ReportError, TrainingError
 from ..eval.suite import Evaluation, evaluate_run, monitor
 from ..eval.towers import Towers

@@ -11,7 +11,7 @@ import torch
 from .. import __version__
 from ..data.files import ImageFiles
 from ..data.graphs import GraphData
-from ..data.shards import ShardStream
+from ..data.stream import ShardStream
 from ..models.encoders import param_count
 from .setup import Run
 

@@ -34,8 +34,8 @@ from ..config import TWO_TOWER_OBJECTIVES, ObjectiveConfig, TrainConfig, TwoTowe
 from ..data.datasets import load_dataset
 from ..data.graphs import GraphData
 from ..data.pairs import EdgePairs, StreamTextPairs, TextPairs, ViewPairs
-from ..data.shards import ShardStream
 from ..data.splits import ImageData
+from ..data.stream import ShardStream
 from ..data.tokenizer import Tokenizer, build_tokenizer
 from ..errors import DatasetError, RunDirError, SpecrepError, TrainingError
 from ..eval.features import FeatureReader
@@ -245,7 +245,7 @@ def build_pairs(cfg: TrainConfig, data: ImageData,
                             "the text tower both end in encoder.projector_out_dim dimensions")
     text = cfg.objective.text
     if isinstance(data.ssl_images, ShardStream):   # the workers tokenize; a word vocabulary from the first captions
-        tokenizer = build_tokenizer(data.ssl_images.peek()[1], text.tokenizer)
+        tokenizer = build_tokenizer(data.ssl_images.peek_captions(), text.tokenizer)
         data.ssl_images.caption_ids(tokenizer, text.context_length)
         return StreamTextPairs(cfg.augmentation, mean, std), tokenizer
     tokenizer = build_tokenizer(data.train_captions.texts, text.tokenizer)

@@ -15,6 +15,7 @@ from fake_datasets import write_shards  # noqa: E402
 
 from specrep_cli.config import WebDatasetConfig  # noqa: E402
 from specrep_cli.data import shards as S  # noqa: E402
+from specrep_cli.data.stream import ShardStream, buffer_shuffle  # noqa: E402
 from specrep_cli.errors import DatasetError  # noqa: E402
 
 PER_SHARD = 8
@@ -25,10 +26,10 @@ def four(tmp_path_factory) -> list:
     return [str(p) for p in write_shards(tmp_path_factory.mktemp("shards"), shards=4, per_shard=PER_SHARD)]
 
 
-def stream(urls, samples=32, workers=0, buffer=4, **kw) -> S.ShardStream:
+def stream(urls, samples=32, workers=0, buffer=4, **kw) -> ShardStream:
     cfg = WebDatasetConfig(shards=list(urls), eval_root="unused", image_size=8, workers=workers,
                            shuffle_buffer=buffer, **kw)
-    return S.ShardStream(urls, samples, cfg)
+    return ShardStream(urls, samples, cfg)
 
 
 def shard_of(images: torch.Tensor) -> list:
@@ -60,7 +61,7 @@ def test_every_reader_gets_its_own_shards_and_together_they_read_all(four):
         stream(four, workers=4).assign(seed=0, rank=0, world=2, batch=4, steps=4)
 
 
-def epoch_of(s: S.ShardStream, epoch: int, first: int = 0) -> list:
+def epoch_of(s: ShardStream, epoch: int, first: int = 0) -> list:
     return [(b.clone(), ids) for b, ids in s.epoch_batches(epoch, first, torch.device("cpu"))]
 
 
@@ -130,9 +131,9 @@ def test_an_evaluation_set_reads_every_sample_with_its_class_and_caption(four):
 
 def test_the_buffer_shuffles_a_permutation():
     import random
-    out = list(S.buffer_shuffle(iter(range(100)), 10, random.Random(0)))
+    out = list(buffer_shuffle(iter(range(100)), 10, random.Random(0)))
     assert sorted(out) == list(range(100)) and out != list(range(100))
-    assert list(S.buffer_shuffle(iter(range(5)), 1, random.Random(0))) == list(range(5))
+    assert list(buffer_shuffle(iter(range(5)), 1, random.Random(0))) == list(range(5))
 
 
 @pytest.mark.skipif(__import__("shutil").which("curl") is None,
