@@ -161,3 +161,25 @@ def test_urls_and_pipes_stream_as_local_shards_do(four):
         assert list(S.shard_samples(f"{base}/nothing.tar", how, bad)) == [] and "is the URL reachable" in bad.named[0]
     finally:
         server.shutdown()
+
+
+def test_the_settings_a_user_gets_wrong_are_one_line(four, tmp_path):
+    from specrep_cli import config
+    from specrep_cli.data.datasets import load_dataset
+    from specrep_cli.errors import ConfigError
+    folder = Path(four[0]).parent
+    shards = f"dataset.shards='{folder}/train-{{000000..000003}}.tar'"
+    with pytest.raises(ConfigError, match="needs one evaluation set: dataset.eval_shards=.* or dataset.eval_root="):
+        config.compose_config("train", ["dataset=webdataset", shards])
+    with pytest.raises(ConfigError, match="drop dataset.subset"):
+        config.compose_config("train", ["dataset=webdataset", shards, "dataset.eval_root=x", "dataset.subset=10"])
+    cfg = config.compose_config("train", ["dataset=webdataset", shards, f"dataset.eval_shards={four[0]}",
+                                          f"dataset.classes={tmp_path / 'none.txt'}", "dataset.image_size=8"])
+    with pytest.raises(DatasetError, match=r"dataset.classes=.*none.txt: cannot read it"):
+        load_dataset(cfg.dataset)
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / "a.tar").write_bytes(Path(four[0]).read_bytes())
+    with pytest.raises(DatasetError, match="dataset.samples_per_epoch is needed: .*sizes.json"):
+        ShardStream.of(WebDatasetConfig(shards=str(bare / "a.tar"), eval_root="x"))
+    assert ShardStream.of(WebDatasetConfig(shards=str(bare / "a.tar"), eval_root="x", samples_per_epoch=5)).shape[0] == 5
