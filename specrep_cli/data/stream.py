@@ -53,8 +53,8 @@ class ShardStream(torch.utils.data.IterableDataset):
     """The training set of dataset=webdataset: `shape` as a uint8 (samples_per_epoch, 3, S, S) tensor's;
     iterated in a DataLoader worker it yields that worker's batches of the epoch (module docstring)."""
 
-    def __init__(self, urls: Sequence[str], samples: int, cfg: WebDatasetConfig, seed: int = 0):
-        self.urls, self.samples, self.seed = list(urls), samples, seed
+    def __init__(self, urls: Sequence[str], samples: int, cfg: WebDatasetConfig):
+        self.urls, self.samples, self.seed = list(urls), samples, 0   # the run's seed: assign()
         self.size, self.resize, self.workers = cfg.image_size, cfg.resize, cfg.workers
         self.buffer, self.stop, self.peek_samples = cfg.shuffle_buffer, cfg.bad_samples == "stop", cfg.peek_samples
         self.rank, self.world, self.batch, self.steps = 0, 1, 1, 0
