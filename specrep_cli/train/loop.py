@@ -170,7 +170,7 @@ def rank_shard(order: Tensor, global_batch: int, ranks: Ranks) -> Tensor:
     return order[:n].view(-1, ranks.world, b)[:, ranks.rank].reshape(-1)
 
 
-def epoch_batches(run: Run, perm: Tensor, first: int, epoch: int) -> Iterator[Tuple[int, Tensor, Tensor | None]]:
+def epoch_batches(run: Run, perm: Tensor, first: int, epoch: int = 1) -> Iterator[Tuple[int, Tensor, Tensor | None]]:
     """(step in the epoch, uint8 batch, its image ids) of this rank, from step `first` of the epoch
     whose order is `perm`; everything on the device. Streamed shards: the stream's batches of `epoch`
     (perm unused) with their caption ids (None for two views)."""

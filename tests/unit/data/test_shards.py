@@ -182,4 +182,5 @@ def test_the_settings_a_user_gets_wrong_are_one_line(four, tmp_path):
     (bare / "a.tar").write_bytes(Path(four[0]).read_bytes())
     with pytest.raises(DatasetError, match="dataset.samples_per_epoch is needed: .*sizes.json"):
         ShardStream.of(WebDatasetConfig(shards=str(bare / "a.tar"), eval_root="x"))
-    assert ShardStream.of(WebDatasetConfig(shards=str(bare / "a.tar"), eval_root="x", samples_per_epoch=5)).shape[0] == 5
+    given = WebDatasetConfig(shards=str(bare / "a.tar"), eval_root="x", samples_per_epoch=5)
+    assert ShardStream.of(given).shape[0] == 5
