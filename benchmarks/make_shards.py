@@ -10,8 +10,8 @@ generated from the image's factors; a folder: a template such as "a photo of a {
 image) and `<key>.cls` (the class index); beside them sizes.json (samples per shard, as open_clip
 reads) and classes.txt (a class name per line). Then:
 
-    specrep train dataset=webdataset dataset.shards='shards/shapes/train-{000000..000009}.tar' \\
-        'dataset.eval_shards=shards/shapes/test-{000000..000001}.tar' objective=spectral_clip
+    specrep train dataset=webdataset 'dataset.shards="shards/shapes/train-{000000..000009}.tar"' \\
+        'dataset.eval_shards="shards/shapes/test-{000000..000001}.tar"' objective=spectral_clip
 """
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ from PIL import Image
 from specrep_cli.data import shapes
 from specrep_cli.data.captions import shapes_captions
 from specrep_cli.data.files import list_image_folder
+from specrep_cli.errors import DatasetError
 
 TEMPLATES = ("a photo of a {}.", "a picture of a {}.", "a blurry photo of a {}.", "a close-up photo of a {}.",
              "a photo of the {}.", "a low resolution photo of a {}.", "there is a {} in this image.")
@@ -77,8 +78,9 @@ def write_split(records: Iterator[Record], out: Path, split: str, per_shard: int
     return sizes
 
 
-def main(argv: List[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: List[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Write open_clip-style webdataset shards from the built-in shapes "
+                                                 "or an image folder, for dataset=webdataset.")
     parser.add_argument("--out", type=Path, required=True, help="folder for the shards (created)")
     parser.add_argument("--root", type=Path,
                         help="an image folder with train/ and test/ class folders (default: shapes)")
@@ -87,7 +89,24 @@ def main(argv: List[str] | None = None) -> None:
     parser.add_argument("--per-shard", type=int, default=1000, help="samples per shard")
     parser.add_argument("--seed", type=int, default=0, help="shapes' seed (as dataset.seed); a folder's caption draws")
     args = parser.parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
+    try:
+        import webdataset  # noqa: F401  (the writer)
+    except ImportError:
+        print("error: writing shards needs the webdataset library: pip install 'specrep[webdataset]'", file=sys.stderr)
+        return 1
+    if args.out.is_dir() and any(args.out.glob("*.tar")):
+        print(f"error: --out {args.out} already holds shards: choose an empty folder (old shards would stay "
+              "beside the new ones)", file=sys.stderr)
+        return 1
+    try:
+        return write(args)
+    except DatasetError as err:
+        print(f"error: {str(err).replace('dataset.root', '--root')}", file=sys.stderr)
+        return 1
+
+
+def write(args: argparse.Namespace) -> int:
+    """Both splits, sizes.json and classes.txt into args.out; what was written, on stdout."""
     if args.root is None:
         classes = list(shapes.CLASSES)
         splits = {"train": shapes_records(args.num_train, args.seed),
@@ -95,6 +114,7 @@ def main(argv: List[str] | None = None) -> None:
     else:
         train, classes = folder_records(args.root / "train", None, args.seed)
         splits = {"train": train, "test": folder_records(args.root / "test", classes, args.seed + 1)[0]}
+    args.out.mkdir(parents=True, exist_ok=True)
     sizes = {}
     for split, records in splits.items():
         sizes.update(write_split(records, args.out, split, args.per_shard))
@@ -105,6 +125,7 @@ def main(argv: List[str] | None = None) -> None:
         print(f"{split}: {sum(sizes[n] for n in shards):,} samples in {len(shards)} shards: "
               f"{args.out / split}-{{000000..{len(shards) - 1:06d}}}.tar")
     print(f"classes: {args.out / 'classes.txt'} ({len(classes)})")
+    return 0
 
 
 if __name__ == "__main__":

@@ -272,7 +272,7 @@ def preflight(command: str, args: List[str]) -> str | None:
             return None
         with initialize_config_module(config_module="specrep_cli.conf", version_base="1.3"):
             parsed = overrides.parse(line.overrides, GlobalHydra.instance().config_loader())
-            if problem := chosen_tuned(parsed) or renamed(parsed):
+            if problem := chosen_tuned(parsed) or renamed(parsed) or overrides.expanded_braces(parsed):
                 return problem
             combinations = representative_overrides(parsed)
         for combination in combinations:

@@ -523,11 +523,14 @@ class WebDatasetConfig(ImageDatasetConfig):
         for key in ("shards", "eval_shards"):
             value = getattr(self, key)
             _require(value is None and key == "eval_shards" or _shard_spec(value),
-                     f"dataset.{key} must be a brace pattern (e.g. 'shards/train-{{000000..000009}}.tar') or a "
-                     f"non-empty list of paths and URLs, got {value!r}")
-        _require((self.eval_shards is None) != (self.eval_root is None),
+                     f"dataset.{key} must be a brace pattern (e.g. 'dataset.{key}=\"train-{{000000..000009}}.tar\"') "
+                     f"or a non-empty list of paths and URLs, got {value!r}")
+        _require(self.eval_shards is not None or self.eval_root is not None,
                  "dataset=webdataset needs one evaluation set: dataset.eval_shards=<labelled shards> (with "
                  ".cls and dataset.classes) or dataset.eval_root=<folder with train/ and test/ class folders>")
+        _require(self.eval_shards is None or self.eval_root is None,
+                 "dataset.eval_shards and dataset.eval_root are both set: give one evaluation set (set the "
+                 "other to null)")
         _require(self.samples_per_epoch is None or self.samples_per_epoch > 0,
                  "dataset.samples_per_epoch must be null (the shards' sizes.json) or > 0")
         _require(0 < self.test_fraction < 1, "dataset.test_fraction must be in (0, 1)")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import itertools
 from collections.abc import Sequence
 from typing import Any
 
@@ -133,3 +134,20 @@ def group_keys_swept(args: Sequence[str]) -> list[str]:
             continue
         out[out.index(text)] = f"{text.partition('=')[0]}=choice({value})"
     return out
+
+
+SHARD_KEYS = ("dataset.shards", "dataset.eval_shards")
+
+
+def expanded_braces(parsed: Sequence[Override]) -> str | None:
+    """A shard key given several times in a row: the shell expanded an unquoted brace pattern into one
+    override per shard (train-{0..9}.tar -> train-0.tar ... train-9.tar), of which Hydra would keep the
+    last. (The same key again later on the line is an ordinary override of the earlier one.)"""
+    keys = [o.key_or_group for o in parsed]
+    for key in SHARD_KEYS:
+        runs = [len(list(group)) for k, group in itertools.groupby(keys) if k == key]
+        count = max(runs, default=0)
+        if count > 1:
+            return (f"{key} is given {count} times: the shell expanded a brace pattern into one override per "
+                    f"shard; quote it for the shell and for Hydra: '{key}=\"train-{{000000..000009}}.tar\"'")
+    return None

@@ -79,7 +79,7 @@ def write_image_text(root: Path, per_class: int = 10, captions_per_image: int = 
 def write_shards(root: Path, split: str = "train", shards: int = 4, per_shard: int = 8, size: int = 8,
                  classes: int = 2) -> list:
     """<root>/<split>-00000k.tar as open_clip's shards (needs the webdataset extra): sample j of shard k
-    is a PNG filled with the value 10 k + j // per_shard (so every image tells its shard), a caption
+    is a PNG of the colour (10 k, j, 10 k) (so every image tells its shard and itself), a caption
     naming its class and the shard, and its class j % classes; sizes.json and classes.txt beside them.
     Returns the shard paths."""
     import io
@@ -95,7 +95,7 @@ def write_shards(root: Path, split: str = "train", shards: int = 4, per_shard: i
         with TarWriter(str(path)) as writer:
             for j in range(per_shard):
                 out = io.BytesIO()
-                Image.new("RGB", (size, size), (10 * k, 10 * k, 10 * k)).save(out, format="PNG")
+                Image.new("RGB", (size, size), (10 * k, j, 10 * k)).save(out, format="PNG")
                 writer.write({"__key__": f"{split}{k:03d}{j:04d}", "png": out.getvalue(),
                               "txt": f"a photo of a class{j % classes} from shard {k}", "cls": j % classes})
         sizes[path.name], paths = per_shard, paths + [path]

@@ -8,6 +8,7 @@ only decode and resize. Augmentation always runs on the device (augment.py).
 """
 from __future__ import annotations
 
+import signal
 from typing import Iterator
 
 import torch
@@ -40,12 +41,19 @@ def batches(images: Images, order: Tensor, batch_size: int, device: torch.device
     loader = torch.utils.data.DataLoader(images, batch_sampler=[c.tolist() for c in chunks],
                                          num_workers=images.workers, pin_memory=device.type == "cuda",
                                          prefetch_factor=4 if images.workers else None,
-                                         generator=torch.Generator())   # not the global RNG: resume stays exact
+                                         generator=torch.Generator(),   # not the global RNG: resume stays exact
+                                         worker_init_fn=ignore_interrupts)
     try:
         for batch in loader:
             yield batch.to(device, non_blocking=True)
     except DatasetError as err:   # from a worker, wrapped in its traceback: keep the one line
         raise worker_error(err) from None
+
+
+def ignore_interrupts(worker: int) -> None:
+    """A DataLoader worker ignores Ctrl-C (the terminal sends it to the whole process group): the
+    training process decides how to stop, and says so once."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def worker_error(err: DatasetError) -> DatasetError:

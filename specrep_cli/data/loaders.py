@@ -292,7 +292,10 @@ def _load_webdataset(cfg: WebDatasetConfig, fits: Fits) -> ImageData:
         folder = ImageFolderConfig(root=cfg.eval_root, image_size=cfg.image_size, in_memory=cfg.in_memory,
                                    memory_budget_gib=cfg.memory_budget_gib, resize=cfg.resize,
                                    cache_dir=cfg.cache_dir, workers=cfg.workers)
-        data = _load_imagefolder(folder, fits)
+        try:
+            data = _load_imagefolder(folder, fits)
+        except DatasetError as err:   # the folder loader's words name its own key
+            raise DatasetError(str(err).replace("dataset.root", "dataset.eval_root")) from None
     else:
         data = _eval_shards(cfg)
     data.unlabelled_images = stream
@@ -303,13 +306,17 @@ def _eval_shards(cfg: WebDatasetConfig) -> ImageData:
     """The labelled evaluation shards, decoded: a fixed random test_fraction (split_seed) is the test split."""
     urls = shard_urls(cfg.eval_shards, "dataset.eval_shards")
     how = Reading(cfg.image_size, cfg.resize, captions=True, labels=True, stop=cfg.bad_samples == "stop")
-    images, labels, texts, bad = read_shards(urls, how)
+    try:
+        images, labels, texts, bad = read_shards(urls, how)
+    except DatasetError as err:
+        hint = "; evaluation shards need labels (.cls) and captions (.txt)" if "no readable" in str(err) else ""
+        raise DatasetError(f"{err}{hint}") from None
     if bad.count:
         log.warning(f"dataset.eval_shards: {bad.count} bad sample(s) skipped, e.g. {bad.named[0]}")
     classes = _shard_classes(cfg, urls, int(labels.max()) + 1)
     if int(labels.min()) < 0 or int(labels.max()) >= len(classes):
-        raise DatasetError(f"dataset.eval_shards: a .cls of {int(labels.min())}..{int(labels.max())} is outside "
-                           f"the {len(classes)} classes of {cfg.classes}")
+        raise DatasetError(f"dataset.eval_shards: their .cls run {int(labels.min())}..{int(labels.max())}, and "
+                           f"dataset.classes names {len(classes)} classes: give one name per class, a line each")
     n = images.shape[0]
     n_test = max(1, round(n * cfg.test_fraction))
     if n_test >= n:

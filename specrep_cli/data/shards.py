@@ -46,9 +46,16 @@ def shard_urls(spec: Any, key: str) -> List[str]:
     urls = [u for item in ([spec] if isinstance(spec, str) else list(spec)) for u in expand_urls(str(item))]
     missing = [u for u in urls if not is_remote(u) and not Path(u).expanduser().is_file()]
     if missing:
+        first = Path(missing[0]).expanduser()
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-        raise DatasetError(f"{key}: {missing[0]} does not exist{more}; write shards with "
-                           "benchmarks/make_shards.py or point the pattern at yours")
+        if first.is_dir():
+            why = "is a folder: name its shard files, e.g. train-{000000..000009}.tar"
+        elif any(c in str(first) for c in "*?["):
+            why = "does not exist: shard lists take brace patterns ({000000..000009}), not globs"
+        else:
+            why = f"does not exist{more}" + ("" if first.is_absolute() else f" (from {Path.cwd()})")
+        raise DatasetError(f"{key}: {missing[0]} {why}; write shards with benchmarks/make_shards.py or point "
+                           f"{key} at yours")
     return [u if is_remote(u) else str(Path(u).expanduser()) for u in urls]
 
 
@@ -74,13 +81,20 @@ def sizes_json_count(urls: Sequence[str]) -> int | None:
 
 @dataclass
 class Bad:
-    """Bad samples met: how many, and the first NAMED of them ("shard: key: why")."""
+    """Bad samples met: how many, and the first NAMED of them ("shard: key: why"); a reader that cycles
+    its shards meets the same ones again, counted once (`seen`)."""
     count: int = 0
     named: List[str] = field(default_factory=list)
+    seen: set = field(default_factory=set)
 
     def add(self, count: int, named: Sequence[str]) -> None:
         self.count += count
         self.named += list(named)[:NAMED - len(self.named)]
+
+    def meet(self, line: str) -> None:
+        if line not in self.seen:
+            self.seen.add(line)
+            self.add(1, [line])
 
 
 @dataclass(frozen=True)
@@ -144,13 +158,14 @@ def shard_samples(url: str, how: Reading, bad: Bad) -> Iterator[Sample]:
     from webdataset.tariterators import group_by_keys, tar_file_expander
 
     failed: List[Exception] = []
+    read = [0]   # samples grouped so far
 
     def broken(err: Exception) -> bool:   # webdataset's handler: False ends the shard
         if not failed:
             failed.append(err)
-            why = f"unreadable or truncated tar ({type(err).__name__}: {str(err.args[0]) if err.args else ''}"
-            why = why.split(" @ ")[0] + (", no data: is the URL reachable?)" if is_remote(url) else ")")
-            reject(url, "-", why, how, bad)
+            cause = f"{type(err).__name__}: {str(err.args[0]) if err.args else ''}".split(" @ ")[0]
+            where = ": no data, is the URL reachable?" if is_remote(url) and not read[0] else ""
+            reject(url, None, f"truncated or unreadable tar after {read[0]} samples ({cause}){where}", how, bad)
         return False
 
     try:
@@ -164,6 +179,7 @@ def shard_samples(url: str, how: Reading, bad: Bad) -> Iterator[Sample]:
                                     handler=broken):
             if failed:
                 break
+            read[0] += 1
             if last is not None:
                 yield from good(url, last, how, bad)
             last = sample
@@ -171,7 +187,8 @@ def shard_samples(url: str, how: Reading, bad: Bad) -> Iterator[Sample]:
         if last is not None and not (cut and isinstance(parse(last, how), str)):
             yield from good(url, last, how, bad)
         if cut and not failed:
-            reject(url, "-", "truncated tar (it ends without the end-of-archive blocks)", how, bad)
+            reject(url, None, f"truncated tar after {read[0]} samples (it ends without the end-of-archive blocks)",
+                   how, bad)
     finally:
         try:
             tail.raw.close()   # a pipe's (curl's) exit status is read here
@@ -188,12 +205,13 @@ def good(url: str, sample: dict, how: Reading, bad: Bad) -> Iterator[Sample]:
         yield parsed
 
 
-def reject(url: str, key: str, why: str, how: Reading, bad: Bad) -> bool:
-    """Count a bad sample (or shard), or stop on it; True (skip it and go on)."""
-    line = f"{url}: {key}: {why}"
+def reject(url: str, key: str | None, why: str, how: Reading, bad: Bad) -> bool:
+    """Count a bad sample (key) or shard (None), or stop on it; True (skip it and go on)."""
+    line = f"{url}: {why}" if key is None else f"{url}: {key}: {why}"
     if how.stop:
-        raise DatasetError(f"bad sample in {line}; fix or remove it, or set dataset.bad_samples=skip")
-    bad.add(1, [line])
+        raise DatasetError(f"bad {'shard' if key is None else 'sample in'} {line}; fix or remove it, or set "
+                           "dataset.bad_samples=skip")
+    bad.meet(line)
     return True
 
 

@@ -26,7 +26,7 @@ from torch import Tensor
 
 from ..config import WebDatasetConfig
 from ..errors import DatasetError
-from .batches import worker_error
+from .batches import ignore_interrupts, worker_error
 from .shards import Bad, Reading, Sample, shard_samples, shard_urls, sizes_json_count
 
 
@@ -68,8 +68,8 @@ class ShardStream(torch.utils.data.IterableDataset):
         urls = shard_urls(cfg.shards, "dataset.shards")
         samples = cfg.samples_per_epoch or sizes_json_count(urls)
         if samples is None:
-            raise DatasetError("dataset.samples_per_epoch is needed: the shards have no sizes.json beside them "
-                               "listing each one's samples (open_clip's --train-num-samples)")
+            raise DatasetError("dataset.samples_per_epoch is needed (open_clip's --train-num-samples): no "
+                               "sizes.json beside the shards lists the samples of every one of them")
         return cls(urls, samples, cfg)
 
     @property
@@ -123,25 +123,22 @@ class ShardStream(torch.utils.data.IterableDataset):
         return captions
 
     def slot_samples(self, slot: int, slots: int, bad: Bad) -> Iterator[Sample]:
-        """A slot's samples for the epoch, without end: its deal of the epoch's shard order, cycled
-        (reshuffled every pass), through the shuffle buffer."""
+        """A slot's samples for the epoch, without end: its deal of the epoch's shard order, pass after
+        pass (reshuffled each time), each pass through the shuffle buffer on its own (so a pass never
+        holds a sample twice)."""
         order = list(self.urls)
         seeded(self.seed, self.epoch, "shards").shuffle(order)
         mine, how = order[slot::slots], self.reading(captions=self.tokenizer is not None)
-
-        def passes() -> Iterator[Sample]:
-            for n in itertools.count():
-                seeded(self.seed, self.epoch, slot, n).shuffle(mine)
-                got = 0
-                for url in mine:
-                    for sample in shard_samples(url, how, bad):
-                        got += 1
-                        yield sample
-                if not got:
-                    raise DatasetError(f"dataset.shards: no readable sample in {', '.join(mine[:3])}"
-                                       f"{' ...' if len(mine) > 3 else ''} ({bad.named[0] if bad.named else 'empty'})")
-
-        return buffer_shuffle(passes(), self.buffer, seeded(self.seed, self.epoch, slot, "buffer"))
+        for n in itertools.count():
+            seeded(self.seed, self.epoch, slot, n).shuffle(mine)
+            one_pass = (sample for url in mine for sample in shard_samples(url, how, bad))
+            got = 0
+            for sample in buffer_shuffle(one_pass, self.buffer, seeded(self.seed, self.epoch, slot, n, "buffer")):
+                got += 1
+                yield sample
+            if not got:
+                raise DatasetError(f"dataset.shards: no readable sample in {', '.join(mine[:3])}"
+                                   f"{' ...' if len(mine) > 3 else ''} ({bad.named[0] if bad.named else 'empty'})")
 
     def slot_batches(self, slot: int, slots: int) -> Iterator[Tuple[Tensor, Tensor | None, int, List[str]]]:
         """(uint8 images (b, 3, S, S), caption ids (b, L) or None, bad samples met since the last batch,
@@ -172,7 +169,7 @@ class ShardStream(torch.utils.data.IterableDataset):
         read by dataset.workers DataLoader processes; the epoch's bad samples gather in self.bad."""
         self.epoch, self.first, self.bad = epoch, first, Bad()
         loader = torch.utils.data.DataLoader(self, batch_size=None, num_workers=self.workers,
-                                             pin_memory=device.type == "cuda",
+                                             pin_memory=device.type == "cuda", worker_init_fn=ignore_interrupts,
                                              prefetch_factor=4 if self.workers else None,
                                              generator=torch.Generator())   # not the global RNG: resume stays exact
         try:

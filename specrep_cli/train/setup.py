@@ -318,7 +318,9 @@ def build_run(cfg: TrainConfig, dirs: RunDirs, ranks: Ranks = Ranks(), data: Ima
     cfg = with_model_sizes(cfg, getattr(data, "image_size", None))   # encoder=timm: auto sizes follow the model
     n_train, batch_size = data.ssl_images.shape[0], cfg.trainer.batch_size
     if batch_size > n_train:
-        what = "pairs per epoch (dataset.pairs_per_epoch)" if isinstance(data, GraphData) else "images"
+        what = ("pairs per epoch (dataset.pairs_per_epoch)" if isinstance(data, GraphData) else
+                "samples an epoch (dataset.samples_per_epoch)" if isinstance(data.ssl_images, ShardStream)
+                else "images")
         raise DatasetError(f"trainer.batch_size={batch_size} is larger than the training set "
                            f"({n_train} {what}): lower the batch size or enlarge the dataset")
     pairs, tokenizer = build_pairs(cfg, data, device)
@@ -354,6 +356,9 @@ def start_state(run: Run) -> LoopState:
         progress.logger_ids.clear()
     if changes:   # in this invocation's log, and in metrics.jsonl, where the report finds every resume's
         log.info(f"resuming with changed settings: {'; '.join(changes)}")
+        if isinstance(run.data.ssl_images, ShardStream) and any(c.startswith("dataset.workers") for c in changes):
+            log.warning("dataset.workers changed: a webdataset epoch is dealt to ranks x workers readers, so the "
+                        "rest of the run reads its samples in another order (not bit for bit the run left alone)")
         run.metrics.write({"step": progress.step, "epoch": progress.epoch, "resumed_from": str(source),
                            "changed": changes})
     if position is not None:

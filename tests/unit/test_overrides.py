@@ -127,3 +127,12 @@ def test_a_multirun_s_keys_under_a_swept_group_become_sweeps_of_their_one_value(
     alone = ["objective=clip", "objective.text.width=32"]   # no --multirun: as they are
     assert group_keys_swept(alone) == alone
     assert group_keys_swept(["-m", "objective=clip,siglip", "~objective.text.width"])[-1] == "~objective.text.width"
+
+
+def test_a_shard_pattern_the_shell_expanded_is_named():
+    from specrep_cli.overrides import expanded_braces
+    assert "dataset.shards is given 3 times: the shell expanded a brace pattern" in expanded_braces(
+        parse(["dataset=webdataset", "dataset.shards=a-0.tar", "dataset.shards=a-1.tar", "dataset.shards=a-2.tar"]))
+    assert expanded_braces(parse(["dataset.shards=a.tar", "seed=1", "seed=2"])) is None
+    later = ["dataset.shards=a.tar", "seed=1", "dataset.shards=b.tar"]   # an ordinary later override
+    assert expanded_braces(parse(later)) is None

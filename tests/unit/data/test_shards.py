@@ -180,7 +180,30 @@ def test_the_settings_a_user_gets_wrong_are_one_line(four, tmp_path):
     bare = tmp_path / "bare"
     bare.mkdir()
     (bare / "a.tar").write_bytes(Path(four[0]).read_bytes())
-    with pytest.raises(DatasetError, match="dataset.samples_per_epoch is needed: .*sizes.json"):
+    with pytest.raises(DatasetError, match="dataset.samples_per_epoch is needed .*sizes.json"):
         ShardStream.of(WebDatasetConfig(shards=str(bare / "a.tar"), eval_root="x"))
     given = WebDatasetConfig(shards=str(bare / "a.tar"), eval_root="x", samples_per_epoch=5)
     assert ShardStream.of(given).shape[0] == 5
+
+
+def test_a_pass_never_repeats_a_sample_and_a_bad_one_met_again_counts_once(four, tmp_path):
+    s = stream(four[:1], samples=32, buffer=1000)   # one shard of 8 under a buffer of 1,000
+    s.assign(seed=0, rank=0, world=1, batch=4, steps=8)
+    bad = S.Bad()
+    samples = s.slot_samples(0, 1, bad)
+    first = [next(samples)[0] for _ in range(PER_SHARD)]
+    assert sorted(int(a[0, 0, 1]) for a in first) == list(range(PER_SHARD))   # the shard's 8, each once
+    raw = Path(four[1]).read_bytes()
+    (tmp_path / "cut.tar").write_bytes(raw[:len(raw) // 2])
+    how = S.Reading(8, "stretch", captions=True, labels=False, stop=False)
+    for _ in range(3):   # a reader cycling its shards meets the same cut again
+        list(S.shard_samples(str(tmp_path / "cut.tar"), how, bad))
+    assert bad.count == 1 and bad.named[0].startswith(f"{tmp_path / 'cut.tar'}: truncated")
+
+
+def test_a_folder_or_a_glob_for_shards_is_named_for_what_it_is(four):
+    folder = Path(four[0]).parent
+    with pytest.raises(DatasetError, match="is a folder: name its shard files"):
+        S.shard_urls(str(folder), "dataset.shards")
+    with pytest.raises(DatasetError, match="brace patterns .*, not globs"):
+        S.shard_urls(f"{folder}/*.tar", "dataset.shards")
