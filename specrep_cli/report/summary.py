@@ -61,22 +61,30 @@ BIPARTITE_METRICS = (   # two towers on a bipartite graph: phi and nu against th
 RITZ_METRICS = (   # eval.ritz with labels: the ordered functions whose probe reaches 95 % of all of them
     ("ritz_dims_for_95", "Ritz dims for 95 %", ("ritz", "dims_for_95")),
 )
-FORMATS = {"probe_top1": "{:.2f}", "knn_top1": "{:.2f}", "effective_rank": "{:.1f}",
+TEXT_METRICS = (   # image-text runs: zero-shot and retrieval
+    ("zero_shot_top1", "zero-shot top-1 %", ("zero_shot", "top1")),
+    ("image_to_text_r1", "image->text R@1 %", ("retrieval", "image_to_text", "r1")),
+)
+FORMATS = {"probe_top1": "{:.2f}", "zero_shot_top1": "{:.2f}", "image_to_text_r1": "{:.2f}", "knn_top1": "{:.2f}",
+           "effective_rank": "{:.1f}",
            "images_per_second": "{:.0f}", "train_seconds": "{:.1f}", "subspace_alignment": "{:.4f}",
            "eigenvalue_error": "{:.4f}", "eigengap": "{:.4f}", "ritz_dims_for_95": "{:g}",
            "phi_alignment": "{:.4f}", "nu_alignment": "{:.4f}"}
-ALL_METRICS = METRICS + RITZ_METRICS + GRAPH_METRICS + BIPARTITE_METRICS
+ACCURACIES = ("probe_top1", "knn_top1", "zero_shot_top1", "image_to_text_r1")   # shown as mean ± std
+ALL_METRICS = METRICS + TEXT_METRICS + RITZ_METRICS + GRAPH_METRICS + BIPARTITE_METRICS
 
 
 def metrics_of(groups: Sequence["Group"]) -> Tuple[Tuple[str, str, Tuple[str, ...]], ...]:
-    """The columns of these groups' table: METRICS, RITZ_METRICS when any run has a prefix curve, and
-    GRAPH_METRICS when any run is on a graph, BIPARTITE_METRICS when any has two towers on a bipartite one."""
+    """The columns of these groups' table: METRICS, TEXT_METRICS when any run has zero-shot or retrieval,
+    RITZ_METRICS when any run has a prefix curve, GRAPH_METRICS when any run is on a graph,
+    BIPARTITE_METRICS when any has two towers on a bipartite one."""
     runs = [r for g in groups for r in g.runs]
+    text = any("zero_shot" in r.report or "retrieval" in r.report for r in runs)
     ritz = any("dims_for_95" in (r.report.get("ritz") or {}) for r in runs)
     graph = any("graph" in r.report for r in runs)
     bipartite = any("bipartite" in r.report for r in runs)
-    return (METRICS + (RITZ_METRICS if ritz else ()) + (GRAPH_METRICS if graph else ())
-            + (BIPARTITE_METRICS if bipartite else ()))
+    return (METRICS + (TEXT_METRICS if text else ()) + (RITZ_METRICS if ritz else ())
+            + (GRAPH_METRICS if graph else ()) + (BIPARTITE_METRICS if bipartite else ()))
 
 
 @dataclass
@@ -259,7 +267,7 @@ def _rows(groups: Sequence[Group]) -> List[List[str]]:
     for g in groups:
         stats = group_stats(g)
         rows.append([g.label, str(len(samples(g)))]
-                    + [_cell(col, stats[col], col in ("probe_top1", "knn_top1")) for col, _, _ in metrics_of(groups)])
+                    + [_cell(col, stats[col], col in ACCURACIES) for col, _, _ in metrics_of(groups)])
     return rows
 
 

@@ -57,6 +57,9 @@ def test_a_sweep_of_clip_and_spectral_clip_trains_scores_zero_shot_and_resumes_i
         log = (run / "train.log").read_text()
         assert "streamed from 8 shards by 2 DataLoader workers, 512 samples an epoch" in log
         assert "16 steps/epoch" in log
+    summary = run_cli("report", str(tmp_path / "sweep"), cwd=tmp_path)
+    assert summary.returncode == 0, summary.stderr
+    assert "zero-shot top-1 %" in summary.stdout and "image->text R@1 %" in summary.stdout
     # spectral_clip again, stopped by Ctrl-C inside its second epoch, then resumed: the sweep's weights
     run = tmp_path / "stopped"
     args = ["objective=spectral_clip", *common, f"hydra.run.dir={run}"]
