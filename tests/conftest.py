@@ -52,6 +52,21 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300,
                           timeout=timeout)
 
 
+def start_train(args: list, cwd: Path) -> subprocess.Popen:
+    """`python -m specrep_cli train ARGS` started in the background, its stdout and stderr piped (text)."""
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    return subprocess.Popen([sys.executable, "-m", "specrep_cli", "train", *args], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(proc: subprocess.Popen, marker: str) -> None:
+    """Block until the run prints a line containing `marker` on stdout (its stderr in the failure)."""
+    for line in proc.stdout:
+        if marker in line:
+            return
+    raise AssertionError(proc.stderr.read())
+
+
 def assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> None:
     """A non-zero exit, no traceback, and the message naming what is wrong."""
     assert proc.returncode != 0, proc.stdout + proc.stderr

@@ -20,7 +20,7 @@ from ..config import DatasetConfig, ImageDatasetConfig, ImageFolderConfig
 from ..errors import DatasetError
 from .files import Fits, ImageFiles, decode_images
 from .graphs import load_graph
-from .loaders import LOADERS, subset_indices
+from .loaders import LOADERS, fraction_split, subset_indices
 from .splits import ImageData, Images, take
 from .stream import ShardStream
 from .unlabelled import load_unlabelled, unlabelled_only
@@ -81,11 +81,7 @@ def hold_out(data: ImageData, fraction: float, seed: int = 0) -> ImageData:
     """For tuning: a fixed random `fraction` of the labelled train split becomes the probe's test split
     and leaves training (SSL and the probe's fit); the real test split is not used."""
     n = data.train_images.shape[0]
-    n_val = max(1, round(n * fraction))
-    if n_val >= n:
-        raise DatasetError(f"dataset.holdout={fraction} leaves no training images of the {n}")
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    val, keep = perm[:n_val].sort().values, perm[n_val:].sort().values
+    val, keep = fraction_split(n, fraction, seed, f"dataset.holdout={fraction} leaves no training images of the {n}")
     captions = data.train_captions
     return ImageData(take(data.train_images, keep), data.train_labels[keep], take(data.train_images, val),
                      data.train_labels[val], data.classes, data.unlabelled_images,

@@ -30,7 +30,7 @@ from ..registry import Registry
 from . import shapes
 from .captions import folder_classes, read_captions_csv, read_captions_tsv, shapes_captions
 from .files import Fits, decode_or_stream, list_image_folder
-from .shards import Reading, read_shards, shard_urls
+from .shards import Reading, is_remote, read_shards, shard_urls
 from .splits import Captions, ImageData
 from .stream import ShardStream
 
@@ -46,6 +46,16 @@ def subset_indices(n: int, size: int | None, seed: int = 0) -> Tensor | None:
         return None
     g = torch.Generator().manual_seed(seed)
     return torch.randperm(n, generator=g)[:size].sort().values
+
+
+def fraction_split(n: int, fraction: float, seed: int, refusal: str) -> tuple[Tensor, Tensor]:
+    """(held out, kept), each sorted: a fixed random `fraction` of n items (at least one) by `seed`, and
+    the rest; DatasetError(refusal) when none would be kept."""
+    held = max(1, round(n * fraction))
+    if held >= n:
+        raise DatasetError(refusal)
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return perm[:held].sort().values, perm[held:].sort().values
 
 
 def resize(images: Tensor, size: int, chunk: int = 2048) -> Tensor:
@@ -264,12 +274,9 @@ def _load_image_text(cfg: ImageTextConfig, fits: Fits) -> ImageData:
     labels = torch.tensor([classes.index(p.split("/", 1)[0]) for p in paths] if classes else [], dtype=torch.int64)
     captions = Captions([caption for _, caption in rows], torch.tensor([row_of[image] for image, _ in rows]))
 
-    n_test = max(1, round(len(paths) * cfg.test_fraction))
-    if n_test >= len(paths):
-        raise DatasetError(f"{tsv} names {len(paths)} images: too few to hold out "
-                           f"dataset.test_fraction={cfg.test_fraction} of them and train on the rest")
-    perm = torch.randperm(len(paths), generator=torch.Generator().manual_seed(cfg.split_seed))
-    test_idx, train_idx = perm[:n_test].sort().values, perm[n_test:].sort().values
+    test_idx, train_idx = fraction_split(len(paths), cfg.test_fraction, cfg.split_seed,
+                                         f"{tsv} names {len(paths)} images: too few to hold out "
+                                         f"dataset.test_fraction={cfg.test_fraction} of them and train on the rest")
     keep = subset_indices(len(train_idx), cfg.subset)
     if keep is not None:
         train_idx = train_idx[keep]
@@ -318,12 +325,9 @@ def _eval_shards(cfg: WebDatasetConfig) -> ImageData:
         raise DatasetError(f"dataset.eval_shards: their .cls run {int(labels.min())}..{int(labels.max())}, and "
                            f"dataset.classes names {len(classes)} classes: give one name per class, a line each")
     n = images.shape[0]
-    n_test = max(1, round(n * cfg.test_fraction))
-    if n_test >= n:
-        raise DatasetError(f"dataset.eval_shards hold {n} samples: too few to hold out "
-                           f"dataset.test_fraction={cfg.test_fraction} of them as the test split")
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.split_seed))
-    test, train = perm[:n_test].sort().values, perm[n_test:].sort().values
+    test, train = fraction_split(n, cfg.test_fraction, cfg.split_seed,
+                                 f"dataset.eval_shards hold {n} samples: too few to hold out "
+                                 f"dataset.test_fraction={cfg.test_fraction} of them as the test split")
     captions = Captions(texts, torch.arange(n))
     return ImageData(images[train], labels[train], images[test], labels[test], classes,
                      train_captions=captions.subset(train), test_captions=captions.subset(test))
@@ -333,7 +337,7 @@ def _shard_classes(cfg: WebDatasetConfig, urls: list[str], count: int) -> list[s
     """The class names of .cls 0, 1, ...: dataset.classes (a file, one per line), else classes.txt beside
     the first evaluation shard, else the numbers themselves."""
     path = data_root(cfg.classes) if cfg.classes is not None else None
-    if path is None and "://" not in urls[0] and (Path(urls[0]).parent / "classes.txt").is_file():
+    if path is None and not is_remote(urls[0]) and (Path(urls[0]).parent / "classes.txt").is_file():
         path = Path(urls[0]).parent / "classes.txt"
     if path is None:
         return [str(i) for i in range(count)]

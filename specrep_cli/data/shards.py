@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,10 +26,14 @@ from torch import Tensor
 from ..errors import DatasetError
 from .files import decode_one
 
-log = logging.getLogger("specrep")
 IMAGE_KEYS = ("jpg", "jpeg", "png", "webp", "bmp", "ppm", "tif", "tiff")
 NAMED = 3   # bad samples named per epoch in the log (the rest are counted)
 Sample = Tuple[np.ndarray, str | None, int | None]   # uint8 (S, S, 3), caption, class
+
+
+def stack_images(samples: Sequence[Sample]) -> Tensor:
+    """The samples' images as one uint8 (N, 3, S, S) tensor."""
+    return torch.from_numpy(np.stack([s[0] for s in samples])).permute(0, 3, 1, 2).contiguous()
 
 
 def is_remote(url: str) -> bool:
@@ -231,7 +234,7 @@ def read_shards(urls: Sequence[str], how: Reading) -> Tuple[Tensor, Tensor | Non
     if not samples:
         raise DatasetError(f"{urls[0]}{' ...' if len(urls) > 1 else ''}: no readable sample in "
                            f"{len(urls)} shard(s) ({bad.named[0] if bad.named else 'empty'})")
-    images = torch.from_numpy(np.stack([s[0] for s in samples])).permute(0, 3, 1, 2).contiguous()
+    images = stack_images(samples)
     labels = torch.tensor([s[2] for s in samples], dtype=torch.int64) if how.labels else None
     texts = [s[1] for s in samples] if how.captions else None
     return images, labels, texts, bad

@@ -20,14 +20,13 @@ import itertools
 import random
 from typing import Any, Iterator, List, Sequence, Tuple
 
-import numpy as np
 import torch
 from torch import Tensor
 
 from ..config import WebDatasetConfig
 from ..errors import DatasetError
 from .batches import ignore_interrupts, worker_error
-from .shards import Bad, Reading, Sample, shard_samples, shard_urls, sizes_json_count
+from .shards import Bad, Reading, Sample, shard_samples, shard_urls, sizes_json_count, stack_images
 
 
 def seeded(*parts: Any) -> random.Random:
@@ -110,7 +109,7 @@ class ShardStream(torch.utils.data.IterableDataset):
             if not first:
                 raise DatasetError(f"dataset.shards: no readable sample in {self.urls[0]} ... "
                                    f"({bad.named[0] if bad.named else 'the shards are empty'})")
-            images = torch.from_numpy(np.stack([s[0] for s in first])).permute(0, 3, 1, 2).contiguous()
+            images = stack_images(first)
             self._peek = images, [s[1] for s in first if s[1] is not None]
         return self._peek
 
@@ -147,7 +146,7 @@ class ShardStream(torch.utils.data.IterableDataset):
         samples, counted, named = self.slot_samples(slot, slots, bad), 0, 0
         while True:
             chunk = list(itertools.islice(samples, self.batch))
-            images = torch.from_numpy(np.stack([s[0] for s in chunk])).permute(0, 3, 1, 2).contiguous()
+            images = stack_images(chunk)
             ids = self.tokenizer.encode([s[1] for s in chunk], self.length)[0] if self.tokenizer is not None else None
             yield images, ids, bad.count - counted, bad.named[named:]
             counted, named = bad.count, len(bad.named)

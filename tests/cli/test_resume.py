@@ -2,18 +2,16 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY, assert_one_line_error, run_cli
+from conftest import TINY, assert_one_line_error, run_cli, start_train, wait_for
 
 TWO_EPOCHS = [o for o in TINY if not o.startswith("trainer.epochs")] + [
     "trainer.epochs=2", "trainer.checkpoint_every_n_epochs=1", "eval.random_init=false"]
@@ -67,20 +65,6 @@ LONG = [o for o in TINY if not o.startswith(("trainer.epochs", "trainer.batch_si
     "trainer.epochs=6", "trainer.batch_size=32", "eval.random_init=false", "eval.probe.fast.steps=5"]
 
 
-def _start(args, cwd):
-    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
-    return subprocess.Popen([sys.executable, "-m", "specrep_cli", "train", *args], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def _wait_for(proc, marker: str) -> None:
-    """Block until the run prints a line containing `marker`."""
-    for line in proc.stdout:
-        if marker in line:
-            return
-    raise AssertionError(proc.stderr.read())
-
-
 def _weights(run_dir: Path) -> dict:
     ckpt = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
     return {**{f"encoder.{k}": v for k, v in ckpt["encoder"].items()}, **ckpt["objective"]}
@@ -104,8 +88,8 @@ def uninterrupted(tmp_path_factory) -> dict:
 def test_a_signal_writes_a_checkpoint_says_how_to_resume_and_resume_ends_identical(signum, tmp_path,
                                                                                  uninterrupted):
     run = tmp_path / "run"
-    proc = _start([*LONG, f"hydra.run.dir={run}"], tmp_path)
-    _wait_for(proc, "epoch 1/")   # inside the training loop
+    proc = start_train([*LONG, f"hydra.run.dir={run}"], tmp_path)
+    wait_for(proc, "epoch 1/")   # inside the training loop
     proc.send_signal(signum)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signum, err
@@ -122,8 +106,8 @@ def test_a_signal_writes_a_checkpoint_says_how_to_resume_and_resume_ends_identic
 def test_a_second_sigint_stops_at_once_without_a_traceback(tmp_path):
     # resnet18 steps take long enough on a CPU for the second Ctrl-C to land inside one
     slow = [*LONG, "encoder=resnet18", "encoder.width=16", f"hydra.run.dir={tmp_path / 'run'}"]
-    proc = _start(slow, tmp_path)
-    _wait_for(proc, "epoch 1/")
+    proc = start_train(slow, tmp_path)
+    wait_for(proc, "epoch 1/")
     proc.send_signal(signal.SIGINT)
     for line in proc.stderr:
         if "finishing the step" in line:
@@ -142,9 +126,9 @@ def test_sigkill_at_random_moments_then_resume_ends_identical(tmp_path, uninterr
     rng = random.Random(0)
     for attempt in range(3):
         resume = [f"resume={run}"] if (run / "checkpoints" / "last.pt").exists() else []
-        proc = _start([*LONG, *resume, f"hydra.run.dir={tmp_path / f'inv{attempt}' if resume else run}"],
+        proc = start_train([*LONG, *resume, f"hydra.run.dir={tmp_path / f'inv{attempt}' if resume else run}"],
                       tmp_path)
-        _wait_for(proc, "steps/epoch")   # the last line before the training loop
+        wait_for(proc, "steps/epoch")   # the last line before the training loop
         deadline = time.monotonic() + 120
         while not resume and not (run / "checkpoints" / "last.pt").exists() and time.monotonic() < deadline:
             time.sleep(0.05)   # the first kill needs a checkpoint to resume from, however busy the CPU

@@ -6,16 +6,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY, edited_checkpoint, run_cli
+from conftest import TINY, edited_checkpoint, run_cli, start_train, wait_for
 
 from specrep_cli import config
 from specrep_cli.errors import CheckpointError, TrainingError, TrainingInterrupted
@@ -132,12 +129,8 @@ def test_a_signal_during_the_final_evaluation_says_rerun_and_rerunning_finishes(
     run_dir = tmp_path / "run"
     slow_eval = [*TINY, "eval.probe.protocol=standard", "eval.probe.standard.epochs=500", "eval.random_init=false",
                  f"hydra.run.dir={run_dir}"]
-    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
-    proc = subprocess.Popen([sys.executable, "-m", "specrep_cli", "train", *slow_eval], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    for line in proc.stdout:
-        if "final evaluation" in line:
-            break
+    proc = start_train(slow_eval, tmp_path)
+    wait_for(proc, "final evaluation")
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signal.SIGTERM and "Traceback" not in err, err

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, assert_one_line_error, run_cli
+from conftest import REPO, assert_one_line_error, run_cli, start_train, wait_for
 
 pytest.importorskip("webdataset", reason="dataset=webdataset is an extra: pip install 'specrep[webdataset]'")
 
@@ -63,11 +63,8 @@ def test_a_sweep_of_clip_and_spectral_clip_trains_scores_zero_shot_and_resumes_i
     # spectral_clip again, stopped by Ctrl-C inside its second epoch, then resumed: the sweep's weights
     run = tmp_path / "stopped"
     args = ["objective=spectral_clip", *common, f"hydra.run.dir={run}"]
-    proc = subprocess.Popen([sys.executable, "-m", "specrep_cli", "train", *args], cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    for line in proc.stdout:
-        if "epoch 1/2" in line:
-            break
+    proc = start_train(args, tmp_path)
+    wait_for(proc, "epoch 1/2")
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 130 and "resume with:" in err, err[-2000:]
